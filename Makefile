@@ -1,0 +1,40 @@
+# The two commands of README.md. Both set everything up on a fresh machine (a .venv in this folder).
+#   make demo   generate the embedded demo world and run the whole workflow on it
+#   make test   run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU wheel of PyTorch; set TORCH_SPEC/TORCH_PIP_ARGS for a CUDA build on a GPU machine, e.g.
+#   make demo TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cu124"
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+DEMO_DIR ?= resources/demo
+DEMO_SEED ?= 42
+CORES ?= all
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.l2h-installed
+
+.PHONY: demo test install rulegraph clean-demo
+demo: $(STAMP) $(DEMO_DIR)/manifest.json
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/default --cores $(CORES)
+
+test: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -ra
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev,report,slurm]"
+	touch $@
+
+$(DEMO_DIR)/manifest.json: | $(STAMP)
+	$(BIN)/l2h demo-world $(DEMO_DIR) --seed $(DEMO_SEED)
+
+# The DAG picture in README.md (needs graphviz's `dot`, e.g. apt-get install graphviz).
+rulegraph: $(STAMP) $(DEMO_DIR)/manifest.json
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg
+
+clean-demo:
+	rm -rf $(DEMO_DIR) resources/regions

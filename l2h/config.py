@@ -1,0 +1,144 @@
+"""Validate the workflow configuration against its JSON schema and resolve its paths.
+
+`load_config` is what the Snakefile calls at parse time: it collects *every* problem (unknown key,
+wrong type, missing file) into one `ConfigError` whose lines name the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import copy
+import glob
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from l2h.errors import ConfigError
+
+SCHEMA_RESOURCE = "schemas/config.schema.yaml"
+PATH_KEYWORD = "x-l2h-path"  # schema annotation: "input" (must exist) or "input-glob" (may be a glob)
+_REMOTE_PREFIXES = ("/vsi", "http://", "https://", "ftp://", "s3://", "gs://")
+_JSON_TYPE_NAMES = {
+    dict: "mapping", list: "list", str: "string", bool: "boolean", int: "integer", float: "number",
+    type(None): "null",
+}
+
+
+@cache
+def load_schema() -> dict:
+    """The configuration's JSON schema (a YAML file shipped inside the package)."""
+    return yaml.safe_load(files("l2h").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8"))
+
+
+def read_config_file(path: str | Path) -> dict:
+    """Parse a YAML configuration file; a syntax error names the file and the line."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"configuration file {path} must hold a mapping of keys, got {_type_name(data)}")
+    return data
+
+
+def validate_config(config: dict) -> None:
+    """Raise ConfigError listing every schema violation of `config`."""
+    validator = jsonschema.Draft202012Validator(load_schema())
+    problems = sorted({_describe(err) for err in validator.iter_errors(config)})
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def resolve_paths(config: dict, root: str | Path) -> dict:
+    """Return a copy of `config` with its input paths made absolute (relative to `root`).
+
+    Paths marked in the schema must exist; globs must match at least one file and are expanded to
+    the sorted list of matches. Remote paths (/vsicurl/, http(s)://, ...) are kept as they are.
+    """
+    resolved = copy.deepcopy(config)
+    missing: list[str] = []
+    _walk_paths(resolved, load_schema(), (), Path(root), missing)
+    if missing:
+        raise ConfigError("missing input files:\n  - " + "\n  - ".join(missing))
+    return resolved
+
+
+def load_config(config: dict, root: str | Path) -> dict:
+    """Validate `config` and resolve its paths; the one call the Snakefile makes."""
+    validate_config(config)
+    return resolve_paths(config, root)
+
+
+def _describe(err: jsonschema.ValidationError) -> str:
+    key = _key(err.absolute_path)
+    schema, value = err.schema, err.instance
+    if err.validator == "additionalProperties":
+        known = sorted(schema.get("properties", {}))
+        unknown = sorted(set(value) - set(known))
+        where = f"under '{key}'" if key else "at the top level"
+        return (f"unknown key(s) {', '.join(repr(_join(key, u)) for u in unknown)} {where}; "
+                f"expected one of: {', '.join(known)}")
+    if err.validator == "required":
+        missing = [name for name in schema["required"] if name not in value]
+        return "; ".join(f"config key '{_join(key, m)}' is required but missing" for m in missing)
+    if err.validator == "type":
+        expected = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        return (f"config key '{key}': expected {' or '.join(expected)}, "
+                f"got {value!r} ({_type_name(value)})")
+    if err.validator == "enum":
+        return f"config key '{key}': expected one of {err.validator_value}, got {value!r}"
+    return f"config key '{key}': {err.message}"
+
+
+def _walk_paths(node: Any, schema: dict, key: tuple, root: Path, missing: list[str]) -> None:
+    if isinstance(node, dict):
+        for name, sub in schema.get("properties", {}).items():
+            if name in node:
+                if sub.get(PATH_KEYWORD) and isinstance(node[name], str):
+                    node[name] = _resolve_one(node[name], sub[PATH_KEYWORD], (*key, name), root, missing)
+                else:
+                    _walk_paths(node[name], sub, (*key, name), root, missing)
+    elif isinstance(node, list) and "items" in schema:
+        items = schema["items"]
+        if items.get(PATH_KEYWORD):
+            expanded: list[str] = []
+            for i, item in enumerate(node):
+                out = _resolve_one(item, items[PATH_KEYWORD], (*key, i), root, missing)
+                expanded.extend(out if isinstance(out, list) else [out])
+            node[:] = expanded
+        else:
+            for i, item in enumerate(node):
+                _walk_paths(item, items, (*key, i), root, missing)
+
+
+def _resolve_one(value: str, kind: str, key: tuple, root: Path, missing: list[str]) -> str | list[str]:
+    if value.startswith(_REMOTE_PREFIXES):
+        return value
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else root / path
+    if kind == "input-glob" and glob.has_magic(str(path)):
+        matches = sorted(glob.glob(str(path)))
+        if not matches:
+            missing.append(f"config key '{_key(key)}': no file matches the pattern {path}")
+        return matches
+    if not path.exists():
+        missing.append(f"config key '{_key(key)}': file not found: {path}")
+    return str(path)
+
+
+def _key(path) -> str:
+    return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path).replace(".[", "[")
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _type_name(value: Any) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)

@@ -1,0 +1,51 @@
+"""The run's output grid: one projected, metric CRS and one pixel size for every output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import rasterio
+from pyproj import CRS
+from pyproj.exceptions import CRSError
+from rasterio.errors import RasterioIOError
+
+from l2h.errors import ConfigError, InputError
+
+
+@dataclass(frozen=True)
+class Grid:
+    crs: str          # as given or as read from the imagery, e.g. "EPSG:32650"
+    resolution: float  # metres per pixel
+
+
+def resolve_grid(crs: str | None, resolution: float | None, imagery_paths: list[str]) -> Grid:
+    """The run's grid from config keys `grid.crs`/`grid.resolution`, defaulting to the imagery's.
+
+    Raises ConfigError unless the CRS is projected with metre units (areas and the 10 m label grid
+    depend on it), and InputError when the imagery cannot be opened to read the defaults.
+    """
+    if crs is None or resolution is None:
+        first = imagery_paths[0]
+        try:
+            with rasterio.open(first) as src:
+                image_crs, image_res = src.crs, src.res
+        except RasterioIOError as exc:
+            raise InputError(f"imagery {first}: cannot be opened to read its grid: {exc}") from None
+        if image_crs is None:
+            raise InputError(f"imagery {first}: has no CRS; set config key grid.crs or fix the file")
+        if crs is None:
+            epsg = image_crs.to_epsg()
+            crs = f"EPSG:{epsg}" if epsg else image_crs.to_wkt()
+        if resolution is None:
+            if abs(image_res[0] - image_res[1]) > 1e-9 * max(image_res):
+                raise InputError(f"imagery {first}: pixels are not square ({image_res}); set grid.resolution")
+            resolution = float(image_res[0])
+    try:
+        parsed = CRS.from_user_input(crs)
+    except CRSError as exc:
+        raise ConfigError(f"config key 'grid.crs': {crs!r} is not a CRS pyproj understands: {exc}") from None
+    units = {axis.unit_name for axis in parsed.axis_info}
+    if not parsed.is_projected or not units <= {"metre", "meter"}:
+        raise ConfigError(f"config key 'grid.crs' (or the imagery's CRS): {parsed.name} is not a projected "
+                          f"CRS in metres; choose one such as a UTM zone or an equal-area projection")
+    return Grid(crs=crs, resolution=float(resolution))

@@ -1,0 +1,101 @@
+"""Regions (provinces): read the user's vector file, name them with wildcard-safe slugs, and write
+each region's geometry in the run's CRS for the later stages."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import pyogrio
+from pyogrio.errors import DataSourceError, DataLayerError
+
+from l2h.errors import InputError
+from l2h.io import atomic_path
+
+_SLUG_INVALID = re.compile(r"[^a-z0-9]+")
+
+
+def slugify(name: str) -> str:
+    """A wildcard-safe identifier `[a-z0-9_]+` from a display name ("Côte Verte" -> "cote_verte")."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    return _SLUG_INVALID.sub("_", ascii_name.lower()).strip("_")
+
+
+@dataclass(frozen=True)
+class Region:
+    slug: str
+    name: str
+
+
+def read_regions(path: str | Path, name_field: str, layer: str | None = None,
+                 slug_field: str | None = None, columns_only: bool = False) -> gpd.GeoDataFrame:
+    """Read the regions file with `name` and `slug` columns added; checks fields, names and slugs."""
+    try:
+        info = pyogrio.read_info(path, layer=layer)
+    except (DataSourceError, DataLayerError) as exc:
+        raise InputError(f"regions file {path}: cannot be read as a vector dataset"
+                         f"{f' (layer {layer!r})' if layer else ''}: {exc}") from None
+    fields = list(info["fields"])
+    for key, field in (("regions.name_field", name_field), ("regions.slug_field", slug_field)):
+        if field is not None and field not in fields:
+            raise InputError(f"regions file {path}: has no attribute {field!r} (config key {key}); "
+                             f"its attributes are: {', '.join(fields) or 'none'}")
+    wanted = [name_field] + ([slug_field] if slug_field and slug_field != name_field else [])
+    frame = pyogrio.read_dataframe(path, layer=layer, columns=wanted, read_geometry=not columns_only)
+    if len(frame) == 0:
+        raise InputError(f"regions file {path}: holds no features")
+    if frame[name_field].isna().any():
+        raise InputError(f"regions file {path}: {int(frame[name_field].isna().sum())} feature(s) have "
+                         f"an empty {name_field!r}; every region needs a name")
+    frame["name"] = frame[name_field].astype(str)
+    source = frame[slug_field].astype(str) if slug_field else frame["name"]
+    frame["slug"] = source.map(slugify)
+    bad = sorted(set(frame.loc[frame["slug"] == "", "name"]))
+    if bad:
+        raise InputError(f"regions file {path}: cannot derive an ASCII identifier from region name(s) "
+                         f"{', '.join(map(repr, bad))}; set config key regions.slug_field to an "
+                         f"attribute holding ASCII identifiers (e.g. a pinyin or code column)")
+    clashes = frame.groupby("slug")["name"].unique()
+    clashes = clashes[clashes.map(len) > 1]
+    if len(clashes):
+        slug, names = next(iter(clashes.items()))
+        raise InputError(f"regions file {path}: region names {', '.join(map(repr, names))} all map to "
+                         f"the identifier {slug!r}; rename one or set regions.slug_field")
+    return frame
+
+
+def list_regions(path: str | Path, name_field: str, layer: str | None = None,
+                 slug_field: str | None = None) -> list[Region]:
+    """The regions of a file as (slug, name), sorted by slug; cheap enough for DAG-parse time."""
+    frame = read_regions(path, name_field, layer, slug_field, columns_only=True)
+    pairs = frame[["slug", "name"]].drop_duplicates("slug").sort_values("slug")
+    return [Region(s, n) for s, n in zip(pairs["slug"], pairs["name"])]
+
+
+def write_region_geometry(path: str | Path, slug: str, out: str | Path, crs: str, name_field: str,
+                          layer: str | None = None, slug_field: str | None = None) -> dict:
+    """Write region `slug` (all its features merged, repaired) in `crs` to a GeoPackage.
+
+    Returns the written attributes (slug, name, area_km2). Raises InputError for an unknown region,
+    a file without CRS, or a region whose geometry is empty.
+    """
+    frame = read_regions(path, name_field, layer, slug_field)
+    if frame.crs is None:
+        raise InputError(f"regions file {path}: has no CRS; assign one (e.g. with ogr2ogr -a_srs)")
+    subset = frame[frame["slug"] == slug]
+    if subset.empty:
+        raise InputError(f"regions file {path}: no region with identifier {slug!r}; "
+                         f"known: {', '.join(sorted(set(frame['slug'])))}")
+    geometry = subset.to_crs(crs).geometry.make_valid().union_all()
+    geometry = geometry.buffer(0) if not geometry.is_empty else geometry
+    if geometry.is_empty or geometry.area <= 0:
+        raise InputError(f"regions file {path}: region {subset['name'].iloc[0]!r} has an empty "
+                         f"geometry (no area)")
+    attrs = {"slug": slug, "name": subset["name"].iloc[0], "area_km2": geometry.area / 1e6}
+    out_frame = gpd.GeoDataFrame({k: [v] for k, v in attrs.items()}, geometry=[geometry], crs=crs)
+    with atomic_path(out) as tmp:
+        out_frame.to_file(tmp, layer="region", driver="GPKG", engine="pyogrio")
+    return attrs

@@ -1,0 +1,52 @@
+"""The `l2h` console script: discoverable subcommands and errors without tracebacks."""
+
+import subprocess
+import sys
+
+import pytest
+
+from l2h.cli import build_parser, main
+
+SUBCOMMANDS = {"demo-world", "region-geometry"}
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "l2h", *args], capture_output=True, text=True)
+
+
+def test_help_lists_every_subcommand():
+    result = _run("--help")
+    assert result.returncode == 0
+    for name in SUBCOMMANDS:
+        assert name in result.stdout
+
+
+def test_parser_has_exactly_the_documented_subcommands():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert set(sub.choices) == SUBCOMMANDS
+
+
+@pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
+def test_each_subcommand_has_help(name):
+    result = _run(name, "--help")
+    assert result.returncode == 0 and "usage: l2h " + name in result.stdout
+
+
+def test_user_error_is_one_line_without_traceback(tmp_path, capsys):
+    bad = tmp_path / "regions.gpkg"
+    bad.write_bytes(b"garbage")
+    code = main(["region-geometry", "--regions", str(bad), "--region", "a", "--crs", "EPSG:32650",
+                 "--name-field", "name", "--out", str(tmp_path / "a.gpkg")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "regions.gpkg: cannot be read" in err and "Traceback" not in err
+    assert not (tmp_path / "a.gpkg").exists()
+
+
+def test_log_file_receives_messages(tmp_path):
+    log = tmp_path / "logs" / "x.log"
+    bad = tmp_path / "regions.gpkg"
+    bad.write_bytes(b"garbage")
+    main(["--log", str(log), "region-geometry", "--regions", str(bad), "--region", "a", "--crs",
+          "EPSG:32650", "--name-field", "name", "--out", str(tmp_path / "a.gpkg")])
+    assert "cannot be read" in log.read_text()

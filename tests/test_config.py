@@ -1,0 +1,117 @@
+"""Configuration validation: every problem is reported with the key (and file) it concerns."""
+
+from pathlib import Path
+
+import pytest
+
+from l2h.config import load_config, read_config_file, resolve_paths, validate_config
+from l2h.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def default_config() -> dict:
+    return read_config_file(ROOT / "workflow_config.yaml")
+
+
+def test_default_config_is_valid(default_config):
+    validate_config(default_config)
+
+
+def test_unknown_key_is_named_with_the_known_ones(default_config):
+    default_config["grid"]["pixel"] = 1
+    with pytest.raises(ConfigError) as err:
+        validate_config(default_config)
+    assert "'grid.pixel'" in str(err.value)
+    assert "crs, resolution" in str(err.value)
+
+
+def test_unknown_top_level_key(default_config):
+    default_config["regoins"] = {}
+    with pytest.raises(ConfigError, match="'regoins' at the top level"):
+        validate_config(default_config)
+
+
+def test_wrong_type_names_key_expected_and_got(default_config):
+    default_config["grid"]["resolution"] = "one metre"
+    with pytest.raises(ConfigError) as err:
+        validate_config(default_config)
+    message = str(err.value)
+    assert "'grid.resolution'" in message and "expected number or null" in message
+    assert "'one metre' (string)" in message
+
+
+def test_non_positive_resolution_rejected(default_config):
+    default_config["grid"]["resolution"] = 0
+    with pytest.raises(ConfigError, match="'grid.resolution'"):
+        validate_config(default_config)
+
+
+def test_missing_required_key(default_config):
+    del default_config["regions"]["file"]
+    with pytest.raises(ConfigError, match="'regions.file' is required"):
+        validate_config(default_config)
+
+
+def test_all_problems_reported_at_once(default_config):
+    default_config["grid"]["crs"] = 32650
+    default_config["imagery"]["paths"] = "one.tif"
+    with pytest.raises(ConfigError) as err:
+        validate_config(default_config)
+    assert "'grid.crs'" in str(err.value) and "'imagery.paths'" in str(err.value)
+
+
+def test_missing_file_named_with_its_key(tmp_path, default_config):
+    default_config["regions"]["file"] = "no/such/regions.gpkg"
+    (tmp_path / "img.tif").write_bytes(b"")
+    default_config["imagery"]["paths"] = ["img.tif"]
+    with pytest.raises(ConfigError) as err:
+        load_config(default_config, tmp_path)
+    message = str(err.value)
+    assert "'regions.file'" in message and str(tmp_path / "no/such/regions.gpkg") in message
+    assert "imagery" not in message
+
+
+def test_paths_resolve_against_root_and_globs_expand(tmp_path, default_config):
+    for name in ("b.tif", "a.tif"):
+        (tmp_path / "img" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "img" / name).write_bytes(b"")
+    (tmp_path / "r.gpkg").write_bytes(b"")
+    default_config["regions"]["file"] = "r.gpkg"
+    default_config["imagery"]["paths"] = ["img/*.tif", "/vsicurl/https://example.org/x.tif"]
+    resolved = resolve_paths(default_config, tmp_path)
+    assert resolved["regions"]["file"] == str(tmp_path / "r.gpkg")
+    assert resolved["imagery"]["paths"] == [str(tmp_path / "img/a.tif"), str(tmp_path / "img/b.tif"),
+                                            "/vsicurl/https://example.org/x.tif"]
+    assert default_config["regions"]["file"] == "r.gpkg"  # the input is not modified
+
+
+def test_glob_without_match_is_an_error(tmp_path, default_config):
+    (tmp_path / "r.gpkg").write_bytes(b"")
+    default_config["regions"]["file"] = "r.gpkg"
+    default_config["imagery"]["paths"] = ["img/*.tif"]
+    with pytest.raises(ConfigError, match=r"'imagery.paths\[0\]': no file matches"):
+        resolve_paths(default_config, tmp_path)
+
+
+def test_unparsable_yaml_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml is not valid YAML"):
+        read_config_file(bad)
+
+
+def test_every_schema_key_is_documented_in_the_default_config():
+    """workflow_config.yaml must carry every key of the schema (it documents them inline)."""
+    from l2h.config import load_schema
+
+    config = read_config_file(ROOT / "workflow_config.yaml")
+
+    def walk(schema, node, prefix):
+        for name, sub in schema.get("properties", {}).items():
+            assert name in node, f"{prefix}{name} missing from workflow_config.yaml"
+            if sub.get("type") == "object":
+                walk(sub, node[name], f"{prefix}{name}.")
+
+    walk(load_schema(), config, "")
