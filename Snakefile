@@ -15,15 +15,18 @@ include: "rules/common.smk"
 
 wildcard_constraints:
     region="|".join(REGION_SLUGS),
+    product="|".join(PRODUCT_IDS),
 
 
 report: "report/workflow.rst"
 
 
 include: "rules/regions.smk"
+include: "rules/download.smk"
+include: "rules/labels.smk"
 
 
 rule all:
     input:
-        expand("resources/regions/{region}.gpkg", region=REGION_SLUGS),
+        expand("resources/labels/{region}.tif", region=REGION_SLUGS),
     default_target: True

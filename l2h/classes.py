@@ -2,6 +2,9 @@
 
 Every product code maps to the *set* of our classes it is compatible with (METHOD.md §3-4); this
 module is the one place those tables live. An empty set means "no information" (nodata, clouds).
+The products' built-up classes map to {building} alone although they include paved roads: roads
+come from OpenStreetMap and are burned over the consensus (METHOD.md §4.4); with {building, road}
+the consensus could never label a building.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ ESA_WORLDCOVER = _table([
     (20, "shrubland", {SHRUB}),
     (30, "grassland", {GRASS}),
     (40, "cropland", {CROP}),
-    (50, "built-up", {BUILDING, ROAD}),
+    (50, "built-up", {BUILDING}),
     (60, "bare / sparse vegetation", {BARE}),
     (70, "snow and ice", {SNOW}),
     (80, "permanent water bodies", {WATER}),
@@ -87,7 +90,7 @@ ESRI_LULC_2020 = _table([
     (4, "flooded vegetation", {WETLAND}),
     (5, "crops", {CROP}),
     (6, "scrub/shrub", {SHRUB}),
-    (7, "built area", {BUILDING, ROAD}),
+    (7, "built area", {BUILDING}),
     (8, "bare ground", {BARE, MOSS}),
     (9, "snow/ice", {SNOW}),
     (10, "clouds", set()),
@@ -99,7 +102,7 @@ ESRI_LULC_ANNUAL = _table([
     (2, "trees", {TREE}),
     (4, "flooded vegetation", {WETLAND}),
     (5, "crops", {CROP}),
-    (7, "built area", {BUILDING, ROAD}),
+    (7, "built area", {BUILDING}),
     (8, "bare ground", {BARE, MOSS}),
     (9, "snow/ice", {SNOW}),
     (10, "clouds", set()),
@@ -115,7 +118,7 @@ FROM_GLC10 = _table([
     (50, "wetland", {WETLAND}),
     (60, "water", {WATER}),
     (70, "tundra", {MOSS}),
-    (80, "impervious surface", {BUILDING, ROAD}),
+    (80, "impervious surface", {BUILDING}),
     (90, "bare land", {BARE}),
     (100, "snow/ice", {SNOW}),
 ])

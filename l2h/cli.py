@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -36,6 +37,57 @@ def _region_geometry(args: argparse.Namespace) -> None:
              args.out)
 
 
+def _download(args: argparse.Namespace) -> None:
+    from l2h.download import download
+    from l2h.fetch import fetch_product
+    from l2h.products import resolve_product
+
+    if args.url:
+        download(args.url, args.out, retries=args.retries, backoff=args.backoff, timeout=args.timeout,
+                 progress=not args.no_progress)
+        return
+    if not (args.spec and args.bounds):
+        raise L2HError("l2h download --product needs --spec and --bounds")
+    product = resolve_product(args.product, json.loads(args.spec), [tuple(b) for b in json.loads(args.bounds)])
+    manifest = fetch_product(product, args.out, max_workers=args.max_workers, retries=args.retries,
+                             backoff=args.backoff, timeout=args.timeout, progress=not args.no_progress)
+    log.info("product %s: %d file(s) ready, %d tile(s) not on the server", args.product, len(manifest["files"]),
+             len(manifest["missing"]))
+
+
+def _roads(args: argparse.Namespace) -> None:
+    from l2h.regions import read_region_geometry
+    from l2h.roads import extract_roads, write_roads
+
+    region = read_region_geometry(args.region)
+    roads = extract_roads(args.osm, region.geometry, region.crs, json.loads(args.widths))
+    if roads.empty:
+        log.warning("region %s: the OSM file %s has no roads of the configured types inside it; the label "
+                    "gets no road class", region.slug, args.osm)
+    write_roads(roads, args.out)
+    log.info("region %s: %d road segment(s) written to %s", region.slug, len(roads), args.out)
+
+
+def _harmonize(args: argparse.Namespace) -> None:
+    from l2h.fetch import read_manifest
+    from l2h.harmonize import harmonize_region
+    from l2h.labelstats import summarize, write_stats
+    from l2h.quicklook import quicklook_from_file
+    from l2h.regions import read_region_geometry
+    from l2h.roads import read_roads, road_burner
+
+    region = read_region_geometry(args.region)
+    products = [read_manifest(m) for m in args.product]
+    burn = road_burner(read_roads(args.roads), args.min_cover) if args.roads else None
+    stats = harmonize_region(region.geometry, region.crs, products, args.out, resolution=args.resolution,
+                             rule=args.agreement, window=args.window, burn=burn, region_name=region.slug)
+    summary = summarize(stats, region.slug)
+    write_stats(summary, args.stats_csv, args.stats_json)
+    quicklook_from_file(args.quicklook, args.out, f"{region.name}: training label ({args.resolution:g} m)")
+    log.info("region %s: %.1f %% of the region labelled, %.1f %% ignored (products disagree)", region.slug,
+             100 * summary["labelled_share"], 100 * summary["ignored_share"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="l2h", description="1 m land-cover mapping from 10 m products, OSM roads and ~1 m imagery "
@@ -66,6 +118,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", default=None, help="layer of a multi-layer file")
     p.add_argument("--out", required=True, help="output GeoPackage")
     p.set_defaults(func=_region_geometry)
+
+    p = sub.add_parser("download", help="fetch a product's tiles, or one file (resumable, verified)",
+                       description="With --product: resolve a `products.<id>` config entry to the files the "
+                                   "regions need, fetch them and write a manifest for harmonize. With --url: "
+                                   "fetch one file. http(s) (Range resume, retries), file:// and local paths.")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--product", metavar="ID", help="product identifier (the key under `products`)")
+    what.add_argument("--url", help="one file to fetch to --out")
+    p.add_argument("--spec", help="with --product: the product's config entry as JSON")
+    p.add_argument("--bounds", help="with --product: JSON list of region bounds [west, south, east, north] in degrees")
+    p.add_argument("--out", required=True, help="manifest path (tiles land in its folder), or the file for --url")
+    p.add_argument("--max-workers", type=int, default=4, help="parallel transfers")
+    p.add_argument("--retries", type=int, default=5, help="retries per file")
+    p.add_argument("--backoff", type=float, default=1.0, help="first back-off delay in seconds")
+    p.add_argument("--timeout", type=float, default=120, help="per-request timeout in seconds")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_download)
+
+    p = sub.add_parser("roads", help="extract a region's OSM roads as buffered surfaces",
+                       description="Read highway lines with GDAL's OSM driver, keep the configured types and "
+                                   "buffer each by its width in the run's CRS; writes a GeoPackage.")
+    p.add_argument("--osm", required=True, help="OSM extract (.osm.pbf or .osm)")
+    p.add_argument("--region", required=True, help="region GeoPackage from region-geometry")
+    p.add_argument("--widths", required=True, help="JSON object {highway type: width in metres}")
+    p.add_argument("--out", required=True, help="output GeoPackage (layer 'roads')")
+    p.set_defaults(func=_roads)
+
+    p = sub.add_parser("harmonize", help="consensus 10 m training label of one region (+ roads, stats, quicklook)",
+                       description="Reproject every product onto the region's label grid (nearest), map codes "
+                                   "to class sets, keep the class the products agree on (255 elsewhere), burn "
+                                   "roads as class 11; writes the label, statistics and a quicklook PNG.")
+    p.add_argument("--region", required=True, help="region GeoPackage from region-geometry")
+    p.add_argument("--product", required=True, action="append", help="product manifest (repeat per product)")
+    p.add_argument("--roads", default=None, help="road surfaces GeoPackage from `l2h roads`")
+    p.add_argument("--min-cover", type=float, default=0.3, help="road share of a cell that makes it road")
+    p.add_argument("--resolution", type=float, default=10.0, help="label pixel size in metres")
+    p.add_argument("--agreement", choices=["all", "majority"], default="all", help="agreement rule")
+    p.add_argument("--window", type=int, default=1024, help="processing window in label pixels")
+    p.add_argument("--out", required=True, help="label GeoTIFF")
+    p.add_argument("--stats-csv", required=True, help="class statistics CSV")
+    p.add_argument("--stats-json", required=True, help="full statistics JSON")
+    p.add_argument("--quicklook", required=True, help="quicklook PNG")
+    p.set_defaults(func=_harmonize)
     return parser
 
 

@@ -20,7 +20,7 @@ from l2h.errors import ConfigError
 
 SCHEMA_RESOURCE = "schemas/config.schema.yaml"
 PATH_KEYWORD = "x-l2h-path"  # schema annotation: "input" (must exist) or "input-glob" (may be a glob)
-_REMOTE_PREFIXES = ("/vsi", "http://", "https://", "ftp://", "s3://", "gs://")
+_REMOTE_PREFIXES = ("/vsi", "http://", "https://", "ftp://", "file://", "s3://", "gs://")
 _JSON_TYPE_NAMES = {
     dict: "mapping", list: "list", str: "string", bool: "boolean", int: "integer", float: "number",
     type(None): "null",
@@ -98,12 +98,14 @@ def _describe(err: jsonschema.ValidationError) -> str:
 
 def _walk_paths(node: Any, schema: dict, key: tuple, root: Path, missing: list[str]) -> None:
     if isinstance(node, dict):
-        for name, sub in schema.get("properties", {}).items():
-            if name in node:
-                if sub.get(PATH_KEYWORD) and isinstance(node[name], str):
-                    node[name] = _resolve_one(node[name], sub[PATH_KEYWORD], (*key, name), root, missing)
-                else:
-                    _walk_paths(node[name], sub, (*key, name), root, missing)
+        for name in node:
+            sub = schema.get("properties", {}).get(name, schema.get("additionalProperties"))
+            if not isinstance(sub, dict):
+                continue
+            if sub.get(PATH_KEYWORD) and isinstance(node[name], str):
+                node[name] = _resolve_one(node[name], sub[PATH_KEYWORD], (*key, name), root, missing)
+            else:
+                _walk_paths(node[name], sub, (*key, name), root, missing)
     elif isinstance(node, list) and "items" in schema:
         items = schema["items"]
         if items.get(PATH_KEYWORD):

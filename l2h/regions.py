@@ -99,3 +99,32 @@ def write_region_geometry(path: str | Path, slug: str, out: str | Path, crs: str
     with atomic_path(out) as tmp:
         out_frame.to_file(tmp, layer="region", driver="GPKG", engine="pyogrio")
     return attrs
+
+
+@dataclass(frozen=True)
+class RegionGeometry:
+    slug: str
+    name: str
+    crs: str
+    geometry: object  # a shapely (Multi)Polygon in `crs`
+
+
+def read_region_geometry(path: str | Path) -> RegionGeometry:
+    """A region GeoPackage written by `write_region_geometry`."""
+    try:
+        frame = pyogrio.read_dataframe(path, layer="region")
+    except (DataSourceError, DataLayerError) as exc:
+        raise InputError(f"region file {path}: unreadable ({exc}); delete it to rebuild") from None
+    if len(frame) != 1 or frame.crs is None:
+        raise InputError(f"region file {path}: expected one feature with a CRS; delete it to rebuild")
+    return RegionGeometry(frame["slug"][0], frame["name"][0], frame.crs.to_string(), frame.geometry[0])
+
+
+def region_bounds_lonlat(path: str | Path, name_field: str, layer: str | None = None,
+                         slug_field: str | None = None) -> dict[str, tuple[float, float, float, float]]:
+    """Each region's bounding box in degrees (west, south, east, north): which product tiles it needs."""
+    frame = read_regions(path, name_field, layer, slug_field)
+    if frame.crs is None:
+        raise InputError(f"regions file {path}: has no CRS; assign one (e.g. with ogr2ogr -a_srs)")
+    frame = frame.to_crs("EPSG:4326")
+    return {slug: tuple(float(v) for v in group.total_bounds) for slug, group in frame.groupby("slug")}

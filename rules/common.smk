@@ -1,4 +1,6 @@
 # Shared helpers: configuration validation, the run's grid and the region list, all at parse time.
+import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -6,29 +8,44 @@ from pathlib import Path
 from snakemake.settings.types import DeploymentMethod
 
 from l2h.config import load_config
+from l2h.download import url_filename
 from l2h.errors import L2HError
 from l2h.grid import resolve_grid
 from l2h.provenance import code_version
-from l2h.regions import list_regions
+from l2h.regions import list_regions, region_bounds_lonlat
 
 PROJECT_ROOT = Path(workflow.basedir)
 
-# The command every rule runs. With --sdm conda the per-group environments (envs/*.yaml) hold the
-# third-party packages and l2h runs from this checkout; otherwise the installed console script.
+# Every rule runs `l2h`. With --sdm conda the per-group environments (envs/*.yaml) hold the
+# third-party packages and envs/bin/l2h runs l2h from this checkout with the environment's Python;
+# otherwise the `l2h` installed beside the Python running Snakemake (no activated venv needed).
+envvars:
+    "PATH",
+
+
 if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
-    L2H = f"PYTHONPATH={shlex.quote(str(PROJECT_ROOT))} python -m l2h"
+    _l2h_bin = PROJECT_ROOT / "envs" / "bin"
 else:
-    # The `l2h` installed beside the Python running Snakemake (works without an activated venv).
-    _beside = Path(sys.executable).parent / "l2h"
-    L2H = shlex.quote(str(_beside)) if _beside.exists() else "l2h"
+    _l2h_bin = Path(sys.executable).parent
+os.environ["PATH"] = f"{_l2h_bin}{os.pathsep}{os.environ['PATH']}"
 
 try:
     CFG = load_config(config, PROJECT_ROOT)
     GRID = resolve_grid(CFG["grid"]["crs"], CFG["grid"]["resolution"], CFG["imagery"]["paths"])
-    REGIONS = list_regions(CFG["regions"]["file"], CFG["regions"]["name_field"],
-                           layer=CFG["regions"]["layer"], slug_field=CFG["regions"]["slug_field"])
+    _regions_args = dict(path=CFG["regions"]["file"], name_field=CFG["regions"]["name_field"],
+                         layer=CFG["regions"]["layer"], slug_field=CFG["regions"]["slug_field"])
+    REGIONS = list_regions(**_regions_args)
+    REGION_BOUNDS = region_bounds_lonlat(**_regions_args)
 except L2HError as exc:
     raise WorkflowError(f"l2h: {exc}") from None
 
 REGION_SLUGS = [r.slug for r in REGIONS]
 REGION_NAMES = {r.slug: r.name for r in REGIONS}
+PRODUCT_IDS = sorted(CFG["products"])
+OSM = CFG["roads"]["osm"]
+OSM_IS_REMOTE = bool(OSM) and OSM.startswith(("http://", "https://"))
+OSM_LOCAL = f"resources/raw/osm/{url_filename(OSM)}" if OSM_IS_REMOTE else OSM
+
+
+def product_manifests(wildcards=None):
+    return expand("resources/raw/{product}/manifest.json", product=PRODUCT_IDS)

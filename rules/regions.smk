@@ -24,6 +24,6 @@ rule region_geometry:
     conda:
         "../envs/geo.yaml"
     shell:
-        L2H + " --log {log} region-geometry --regions {input.regions:q} --region {wildcards.region}"
+        "l2h --log {log} region-geometry --regions {input.regions:q} --region {wildcards.region}"
         " --crs {params.crs:q} --name-field {params.name_field:q} {params.layer} {params.slug_field}"
         " --out {output:q}"

@@ -7,7 +7,7 @@ import pytest
 
 from l2h.cli import build_parser, main
 
-SUBCOMMANDS = {"demo-world", "region-geometry"}
+SUBCOMMANDS = {"demo-world", "region-geometry", "download", "roads", "harmonize"}
 
 
 def _run(*args):

@@ -15,6 +15,14 @@ def default_config() -> dict:
     return read_config_file(ROOT / "workflow_config.yaml")
 
 
+def _without_demo_sources(config: dict) -> dict:
+    """Point products at their official servers and drop OSM, leaving only regions/imagery paths."""
+    for spec in config["products"].values():
+        spec["base_url"] = None
+    config["roads"]["osm"] = None
+    return config
+
+
 def test_default_config_is_valid(default_config):
     validate_config(default_config)
 
@@ -63,6 +71,7 @@ def test_all_problems_reported_at_once(default_config):
 
 
 def test_missing_file_named_with_its_key(tmp_path, default_config):
+    _without_demo_sources(default_config)
     default_config["regions"]["file"] = "no/such/regions.gpkg"
     (tmp_path / "img.tif").write_bytes(b"")
     default_config["imagery"]["paths"] = ["img.tif"]
@@ -74,6 +83,7 @@ def test_missing_file_named_with_its_key(tmp_path, default_config):
 
 
 def test_paths_resolve_against_root_and_globs_expand(tmp_path, default_config):
+    _without_demo_sources(default_config)
     for name in ("b.tif", "a.tif"):
         (tmp_path / "img" / name).parent.mkdir(exist_ok=True)
         (tmp_path / "img" / name).write_bytes(b"")
@@ -88,6 +98,7 @@ def test_paths_resolve_against_root_and_globs_expand(tmp_path, default_config):
 
 
 def test_glob_without_match_is_an_error(tmp_path, default_config):
+    _without_demo_sources(default_config)
     (tmp_path / "r.gpkg").write_bytes(b"")
     default_config["regions"]["file"] = "r.gpkg"
     default_config["imagery"]["paths"] = ["img/*.tif"]
@@ -115,3 +126,33 @@ def test_every_schema_key_is_documented_in_the_default_config():
                 walk(sub, node[name], f"{prefix}{name}.")
 
     walk(load_schema(), config, "")
+
+
+def test_product_mirror_and_osm_paths_resolve_and_are_checked(tmp_path, default_config):
+    _without_demo_sources(default_config)
+    (tmp_path / "r.gpkg").write_bytes(b"")
+    (tmp_path / "i.tif").write_bytes(b"")
+    (tmp_path / "mirror").mkdir()
+    default_config["regions"]["file"] = "r.gpkg"
+    default_config["imagery"]["paths"] = ["i.tif"]
+    default_config["products"]["esa_worldcover"]["base_url"] = "mirror"
+    default_config["products"]["fromglc10"]["base_url"] = "http://127.0.0.1:9/fromglc10"
+    default_config["roads"]["osm"] = "osm/missing.osm.pbf"
+    with pytest.raises(ConfigError, match=r"'roads.osm': file not found: .*osm/missing.osm.pbf"):
+        resolve_paths(default_config, tmp_path)
+    default_config["roads"]["osm"] = None
+    resolved = resolve_paths(default_config, tmp_path)
+    assert resolved["products"]["esa_worldcover"]["base_url"] == str(tmp_path / "mirror")
+    assert resolved["products"]["fromglc10"]["base_url"] == "http://127.0.0.1:9/fromglc10"
+
+
+def test_product_entries_are_validated(default_config):
+    default_config["products"]["esa_worldcover"]["preset"] = "esa"
+    default_config["products"]["Bad-Name"] = {"preset": "custom"}
+    default_config["products"]["fromglc10"]["codes"] = {"10": ["cropland"]}
+    with pytest.raises(ConfigError) as err:
+        validate_config(default_config)
+    message = str(err.value)
+    assert "'products.esa_worldcover.preset'" in message
+    assert "Bad-Name" in message
+    assert "'products.fromglc10.codes.10[0]'" in message

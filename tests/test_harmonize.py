@@ -1,0 +1,145 @@
+"""Consensus labels: the agreement rules on hand-made masks, and harmonize on real small rasters
+in two CRSs (nearest reprojection, unknown codes, region mask, bad files)."""
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from rasterio.warp import transform_bounds
+from shapely.geometry import box
+
+from l2h.classes import ESA_WORLDCOVER, ESRI_LULC_ANNUAL, IGNORE
+from l2h.errors import InputError
+from l2h.harmonize import ProductFiles, code_lookup, consensus, harmonize_region
+
+T, S, C, G, B, W = 1, 2, 3, 4, 5, 7
+
+
+def bits(*classes):
+    return np.uint16(sum(1 << c for c in classes))
+
+
+def test_all_rule_intersection_must_be_a_single_class():
+    a = np.array([[bits(T), bits(G, S), bits(B, 11), 0, bits(T)]], np.uint16)
+    b = np.array([[bits(T), bits(G), bits(B, 11), 0, bits(W)]], np.uint16)
+    out = consensus([a, b], "all")
+    assert out.tolist() == [[T, G, IGNORE, IGNORE, IGNORE]]
+
+
+def test_missing_product_abstains():
+    a = np.array([[bits(C), 0]], np.uint16)
+    b = np.array([[0, bits(W)]], np.uint16)
+    assert consensus([a, b], "all").tolist() == [[C, W]]
+
+
+def test_majority_rule():
+    a = np.array([[bits(T), bits(T), bits(G, S)]], np.uint16)
+    b = np.array([[bits(T), bits(G), bits(G)]], np.uint16)
+    c = np.array([[bits(C), bits(C), bits(S)]], np.uint16)
+    # T: 2 of 3; second: T, G, C one each -> none; third: G 2 of 3 and S 2 of 3 -> ambiguous
+    assert consensus([a, b, c], "majority").tolist() == [[T, IGNORE, IGNORE]]
+
+
+def test_code_lookup_marks_unknown_codes():
+    masks, unknown = code_lookup(ESA_WORLDCOVER, nodata=(0,))
+    assert masks[10] == bits(T) and masks[50] == bits(B) and masks[80] == bits(W)
+    assert not unknown[0] and not unknown[10] and unknown[11] and unknown[255]
+
+
+# --- harmonize on small real rasters ------------------------------------------------------------
+
+CRS = "EPSG:32650"
+ORIGIN = (211000.0, 3322000.0)  # near 114.0 E, 30.0 N in UTM 50N
+
+
+def _utm_product(path, codes_2d, res=10.0):
+    with rasterio.open(path, "w", driver="GTiff", width=codes_2d.shape[1], height=codes_2d.shape[0], count=1,
+                       dtype="uint8", crs=CRS, nodata=0, transform=from_origin(*ORIGIN, res, res)) as dst:
+        dst.write(codes_2d, 1)
+    return str(path)
+
+
+def _lonlat_product(path, code, size=400):
+    """A uniform EPSG:4326 product covering the UTM test area, ESA-like pixel size."""
+    west, south, east, north = transform_bounds(CRS, "EPSG:4326", ORIGIN[0] - 100, ORIGIN[1] - 1100,
+                                                ORIGIN[0] + 1100, ORIGIN[1] + 100)
+    res = 1 / 12000
+    width, height = int((east - west) / res) + 2, int((north - south) / res) + 2
+    with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=1, dtype="uint8",
+                       crs="EPSG:4326", nodata=0, transform=from_origin(west, north, res, res)) as dst:
+        dst.write(np.full((height, width), code, np.uint8), 1)
+    return str(path)
+
+
+def _region(size_m=1000.0, inset=0.0):
+    return box(ORIGIN[0] + inset, ORIGIN[1] - size_m + inset, ORIGIN[0] + size_m - inset, ORIGIN[1] - inset)
+
+
+def test_harmonize_two_crs_agreement_and_region_mask(tmp_path):
+    esri = np.full((100, 100), 2, np.uint8)  # trees everywhere
+    esri[:, 50:] = 11  # rangeland (grass or shrub) on the east half
+    esri[0:10, 0:10] = 99  # unknown code
+    esri_path = _utm_product(tmp_path / "esri.tif", esri)
+    esa_path = _lonlat_product(tmp_path / "esa.tif", 10)  # ESA says tree everywhere
+    products = [
+        ProductFiles("esri_lulc", ESRI_LULC_ANNUAL, [esri_path], expected_crs=[CRS], expected_resolution=[10.0]),
+        ProductFiles("esa_worldcover", ESA_WORLDCOVER, [esa_path], expected_crs=["EPSG:4326"],
+                     expected_resolution=[1 / 12000]),
+    ]
+    region = _region(inset=0)
+    out = tmp_path / "label.tif"
+    stats = harmonize_region(region, CRS, products, out, resolution=10, window=32)
+    with rasterio.open(out) as src:
+        label = src.read(1)
+        assert src.crs.to_string() == CRS and src.res == (10.0, 10.0) and src.nodata == 0
+        assert src.colormap(1)[1][:3] == (0, 100, 0)
+    assert label.shape == (100, 100)
+    assert (label[20:, 5:45] == T).all()  # both say tree
+    assert (label[:, 55:] == IGNORE).all()  # tree vs {grass, shrub}: no agreement
+    assert (label[0:10, 0:10] == T).all()  # unknown code abstains; ESA alone decides
+    assert stats.unknown_codes["esri_lulc"] == {99: 100}
+    assert stats.class_pixels[T] + stats.ignored_pixels == stats.region_pixels == 10000
+
+
+def test_outside_region_is_nodata(tmp_path):
+    products = [ProductFiles("esri", ESRI_LULC_ANNUAL, [_utm_product(tmp_path / "p.tif", np.full((100, 100), 1, np.uint8))])]
+    region = box(ORIGIN[0], ORIGIN[1] - 1000, ORIGIN[0] + 1000, ORIGIN[1]).difference(
+        box(ORIGIN[0], ORIGIN[1] - 500, ORIGIN[0] + 500, ORIGIN[1]))
+    harmonize_region(region, CRS, products, tmp_path / "l.tif", window=64)
+    with rasterio.open(tmp_path / "l.tif") as src:
+        label = src.read(1)
+    assert (label[:50, :50] == 0).all() and (label[50:, :] == W).all()
+
+
+def test_wrong_crs_for_preset_is_an_error(tmp_path):
+    path = _utm_product(tmp_path / "N30E114.tif", np.full((10, 10), 10, np.uint8))
+    product = ProductFiles("esa_worldcover", ESA_WORLDCOVER, [path], labels=["esa_worldcover tile N30E114"],
+                           expected_crs=["EPSG:4326"], expected_resolution=[1 / 12000])
+    with pytest.raises(InputError, match=r"esa_worldcover tile N30E114 .*CRS is EPSG:32650.*says EPSG:4326"):
+        harmonize_region(_region(100), CRS, [product], tmp_path / "l.tif")
+    assert not (tmp_path / "l.tif").exists()
+
+
+def test_truncated_tile_is_named_and_removed(tmp_path):
+    codes = np.random.default_rng(0).integers(1, 10, (512, 512), dtype=np.uint8)
+    path = tmp_path / "tile.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=512, height=512, count=1, dtype="uint8", crs=CRS,
+                       nodata=0, transform=from_origin(*ORIGIN, 10, 10), tiled=True, blockxsize=128,
+                       blockysize=128, compress="deflate") as dst:
+        dst.write(codes, 1)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    product = ProductFiles("esri", ESRI_LULC_ANNUAL, [str(path)], labels=["esri tile 50R"])
+    with pytest.raises(InputError, match=r"esri tile 50R \(.*tile.tif\): unreadable or truncated"):
+        harmonize_region(_region(5000), CRS, [product], tmp_path / "l.tif")
+    assert not path.exists()  # removed, so that the next run fetches it again
+    assert not (tmp_path / "l.tif").exists()
+
+
+def test_region_no_product_covers_is_an_error(tmp_path):
+    path = _utm_product(tmp_path / "p.tif", np.full((10, 10), 1, np.uint8))
+    far = box(ORIGIN[0] + 50000, ORIGIN[1] - 1000, ORIGIN[0] + 51000, ORIGIN[1])
+    with pytest.raises(InputError, match="region faraway: no product covers it"):
+        harmonize_region(far, CRS, [ProductFiles("esri", ESRI_LULC_ANNUAL, [path])], tmp_path / "l.tif",
+                         region_name="faraway")
+    assert not (tmp_path / "l.tif").exists()

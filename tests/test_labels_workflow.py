@@ -1,0 +1,95 @@
+"""Inputs stage on the demo world, for real: products fetched from a local HTTP mirror, consensus
+labels with roads, statistics, and recovery from a truncated tile by simply running again."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import yaml
+from httpserver import serve
+from rasterio.warp import Resampling, reproject
+
+from test_workflow import demo_overrides, snakemake
+
+pytestmark = pytest.mark.workflow
+REGIONS = ("cote_verte", "northmoor", "riverside")
+
+
+@pytest.fixture(scope="module")
+def http_run(demo_world, tmp_path_factory):
+    """The labels of the demo world, products downloaded over HTTP from 127.0.0.1."""
+    workdir = tmp_path_factory.mktemp("labels_run")
+    with serve(demo_world / "mirror") as server:
+        config = workdir / "http.yaml"
+        config.write_text(yaml.safe_dump(demo_overrides(demo_world, mirror=server.url("").rstrip("/"))))
+        result = snakemake(workdir, configfile=config)
+        requests = list(server.requests)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, config, requests
+
+
+def _truth_majority(truth: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with rasterio.open(label_path) as lab:
+        label = lab.read(1)
+        majority = np.zeros_like(label)
+        with rasterio.open(truth) as src:
+            reproject(rasterio.band(src, 1), majority, dst_transform=lab.transform, dst_crs=lab.crs,
+                      resampling=Resampling.mode, src_nodata=0, dst_nodata=0)
+    return label, majority
+
+
+def test_tiles_came_over_http(http_run):
+    _, _, requests = http_run
+    paths = {r.path for r in requests}
+    assert any(p.endswith("ESA_WorldCover_10m_2021_v200_N30E114_Map.tif") for p in paths)
+    assert any(p.endswith("fromglc10v01_30_114.tif") for p in paths)
+    assert any(p.endswith("50R_20210101-20220101.tif") for p in paths)
+
+
+def test_consensus_agrees_with_truth_and_labels_enough_land(http_run, demo_world):
+    workdir, _, _ = http_run
+    labelled = agree = land = 0
+    for region in REGIONS:
+        label, majority = _truth_majority(demo_world / "truth" / "truth_1m.tif",
+                                          workdir / f"resources/labels/{region}.tif")
+        inside = label != 0
+        mask = inside & (label != 255) & (majority != 0)
+        land += int(inside.sum())
+        labelled += int(mask.sum())
+        agree += int((mask & (label == majority)).sum())
+        assert (label == 11).any(), f"{region}: no road burned in"
+    assert labelled / land >= 0.40
+    assert agree / labelled >= 0.90
+
+
+def test_label_raster_house_style_and_stats(http_run):
+    workdir, _, _ = http_run
+    with rasterio.open(workdir / "resources/labels/cote_verte.tif") as src:
+        assert src.dtypes == ("uint8",) and src.nodata == 0 and src.res == (10.0, 10.0)
+        assert src.crs.to_epsg() == 32650 and src.compression.name.lower() == "deflate"
+        assert src.block_shapes[0] == (512, 512) and src.colormap(1)[11][:3] == (60, 60, 60)
+    stats = json.loads((workdir / "resources/labels/cote_verte_stats.json").read_text())
+    assert 0.4 < stats["labelled_share"] < 1 and stats["road_pixels"] > 0
+    assert set(stats["products"]) == {"esa_worldcover", "esri_lulc", "fromglc10"}
+    assert all(0.5 < a < 1 for a in stats["pairwise_agreement"].values())
+    assert (workdir / "resources/labels/cote_verte.png").stat().st_size > 10_000
+    assert (workdir / "resources/roads/cote_verte.gpkg").exists()
+
+
+def test_truncated_tile_is_refetched_on_rerun(http_run, demo_world):
+    workdir, config, _ = http_run
+    tile = workdir / "resources/raw/esa_worldcover/N30E114.tif"
+    good = tile.read_bytes()
+    tile.write_bytes(good[: len(good) // 2])
+    with serve(demo_world / "mirror") as server:
+        config.write_text(yaml.safe_dump(demo_overrides(demo_world, mirror=server.url("").rstrip("/"))))
+        failed = snakemake(workdir, "--forcerun", "harmonize", configfile=config)
+        assert failed.returncode != 0
+        log = "".join(p.read_text() for p in (workdir / "logs/harmonize").glob("*.log"))
+        assert "esa_worldcover tile N30E114" in log and "unreadable or truncated" in log
+        assert not tile.exists()
+        again = snakemake(workdir, configfile=config)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert tile.read_bytes() == good
