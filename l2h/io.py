@@ -57,6 +57,6 @@ def write_class_raster(path: str | os.PathLike, data: np.ndarray, crs: CRS | str
     profile = class_raster_profile(data.shape[1], data.shape[0], crs, transform, **profile_extra)
     with atomic_path(path) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write_colormap(1, colormap())  # before the pixels: GDAL fixes the photometric tag then
             dst.write(data, 1)
-            dst.write_colormap(1, colormap())
     return Path(path)

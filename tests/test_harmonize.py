@@ -1,6 +1,8 @@
 """Consensus labels: the agreement rules on hand-made masks, and harmonize on real small rasters
 in two CRSs (nearest reprojection, unknown codes, region mask, bad files)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
@@ -143,3 +145,32 @@ def test_region_no_product_covers_is_an_error(tmp_path):
         harmonize_region(far, CRS, [ProductFiles("esri", ESRI_LULC_ANNUAL, [path])], tmp_path / "l.tif",
                          region_name="faraway")
     assert not (tmp_path / "l.tif").exists()
+
+
+ESA_REAL = (Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "esa_worldcover"
+            / "ESA_WorldCover_10m_2021_v200_N00E006_Map.tif")
+
+
+@pytest.mark.skipif(not ESA_REAL.exists(), reason=f"real ESA WorldCover tile absent ({ESA_REAL}); it lives in "
+                    "the project's shared data, not in the repository")
+def test_real_esa_worldcover_tile_harmonizes(tmp_path):
+    """São Tomé (a forested island in the sea) through the real v200 tile N00E006."""
+    import geopandas as gpd
+
+    from l2h.products import resolve_product
+
+    region = gpd.GeoSeries([box(6.45, 0.0, 6.8, 0.45)], crs="EPSG:4326").to_crs("EPSG:32632")[0]
+    product = resolve_product("esa_worldcover", {"preset": "esa_worldcover", "edition": "v200",
+                                                  "base_url": "/unused"}, [(6.45, 0.0, 6.8, 0.45)])
+    assert [f.name for f in product.files] == ["N00E006.tif"]
+    files = ProductFiles("esa_worldcover", product.codes, [str(ESA_REAL)], labels=[product.files[0].label],
+                         expected_crs=[product.files[0].expected_crs],
+                         expected_resolution=[product.files[0].expected_resolution])
+    stats = harmonize_region(region, "EPSG:32632", [files], tmp_path / "sao_tome.tif", window=512)
+    land = stats.region_pixels - stats.class_pixels[W]
+    assert stats.class_pixels[W] / stats.region_pixels > 0.3  # the sea around the island
+    assert stats.class_pixels[T] / land > 0.8  # the island is mostly forest
+    assert stats.ignored_pixels == 0  # one product, every ESA code is a single class
+    assert stats.unknown_codes["esa_worldcover"] == {}
+    with rasterio.open(tmp_path / "sao_tome.tif") as src:
+        assert src.crs.to_epsg() == 32632 and src.res == (10.0, 10.0)
