@@ -173,6 +173,9 @@ class LabelStats:
     road_pixels: int = 0
 
 
+GDAL_CACHE_MB = 64  # GDAL's block cache; its default (5 % of RAM) would let memory grow with the region
+
+
 def harmonize_region(geometry, crs: str, products: Sequence[ProductFiles], out: str | Path,
                      resolution: float = 10.0, rule: str = "all", window: int = 1024,
                      burn=None, region_name: str = "region") -> LabelStats:
@@ -191,7 +194,8 @@ def harmonize_region(geometry, crs: str, products: Sequence[ProductFiles], out: 
         for product in products:
             opened.append(_OpenProduct(product, crs))
         profile = class_raster_profile(width, height, crs, transform)
-        with atomic_path(out) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), atomic_path(out) as tmp, \
+                rasterio.open(tmp, "w", **profile) as dst:
             dst.write_colormap(1, colormap())
             for win in iter_windows(width, height, window):
                 label = _label_window(win, dst.window_transform(win), crs, geometry, opened, rule, stats,

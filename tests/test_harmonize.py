@@ -174,3 +174,15 @@ def test_real_esa_worldcover_tile_harmonizes(tmp_path):
     assert stats.unknown_codes["esa_worldcover"] == {}
     with rasterio.open(tmp_path / "sao_tome.tif") as src:
         assert src.crs.to_epsg() == 32632 and src.res == (10.0, 10.0)
+
+
+def test_peak_memory_does_not_grow_with_region_area():
+    """A region 4x larger (same window) stays within 1.3x the peak RSS (bench/harmonize_memory.py)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from harmonize_memory import measure
+
+    small, large = measure(15.0), measure(30.0)
+    assert large["label_pixels"] == 4 * small["label_pixels"]
+    assert large["peak_rss_mb"] <= 1.3 * small["peak_rss_mb"], (small, large)
