@@ -24,9 +24,11 @@ report: "report/workflow.rst"
 include: "rules/regions.smk"
 include: "rules/download.smk"
 include: "rules/labels.smk"
+include: "rules/sampling.smk"
 
 
 rule all:
     input:
         expand("resources/labels/{region}.tif", region=REGION_SLUGS),
+        expand("resources/blocks/{region}.csv", region=REGION_SLUGS),
     default_target: True

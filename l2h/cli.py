@@ -88,6 +88,26 @@ def _harmonize(args: argparse.Namespace) -> None:
              100 * summary["labelled_share"], 100 * summary["ignored_share"])
 
 
+def _region_file_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--regions", required=True, help="regions vector file")
+    p.add_argument("--name-field", required=True, help="attribute holding region names")
+    p.add_argument("--slug-field", default=None, help="attribute holding ASCII identifiers")
+    p.add_argument("--layer", default=None, help="layer of a multi-layer file")
+
+
+def _block_stats(args: argparse.Namespace) -> None:
+    from l2h.blocks import blocks_for_regions
+    from l2h.blockstats import block_statistics, write_block_table
+    from l2h.regions import dissolved_regions, region_geometries
+
+    regions = dissolved_regions(args.regions, args.name_field, args.layer, args.slug_field)
+    blocks = [b for b in blocks_for_regions(region_geometries(regions, args.crs), args.block_size * args.resolution)
+              if b.region == args.region]
+    rows = block_statistics(args.label, blocks)
+    write_block_table(rows, args.out)
+    log.info("region %s: statistics of %d block(s) written to %s", args.region, len(rows), args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="l2h", description="1 m land-cover mapping from 10 m products, OSM roads and ~1 m imagery "
@@ -110,12 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("region-geometry", help="write one region's polygon in the run's CRS",
                        description="Merge and repair one region's features and write them, reprojected "
                                    "to the run's CRS, as a GeoPackage (layer 'region').")
-    p.add_argument("--regions", required=True, help="regions vector file")
+    _region_file_args(p)
     p.add_argument("--region", required=True, help="region identifier (slug)")
     p.add_argument("--crs", required=True, help="the run's CRS, e.g. EPSG:32650")
-    p.add_argument("--name-field", required=True, help="attribute holding region names")
-    p.add_argument("--slug-field", default=None, help="attribute holding ASCII identifiers")
-    p.add_argument("--layer", default=None, help="layer of a multi-layer file")
     p.add_argument("--out", required=True, help="output GeoPackage")
     p.set_defaults(func=_region_geometry)
 
@@ -161,6 +178,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats-json", required=True, help="full statistics JSON")
     p.add_argument("--quicklook", required=True, help="quicklook PNG")
     p.set_defaults(func=_harmonize)
+
+    p = sub.add_parser("block-stats", help="per-block labelled share and class shares of a region's label",
+                       description="List the region's blocks (the same grid the Snakefile computes) and "
+                                   "write, per block, its area in the region, labelled share and class shares.")
+    _region_file_args(p)
+    p.add_argument("--region", required=True, help="region identifier (slug)")
+    p.add_argument("--crs", required=True, help="the run's CRS")
+    p.add_argument("--resolution", type=float, required=True, help="output pixel size in metres")
+    p.add_argument("--block-size", type=int, required=True, help="block side in output pixels")
+    p.add_argument("--label", required=True, help="the region's training label (from harmonize)")
+    p.add_argument("--out", required=True, help="output CSV")
+    p.set_defaults(func=_block_stats)
     return parser
 
 

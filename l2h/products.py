@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import glob
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from l2h import tiles
 from l2h.classes import (BY_KEY, ESA_WORLDCOVER, ESRI_LULC_2020, ESRI_LULC_ANNUAL, FROM_GLC10,
@@ -98,7 +98,6 @@ class Product:
     local_files: tuple[str, ...] = ()  # read in place (custom products)
     missing_ok: bool = False
     nodata: tuple[int, ...] = (0,)
-    extra: dict = field(default_factory=dict, compare=False)
 
 
 def _join(base: str, relative: str) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
+import shapely
 import pyogrio
 from pyogrio.errors import DataSourceError, DataLayerError
 
@@ -24,14 +25,8 @@ def slugify(name: str) -> str:
     return _SLUG_INVALID.sub("_", ascii_name.lower()).strip("_")
 
 
-@dataclass(frozen=True)
-class Region:
-    slug: str
-    name: str
-
-
 def read_regions(path: str | Path, name_field: str, layer: str | None = None,
-                 slug_field: str | None = None, columns_only: bool = False) -> gpd.GeoDataFrame:
+                 slug_field: str | None = None) -> gpd.GeoDataFrame:
     """Read the regions file with `name` and `slug` columns added; checks fields, names and slugs."""
     try:
         info = pyogrio.read_info(path, layer=layer)
@@ -44,7 +39,7 @@ def read_regions(path: str | Path, name_field: str, layer: str | None = None,
             raise InputError(f"regions file {path}: has no attribute {field!r} (config key {key}); "
                              f"its attributes are: {', '.join(fields) or 'none'}")
     wanted = [name_field] + ([slug_field] if slug_field and slug_field != name_field else [])
-    frame = pyogrio.read_dataframe(path, layer=layer, columns=wanted, read_geometry=not columns_only)
+    frame = pyogrio.read_dataframe(path, layer=layer, columns=wanted)
     if len(frame) == 0:
         raise InputError(f"regions file {path}: holds no features")
     if frame[name_field].isna().any():
@@ -67,12 +62,19 @@ def read_regions(path: str | Path, name_field: str, layer: str | None = None,
     return frame
 
 
-def list_regions(path: str | Path, name_field: str, layer: str | None = None,
-                 slug_field: str | None = None) -> list[Region]:
-    """The regions of a file as (slug, name), sorted by slug; cheap enough for DAG-parse time."""
-    frame = read_regions(path, name_field, layer, slug_field, columns_only=True)
-    pairs = frame[["slug", "name"]].drop_duplicates("slug").sort_values("slug")
-    return [Region(s, n) for s, n in zip(pairs["slug"], pairs["name"])]
+def dissolved_regions(path: str | Path, name_field: str, layer: str | None = None,
+                      slug_field: str | None = None) -> gpd.GeoDataFrame:
+    """One row per region (index: slug; columns: name, geometry), features merged and repaired,
+    in the file's CRS."""
+    frame = read_regions(path, name_field, layer, slug_field)
+    if frame.crs is None:
+        raise InputError(f"regions file {path}: has no CRS; assign one (e.g. with ogr2ogr -a_srs)")
+    frame["geometry"] = frame.geometry.make_valid()
+    merged = frame.dissolve(by="slug", aggfunc={"name": "first"})
+    empty = merged.index[shapely.area(merged.geometry.to_numpy()) <= 0].tolist()
+    if empty:
+        raise InputError(f"regions file {path}: region(s) {', '.join(empty)} have an empty geometry (no area)")
+    return merged[["name", "geometry"]]
 
 
 def write_region_geometry(path: str | Path, slug: str, out: str | Path, crs: str, name_field: str,
@@ -82,19 +84,12 @@ def write_region_geometry(path: str | Path, slug: str, out: str | Path, crs: str
     Returns the written attributes (slug, name, area_km2). Raises InputError for an unknown region,
     a file without CRS, or a region whose geometry is empty.
     """
-    frame = read_regions(path, name_field, layer, slug_field)
-    if frame.crs is None:
-        raise InputError(f"regions file {path}: has no CRS; assign one (e.g. with ogr2ogr -a_srs)")
-    subset = frame[frame["slug"] == slug]
-    if subset.empty:
+    regions = dissolved_regions(path, name_field, layer, slug_field)
+    if slug not in regions.index:
         raise InputError(f"regions file {path}: no region with identifier {slug!r}; "
-                         f"known: {', '.join(sorted(set(frame['slug'])))}")
-    geometry = subset.to_crs(crs).geometry.make_valid().union_all()
-    geometry = geometry.buffer(0) if not geometry.is_empty else geometry
-    if geometry.is_empty or geometry.area <= 0:
-        raise InputError(f"regions file {path}: region {subset['name'].iloc[0]!r} has an empty "
-                         f"geometry (no area)")
-    attrs = {"slug": slug, "name": subset["name"].iloc[0], "area_km2": geometry.area / 1e6}
+                         f"known: {', '.join(sorted(regions.index))}")
+    geometry = regions.loc[[slug]].to_crs(crs).geometry.make_valid().iloc[0]
+    attrs = {"slug": slug, "name": regions.loc[slug, "name"], "area_km2": geometry.area / 1e6}
     out_frame = gpd.GeoDataFrame({k: [v] for k, v in attrs.items()}, geometry=[geometry], crs=crs)
     with atomic_path(out) as tmp:
         out_frame.to_file(tmp, layer="region", driver="GPKG", engine="pyogrio")
@@ -120,11 +115,13 @@ def read_region_geometry(path: str | Path) -> RegionGeometry:
     return RegionGeometry(frame["slug"][0], frame["name"][0], frame.crs.to_string(), frame.geometry[0])
 
 
-def region_bounds_lonlat(path: str | Path, name_field: str, layer: str | None = None,
-                         slug_field: str | None = None) -> dict[str, tuple[float, float, float, float]]:
+def region_bounds_lonlat(regions: gpd.GeoDataFrame) -> dict[str, tuple[float, float, float, float]]:
     """Each region's bounding box in degrees (west, south, east, north): which product tiles it needs."""
-    frame = read_regions(path, name_field, layer, slug_field)
-    if frame.crs is None:
-        raise InputError(f"regions file {path}: has no CRS; assign one (e.g. with ogr2ogr -a_srs)")
-    frame = frame.to_crs("EPSG:4326")
-    return {slug: tuple(float(v) for v in group.total_bounds) for slug, group in frame.groupby("slug")}
+    lonlat = regions.to_crs("EPSG:4326")
+    return {slug: tuple(float(v) for v in geom.bounds) for slug, geom in lonlat.geometry.items()}
+
+
+def region_geometries(regions: gpd.GeoDataFrame, crs: str) -> dict[str, object]:
+    """Each region's polygon in the run's CRS (for the block grid)."""
+    projected = regions.to_crs(crs).geometry.make_valid()
+    return dict(projected.items())

@@ -12,7 +12,8 @@ from l2h.download import url_filename
 from l2h.errors import L2HError
 from l2h.grid import resolve_grid
 from l2h.provenance import code_version
-from l2h.regions import list_regions, region_bounds_lonlat
+from l2h.blocks import blocks_for_regions
+from l2h.regions import dissolved_regions, region_bounds_lonlat, region_geometries
 
 PROJECT_ROOT = Path(workflow.basedir)
 
@@ -32,15 +33,22 @@ os.environ["PATH"] = f"{_l2h_bin}{os.pathsep}{os.environ['PATH']}"
 try:
     CFG = load_config(config, PROJECT_ROOT)
     GRID = resolve_grid(CFG["grid"]["crs"], CFG["grid"]["resolution"], CFG["imagery"]["paths"])
-    _regions_args = dict(path=CFG["regions"]["file"], name_field=CFG["regions"]["name_field"],
-                         layer=CFG["regions"]["layer"], slug_field=CFG["regions"]["slug_field"])
-    REGIONS = list_regions(**_regions_args)
-    REGION_BOUNDS = region_bounds_lonlat(**_regions_args)
+    _regions = dissolved_regions(CFG["regions"]["file"], CFG["regions"]["name_field"],
+                                 layer=CFG["regions"]["layer"], slug_field=CFG["regions"]["slug_field"])
+    REGION_BOUNDS = region_bounds_lonlat(_regions)
+    BLOCKS = blocks_for_regions(region_geometries(_regions, GRID.crs),
+                                CFG["grid"]["block_size"] * GRID.resolution)
 except L2HError as exc:
     raise WorkflowError(f"l2h: {exc}") from None
 
-REGION_SLUGS = [r.slug for r in REGIONS]
-REGION_NAMES = {r.slug: r.name for r in REGIONS}
+REGION_SLUGS = sorted(_regions.index)
+REGION_NAMES = dict(_regions["name"].items())
+REGION_FILE_ARGS = " ".join(
+    [f"--regions {shlex.quote(CFG['regions']['file'])}", f"--name-field {shlex.quote(CFG['regions']['name_field'])}"]
+    + ([f"--layer {shlex.quote(CFG['regions']['layer'])}"] if CFG["regions"]["layer"] else [])
+    + ([f"--slug-field {shlex.quote(CFG['regions']['slug_field'])}"] if CFG["regions"]["slug_field"] else [])
+)
+BLOCKS_BY_REGION = {slug: [b for b in BLOCKS if b.region == slug] for slug in REGION_SLUGS}
 PRODUCT_IDS = sorted(CFG["products"])
 OSM = CFG["roads"]["osm"]
 OSM_IS_REMOTE = bool(OSM) and OSM.startswith(("http://", "https://"))

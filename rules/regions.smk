@@ -10,9 +10,7 @@ rule region_geometry:
         "resources/regions/{region}.gpkg",
     params:
         crs=GRID.crs,
-        name_field=CFG["regions"]["name_field"],
-        layer=f"--layer {shlex.quote(CFG['regions']['layer'])}" if CFG["regions"]["layer"] else "",
-        slug_field=f"--slug-field {shlex.quote(CFG['regions']['slug_field'])}" if CFG["regions"]["slug_field"] else "",
+        region_args=REGION_FILE_ARGS,
         code_version=code_version("regions", "io"),
     log:
         "logs/region_geometry/{region}.log",
@@ -24,6 +22,5 @@ rule region_geometry:
     conda:
         "../envs/geo.yaml"
     shell:
-        "l2h --log {log} region-geometry --regions {input.regions:q} --region {wildcards.region}"
-        " --crs {params.crs:q} --name-field {params.name_field:q} {params.layer} {params.slug_field}"
-        " --out {output:q}"
+        "l2h --log {log} region-geometry {params.region_args} --region {wildcards.region}"
+        " --crs {params.crs:q} --out {output:q}"

@@ -7,7 +7,7 @@ import pytest
 
 from l2h.cli import build_parser, main
 
-SUBCOMMANDS = {"demo-world", "region-geometry", "download", "roads", "harmonize"}
+SUBCOMMANDS = {"demo-world", "region-geometry", "download", "roads", "harmonize", "block-stats"}
 
 
 def _run(*args):

@@ -6,7 +6,7 @@ import pytest
 from shapely.geometry import box
 
 from l2h.errors import InputError
-from l2h.regions import list_regions, slugify, write_region_geometry
+from l2h.regions import dissolved_regions, region_bounds_lonlat, region_geometries, slugify, write_region_geometry
 
 
 @pytest.mark.parametrize("name, slug", [
@@ -27,34 +27,36 @@ def _regions(tmp_path, names, crs="EPSG:4326", **columns):
 
 def test_list_regions_sorted_and_merged(tmp_path):
     path = _regions(tmp_path, ["Côte Verte", "Alpha", "Côte Verte"])
-    regions = list_regions(path, "name")
-    assert [(r.slug, r.name) for r in regions] == [("alpha", "Alpha"), ("cote_verte", "Côte Verte")]
+    regions = dissolved_regions(path, "name")
+    assert list(regions.index) == ["alpha", "cote_verte"] and regions.loc["cote_verte", "name"] == "Côte Verte"
+    assert region_bounds_lonlat(regions)["cote_verte"] == pytest.approx((114.0, 30.0, 114.03, 30.01))
+    assert region_geometries(regions, "EPSG:32650")["cote_verte"].area / 1e6 == pytest.approx(2 * 0.9638 * 1.1094, rel=0.01)
 
 
 def test_missing_name_field_lists_available(tmp_path):
     path = _regions(tmp_path, ["A"], code=["x"])
     with pytest.raises(InputError, match=r"no attribute 'NAME_1' \(config key regions.name_field\).*name, code"):
-        list_regions(path, "NAME_1")
+        dissolved_regions(path, "NAME_1")
 
 
 def test_non_latin_names_need_slug_field(tmp_path):
     path = _regions(tmp_path, ["湖北", "湖南"], pinyin=["Hubei", "Hunan"])
     with pytest.raises(InputError, match="regions.slug_field"):
-        list_regions(path, "name")
-    assert [r.slug for r in list_regions(path, "name", slug_field="pinyin")] == ["hubei", "hunan"]
+        dissolved_regions(path, "name")
+    assert list(dissolved_regions(path, "name", slug_field="pinyin").index) == ["hubei", "hunan"]
 
 
 def test_slug_clash_is_an_error(tmp_path):
     path = _regions(tmp_path, ["Cote Verte", "Côte-Verte"])
     with pytest.raises(InputError, match="'cote_verte'"):
-        list_regions(path, "name")
+        dissolved_regions(path, "name")
 
 
 def test_unreadable_file_named(tmp_path):
     bad = tmp_path / "regions.gpkg"
     bad.write_bytes(b"garbage")
     with pytest.raises(InputError, match="regions.gpkg: cannot be read"):
-        list_regions(bad, "name")
+        dissolved_regions(bad, "name")
 
 
 def test_region_geometry_reprojected_with_area(tmp_path):
