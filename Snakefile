@@ -23,6 +23,7 @@ report: "report/workflow.rst"
 
 include: "rules/regions.smk"
 include: "rules/download.smk"
+include: "rules/imagery.smk"
 include: "rules/labels.smk"
 include: "rules/sampling.smk"
 
@@ -31,4 +32,5 @@ rule all:
     input:
         expand("resources/labels/{region}.tif", region=REGION_SLUGS),
         expand("resources/blocks/{region}.csv", region=REGION_SLUGS),
+        expand("resources/imagery/{region}.vrt", region=REGION_SLUGS) if IMAGERY_CACHED else [],
     default_target: True

@@ -108,6 +108,37 @@ def _block_stats(args: argparse.Namespace) -> None:
     log.info("region %s: statistics of %d block(s) written to %s", args.region, len(rows), args.out)
 
 
+def _imagery_vrt(args: argparse.Namespace) -> None:
+    from l2h.imagery import build_vrt
+
+    build_vrt(args.paths, args.out)
+    log.info("mosaic VRT of %d file(s) written to %s", len(args.paths), args.out)
+
+
+def _fetch_imagery(args: argparse.Namespace) -> None:
+    import os
+
+    from l2h.imagery import cache_imagery, xyz_wms_xml
+    from l2h.regions import read_region_geometry
+
+    if args.xyz:
+        xyz = json.loads(args.xyz)
+        key = None
+        if xyz.get("api_key_env"):
+            key = os.environ.get(xyz["api_key_env"])
+            if not key:
+                raise L2HError(f"imagery.xyz.api_key_env: the environment variable {xyz['api_key_env']} "
+                               f"is not set; export it with the tile service's API key")
+        source = xyz_wms_xml(xyz["url"], xyz["zoom"], bands=xyz.get("bands", 3), api_key=key)
+    else:
+        source = args.source
+    region = read_region_geometry(args.region)
+    out = Path(args.out)
+    paths = cache_imagery(source, region.geometry, args.crs, args.resolution, args.block_size,
+                          out.with_suffix(""), out, resampling=args.resampling)
+    log.info("region %s: %d imagery block(s) cached, mosaic %s", region.slug, len(paths), out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="l2h", description="1 m land-cover mapping from 10 m products, OSM roads and ~1 m imagery "
@@ -190,6 +221,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", required=True, help="the region's training label (from harmonize)")
     p.add_argument("--out", required=True, help="output CSV")
     p.set_defaults(func=_block_stats)
+
+    p = sub.add_parser("imagery-vrt", help="join many imagery files into one mosaic VRT",
+                       description="Write a VRT mosaic of imagery files sharing CRS, band count and data type "
+                                   "(finest pixel size, union extent, nodata 0 between files).")
+    p.add_argument("paths", nargs="+", help="imagery files")
+    p.add_argument("--out", required=True, help="output VRT")
+    p.set_defaults(func=_imagery_vrt)
+
+    p = sub.add_parser("fetch-imagery", help="cache a region's imagery block by block as local GeoTIFFs",
+                       description="Warp the imagery (a file, a /vsicurl/ COG, or an XYZ tile service) onto "
+                                   "every block of the region and write local tiled GeoTIFFs (resumable), "
+                                   "then a VRT over them.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--source", help="GDAL dataset name of the imagery")
+    source.add_argument("--xyz", help='tile service as JSON {"url", "zoom", "bands", "api_key_env"}')
+    p.add_argument("--region", required=True, help="region GeoPackage from region-geometry")
+    p.add_argument("--crs", required=True, help="the run's CRS")
+    p.add_argument("--resolution", type=float, required=True, help="output pixel size in metres")
+    p.add_argument("--block-size", type=int, required=True, help="block side in output pixels")
+    p.add_argument("--resampling", default="bilinear", help="resampling when warping")
+    p.add_argument("--out", required=True, help="output VRT; blocks go to the folder of the same name")
+    p.set_defaults(func=_fetch_imagery)
     return parser
 
 

@@ -72,7 +72,16 @@ def resolve_paths(config: dict, root: str | Path) -> dict:
 def load_config(config: dict, root: str | Path) -> dict:
     """Validate `config` and resolve its paths; the one call the Snakefile makes."""
     validate_config(config)
+    check_rules(config)
     return resolve_paths(config, root)
+
+
+def check_rules(config: dict) -> None:
+    """Rules between keys that the schema does not express."""
+    imagery = config["imagery"]
+    if bool(imagery["paths"]) == bool(imagery["xyz"]):
+        raise ConfigError("config keys 'imagery.paths' and 'imagery.xyz': give exactly one of them "
+                          "(files, or a tile service)")
 
 
 def _describe(err: jsonschema.ValidationError) -> str:

@@ -25,6 +25,9 @@ def resolve_grid(crs: str | None, resolution: float | None, imagery_paths: list[
     depend on it), and InputError when the imagery cannot be opened to read the defaults.
     """
     if crs is None or resolution is None:
+        if not imagery_paths:
+            raise ConfigError("config keys 'grid.crs' and 'grid.resolution' must be set when the imagery is a "
+                              "tile service (imagery.xyz): there is no file to take them from")
         first = imagery_paths[0]
         try:
             with rasterio.open(first) as src:

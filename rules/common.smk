@@ -50,6 +50,10 @@ REGION_FILE_ARGS = " ".join(
 )
 BLOCKS_BY_REGION = {slug: [b for b in BLOCKS if b.region == slug] for slug in REGION_SLUGS}
 PRODUCT_IDS = sorted(CFG["products"])
+IMAGERY_PATHS = CFG["imagery"]["paths"]
+XYZ = CFG["imagery"]["xyz"]
+IMAGERY_MOSAIC = "resources/imagery/mosaic.vrt" if len(IMAGERY_PATHS) > 1 else next(iter(IMAGERY_PATHS), None)
+IMAGERY_CACHED = bool(XYZ) or CFG["imagery"]["cache"]
 OSM = CFG["roads"]["osm"]
 OSM_IS_REMOTE = bool(OSM) and OSM.startswith(("http://", "https://"))
 OSM_LOCAL = f"resources/raw/osm/{url_filename(OSM)}" if OSM_IS_REMOTE else OSM

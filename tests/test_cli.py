@@ -7,7 +7,8 @@ import pytest
 
 from l2h.cli import build_parser, main
 
-SUBCOMMANDS = {"demo-world", "region-geometry", "download", "roads", "harmonize", "block-stats"}
+SUBCOMMANDS = {"demo-world", "region-geometry", "download", "roads", "harmonize", "block-stats",
+               "imagery-vrt", "fetch-imagery"}
 
 
 def _run(*args):

@@ -156,3 +156,16 @@ def test_product_entries_are_validated(default_config):
     assert "'products.esa_worldcover.preset'" in message
     assert "Bad-Name" in message
     assert "'products.fromglc10.codes.10[0]'" in message
+
+
+def test_imagery_needs_files_or_a_tile_service_not_both(default_config, tmp_path):
+    from l2h.config import check_rules
+
+    default_config["imagery"]["xyz"] = {"url": "https://t.example/{z}/{x}/{y}.png", "zoom": 17}
+    with pytest.raises(ConfigError, match="give exactly one of them"):
+        check_rules(default_config)
+    default_config["imagery"]["paths"] = []
+    check_rules(default_config)
+    default_config["imagery"]["xyz"] = None
+    with pytest.raises(ConfigError, match="give exactly one of them"):
+        check_rules(default_config)

@@ -41,3 +41,9 @@ def test_unreadable_imagery_named(tmp_path):
     bad.write_bytes(b"not a tiff")
     with pytest.raises(InputError, match="broken.tif"):
         resolve_grid(None, None, [str(bad)])
+
+
+def test_tile_service_needs_an_explicit_grid():
+    with pytest.raises(ConfigError, match="'grid.crs' and 'grid.resolution' must be set"):
+        resolve_grid(None, 1.0, [])
+    assert resolve_grid("EPSG:32650", 1.0, []).crs == "EPSG:32650"

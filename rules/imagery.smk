@@ -1,0 +1,60 @@
+# Imagery: many files joined into one mosaic VRT, and (optionally, always for tile services) each
+# region's imagery cached block by block as local GeoTIFFs so GPU jobs read local files.
+
+if len(IMAGERY_PATHS) > 1:
+
+    rule imagery_vrt:
+        message:
+            "Imagery: mosaic VRT of {params.n} files"
+        input:
+            IMAGERY_PATHS,
+        output:
+            IMAGERY_MOSAIC,
+        params:
+            n=len(IMAGERY_PATHS),
+            code_version=code_version("imagery"),
+        log:
+            "logs/imagery_vrt.log",
+        benchmark:
+            "benchmarks/imagery_vrt.tsv"
+        threads: 1
+        resources:
+            mem_mb=500,
+        conda:
+            "../envs/geo.yaml"
+        shell:
+            "l2h --log {log} imagery-vrt --out {output:q} {input:q}"
+
+
+if IMAGERY_CACHED:
+
+    rule fetch_imagery:
+        message:
+            "Region {wildcards.region}: cache the imagery block by block"
+        input:
+            region="resources/regions/{region}.gpkg",
+            imagery=[] if XYZ else IMAGERY_MOSAIC,
+        output:
+            "resources/imagery/{region}.vrt",
+        params:
+            source=lambda w, input: (f"--xyz {shlex.quote(json.dumps(XYZ, sort_keys=True))}" if XYZ
+                                     else f"--source {shlex.quote(input.imagery)}"),
+            crs=GRID.crs,
+            resolution=GRID.resolution,
+            block_size=CFG["grid"]["block_size"],
+            resampling=CFG["imagery"]["resampling"],
+            code_version=code_version("imagery", "blocks"),
+        log:
+            "logs/fetch_imagery/{region}.log",
+        benchmark:
+            "benchmarks/fetch_imagery/{region}.tsv"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            downloads=1,
+        conda:
+            "../envs/geo.yaml"
+        shell:
+            "l2h --log {log} fetch-imagery {params.source} --region {input.region:q} --crs {params.crs:q}"
+            " --resolution {params.resolution} --block-size {params.block_size}"
+            " --resampling {params.resampling} --out {output:q}"
