@@ -31,6 +31,6 @@ include: "rules/sampling.smk"
 rule all:
     input:
         expand("resources/labels/{region}.tif", region=REGION_SLUGS),
-        expand("resources/blocks/{region}.csv", region=REGION_SLUGS),
+        "resources/training_blocks.csv",
         expand("resources/imagery/{region}.vrt", region=REGION_SLUGS) if IMAGERY_CACHED else [],
     default_target: True

@@ -139,6 +139,37 @@ def _fetch_imagery(args: argparse.Namespace) -> None:
     log.info("region %s: %d imagery block(s) cached, mosaic %s", region.slug, len(paths), out)
 
 
+def _sample(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from l2h.io import atomic_path
+    from l2h.samplemap import plot_selection
+    from l2h.sampling import select_training_blocks
+
+    blocks = pd.concat([pd.read_csv(p, dtype={"block_id": str, "region": str}) for p in args.blocks],
+                       ignore_index=True)
+    result = select_training_blocks(
+        blocks, target_fraction=args.target_fraction, tolerance=args.tolerance,
+        min_blocks_per_region=args.min_blocks_per_region, min_labelled_share=args.min_labelled_share,
+        train_regions=json.loads(args.train_regions) if args.train_regions else None, seed=args.seed,
+        time_limit=args.time_limit)
+    with atomic_path(args.all_blocks) as tmp:
+        blocks.to_csv(tmp, index=False)
+    with atomic_path(args.out) as tmp:
+        pd.DataFrame({"block_id": result.selected}).to_csv(tmp, index=False)
+    with atomic_path(args.shares) as tmp:
+        result.shares.to_csv(tmp, index=False, float_format="%.6f")
+    with atomic_path(args.summary) as tmp:
+        Path(tmp).write_text(json.dumps(result.summary(), indent=1))
+    plot_selection(args.region, blocks, result.selected, args.map,
+                   f"Training blocks: {len(result.selected)} of {len(blocks)}, "
+                   f"{100 * result.selected_fraction:.1f} % of the area")
+    gap = "n/a" if result.gap is None else f"{result.gap:.2g}"
+    log.info("%d of %d blocks chosen (%.1f %% of the area; %s, status %s, gap %s, %.1f s); largest class-share "
+             "deviation %.2f percentage points", len(result.selected), len(blocks), 100 * result.selected_fraction,
+             result.method, result.status, gap, result.seconds, 100 * result.max_share_deviation())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="l2h", description="1 m land-cover mapping from 10 m products, OSM roads and ~1 m imagery "
@@ -243,6 +274,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resampling", default="bilinear", help="resampling when warping")
     p.add_argument("--out", required=True, help="output VRT; blocks go to the folder of the same name")
     p.set_defaults(func=_fetch_imagery)
+
+    p = sub.add_parser("sample", help="choose the training blocks with an integer program (PuLP/CBC)",
+                       description="Choose ~target_fraction of the area as training blocks whose class shares "
+                                   "match the overall ones, with a minimum per region; writes the selection, "
+                                   "the merged block table, a class-share table, a summary and a map.")
+    p.add_argument("--blocks", nargs="+", required=True, help="per-region block statistics CSVs")
+    p.add_argument("--region", nargs="+", required=True, help="region GeoPackages (for the map)")
+    p.add_argument("--target-fraction", type=float, default=0.30, help="share of the area to select")
+    p.add_argument("--tolerance", type=float, default=0.02, help="allowed deviation of the area share")
+    p.add_argument("--min-blocks-per-region", type=int, default=1, help="minimum blocks per region")
+    p.add_argument("--min-labelled-share", type=float, default=0.2, help="exclude blocks labelled less")
+    p.add_argument("--train-regions", default=None, help="JSON list of region identifiers to train on")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--time-limit", type=float, default=60, help="solver time limit in seconds")
+    p.add_argument("--out", required=True, help="selected blocks CSV (column block_id)")
+    p.add_argument("--all-blocks", required=True, help="merged block statistics CSV")
+    p.add_argument("--shares", required=True, help="class shares CSV: overall vs selected")
+    p.add_argument("--summary", required=True, help="solver summary JSON")
+    p.add_argument("--map", required=True, help="map PNG")
+    p.set_defaults(func=_sample)
     return parser
 
 

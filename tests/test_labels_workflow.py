@@ -93,3 +93,20 @@ def test_truncated_tile_is_refetched_on_rerun(http_run, demo_world):
         again = snakemake(workdir, configfile=config)
     assert again.returncode == 0, again.stderr[-3000:]
     assert tile.read_bytes() == good
+
+
+def test_demo_training_blocks_within_tolerance_and_cover_every_region(http_run):
+    import pandas as pd
+
+    workdir, _, _ = http_run
+    selected = pd.read_csv(workdir / "resources/training_blocks.csv")["block_id"]
+    blocks = pd.read_csv(workdir / "resources/blocks.csv")
+    chosen = blocks[blocks["block_id"].isin(selected)]
+    assert len(chosen) == len(selected) and selected.is_unique
+    fraction = chosen["area_km2"].sum() / blocks["area_km2"].sum()
+    assert 0.28 <= fraction <= 0.32
+    assert set(chosen["region"]) == set(REGIONS)
+    shares = pd.read_csv(workdir / "results/sampling/class_shares.csv")
+    major = shares[shares["overall_share"] >= 0.01]
+    assert (major["difference"].abs() <= 0.02).all()
+    assert (workdir / "results/sampling/training_blocks.png").stat().st_size > 20_000
