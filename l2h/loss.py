@@ -1,0 +1,239 @@
+"""The low-to-high loss of L2HNet (METHOD.md §6, with the guards §8 calls for), in testable parts.
+
+Labels here are **class indices**, not codes: index k = class code k + 1 (codes 1..11 -> 0..10),
+and ``ignore_index`` (255) marks unlabelled pixels (the consensus' 255 *and* nodata 0). The data
+pipeline converts code rasters with :func:`codes_to_targets`; :class:`l2h.model.L2HNet`'s output
+channel k is the same class k.
+
+L = L_CE + gamma * L_DVA, where
+
+* the labelled pixels are split into a confident area CA and a vague area VA by
+  :func:`confident_mask` -- confidence = the network's (detached) probability of the coarse
+  label's class, CA = confidence >= tau (``mode="label_prob"``) or network argmax == coarse label
+  (``mode="argmax"``, Paraformer's rule) -- with a per-class floor so the majority class cannot
+  swallow the rest (§8: a plain tau collapsed maps to the majority class);
+* L_CE is class-balanced cross-entropy on CA only (VA and ignored pixels contribute nothing);
+  weights are inverse class frequencies to a power (:func:`class_balanced_weights`), counted over
+  the pixels that enter the CE (the confident ones) unless fixed weights are given;
+* L_DVA (:func:`dva_loss`) is a feature-similarity loss pulling each VA pixel's feature toward the
+  nearest CA class prototype.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from l2h.errors import ConfigError
+
+MODES = ("label_prob", "argmax")
+
+
+class LossConfigError(ConfigError, ValueError):
+    """A loss parameter out of range (a ConfigError the CLI prints plainly, and a ValueError)."""
+
+
+def codes_to_targets(codes: torch.Tensor, num_classes: int = 11, ignore_index: int = 255) -> torch.Tensor:
+    """Class-code label raster -> int64 class indices: code c in 1..num_classes -> c - 1; anything
+    else (0 nodata, 255 ignore, unknown codes) -> ignore_index."""
+    codes = codes.long()
+    valid = (codes >= 1) & (codes <= num_classes)
+    return torch.where(valid, codes - 1, torch.full_like(codes, ignore_index))
+
+
+def _check_label(label: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
+    label = label.long()
+    bad = (label != ignore_index) & ((label < 0) | (label >= num_classes))
+    if bool(bad.any()):
+        values = sorted(set(label[bad].unique().tolist()))[:10]
+        raise ValueError(f"label holds values {values} outside class indices 0..{num_classes - 1} "
+                         f"and ignore {ignore_index}; convert codes with l2h.loss.codes_to_targets")
+    return label
+
+
+@torch.no_grad()
+def confident_mask(probs: torch.Tensor, label: torch.Tensor, tau: float, mode: str = "label_prob",
+                   min_class_share: float = 0.2, ignore_index: int = 255) -> torch.Tensor:
+    """Confident-area mask (N, H, W) bool over the labelled pixels (label != ignore_index).
+
+    ``probs``: (N, K, H, W) class probabilities (softmax of the logits; gradients are not used).
+    ``label``: (N, H, W) class indices 0..K-1 or ignore_index.
+
+    * ``mode="label_prob"``: confident where p[label] >= tau.
+    * ``mode="argmax"``: confident where argmax(p) == label (tau is not used).
+
+    Per-class floor (the guard of METHOD.md §8): for every class c present among the labelled pixels
+    (n_c of them), if fewer than ``ceil(min_class_share * n_c)`` are confident, the
+    ``ceil(min_class_share * n_c)`` pixels of class c with the highest p[label] are made confident
+    (in addition to those already confident). ``min_class_share=0`` disables the floor.
+    """
+    if mode not in MODES:
+        raise LossConfigError(f"confident-area mode must be one of {MODES}, got {mode!r}")
+    if not 0.0 <= min_class_share <= 1.0:
+        raise LossConfigError(f"min_class_share must be within [0, 1], got {min_class_share}")
+    if probs.dim() != 4 or label.shape != (probs.shape[0], *probs.shape[2:]):
+        raise ValueError(f"probs (N, K, H, W) and label (N, H, W) expected, got {tuple(probs.shape)} "
+                         f"and {tuple(label.shape)}")
+    num_classes = probs.shape[1]
+    label = _check_label(label, num_classes, ignore_index)
+    labelled = label != ignore_index
+    safe = torch.where(labelled, label, torch.zeros_like(label))
+    p_label = probs.detach().gather(1, safe.unsqueeze(1)).squeeze(1)
+    if mode == "label_prob":
+        confident = p_label >= tau
+    else:
+        confident = probs.detach().argmax(dim=1) == label
+    confident &= labelled
+    if min_class_share > 0:
+        flat_label, flat_conf, flat_p = label.reshape(-1), confident.reshape(-1), p_label.reshape(-1)
+        for c in flat_label[labelled.reshape(-1)].unique().tolist():
+            idx = (flat_label == c).nonzero(as_tuple=True)[0]
+            need = math.ceil(min_class_share * idx.numel() - 1e-9)
+            if int(flat_conf[idx].sum()) >= need:
+                continue
+            top = flat_p[idx].topk(need).indices
+            flat_conf[idx[top]] = True
+        confident = flat_conf.reshape(label.shape)
+    return confident
+
+
+def class_balanced_weights(label: torch.Tensor, num_classes: int, ignore_index: int = 255,
+                           power: float = 0.5) -> torch.Tensor:
+    """Per-class weights (num_classes,) = count_c ** -power, scaled to mean 1 over present classes.
+
+    Classes absent from ``label`` (ignoring ``ignore_index``) get weight 0; ``power=0`` gives 1 for
+    every present class. Float32 on the label's device.
+    """
+    if power < 0:
+        raise LossConfigError(f"balance power must be >= 0, got {power}")
+    label = _check_label(label.reshape(-1), num_classes, ignore_index)
+    label = label[label != ignore_index]
+    counts = torch.bincount(label, minlength=num_classes).to(torch.float32)
+    present = counts > 0
+    weights = torch.zeros(num_classes, dtype=torch.float32, device=counts.device)
+    if bool(present.any()):
+        w = counts[present].pow(-power)
+        weights[present] = w / w.mean()
+    return weights
+
+
+def class_prototypes(features: torch.Tensor, label: torch.Tensor, confident: torch.Tensor,
+                     num_classes: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(prototypes (K, C) unit vectors, present (K,) bool): per class, the normalised mean of the
+    L2-normalised features of its confident pixels; detached (prototypes are targets)."""
+    f = F.normalize(features.detach(), dim=1).permute(0, 2, 3, 1)[confident]  # (M, C)
+    lab = label.long()[confident]
+    if num_classes is None:
+        num_classes = int(lab.max()) + 1 if lab.numel() else 0
+    sums = torch.zeros(num_classes, f.shape[1], dtype=f.dtype, device=f.device).index_add_(0, lab, f)
+    counts = torch.bincount(lab, minlength=num_classes)[:num_classes]
+    present = counts > 0
+    protos = F.normalize(sums, dim=1)  # the mean's direction; rows of absent classes stay 0
+    return protos, present
+
+
+def dva_loss(features: torch.Tensor, label: torch.Tensor, confident: torch.Tensor,
+             vague: torch.Tensor) -> torch.Tensor:
+    """Dynamic vague-area loss: mean over vague pixels of (1 - max_c cos(f_pixel, prototype_c)).
+
+    ``features`` (N, C, H, W); ``label`` (N, H, W) class indices; ``confident`` and ``vague``
+    (N, H, W) bool masks (the caller passes vague = labelled & ~confident).
+
+    METHOD.md leaves L_DVA's form open; the choice made here: class prototypes are the (detached)
+    mean L2-normalised features of each class's confident pixels in the batch; each vague pixel's
+    normalised feature is pulled toward the prototype it is **most similar to** -- whatever its
+    coarse label says, since in the vague area that label is the thing not trusted. The loss thus
+    tightens vague pixels around the class clusters the confident area defines (a feature-space
+    self-training step) without pushing them to the coarse class. Gradients reach only the vague
+    pixels' features. Returns 0 (still attached to ``features``) with no vague pixels or no
+    prototypes.
+    """
+    zero = features.sum() * 0.0
+    if not bool(vague.any()) or not bool(confident.any()):
+        return zero
+    protos, present = class_prototypes(features, label, confident)
+    protos = protos[present]  # (P, C)
+    fv = F.normalize(features, dim=1).permute(0, 2, 3, 1)[vague]  # (V, C)
+    similarity = fv @ protos.t()  # (V, P) cosine similarities
+    return (1.0 - similarity.max(dim=1).values).mean()
+
+
+class L2HLoss:
+    """L = class-balanced CE on the confident area + gamma * L_DVA (see the module doc).
+
+    ``loss(logits, features, label, step)`` -> dict of tensors: ``total`` (differentiable),
+    ``ce``, ``dva``, ``confident_share`` (confident / labelled pixels) and ``agreement`` (share of
+    labelled pixels where argmax == label; a 1 m-truth-free signal for early stopping, §8).
+
+    ``warmup_steps``: while ``step < warmup_steps`` every labelled pixel is confident and dva = 0.
+    ``balance_power``: exponent of the inverse-frequency class weights (0 = unweighted CE).
+    ``class_weights``: fixed per-class weights (e.g. from the whole region's label statistics)
+    used instead of the per-batch ones.
+    """
+
+    def __init__(self, num_classes: int = 11, tau: float = 0.5, gamma: float = 0.1, mode: str = "label_prob",
+                 min_class_share: float = 0.2, warmup_steps: int = 0, balance_power: float = 0.5,
+                 ignore_index: int = 255, class_weights: Sequence[float] | torch.Tensor | None = None):
+        if mode not in MODES:
+            raise LossConfigError(f"confident-area mode must be one of {MODES}, got {mode!r}")
+        checks = (("tau", tau, 0.0 <= tau <= 1.0, "within [0, 1]"),
+                  ("gamma", gamma, gamma >= 0, ">= 0"),
+                  ("min_class_share", min_class_share, 0.0 <= min_class_share <= 1.0, "within [0, 1]"),
+                  ("warmup_steps", warmup_steps, warmup_steps >= 0, ">= 0"),
+                  ("balance_power", balance_power, balance_power >= 0, ">= 0"),
+                  ("num_classes", num_classes, num_classes >= 1, ">= 1"))
+        for name, value, ok, rule in checks:
+            if not ok:
+                raise LossConfigError(f"loss parameter {name} must be {rule}, got {value}")
+        self.num_classes = int(num_classes)
+        self.tau = float(tau)
+        self.gamma = float(gamma)
+        self.mode = mode
+        self.min_class_share = float(min_class_share)
+        self.warmup_steps = int(warmup_steps)
+        self.balance_power = float(balance_power)
+        self.ignore_index = int(ignore_index)
+        self.class_weights = None
+        if class_weights is not None:
+            cw = torch.as_tensor(class_weights, dtype=torch.float32).reshape(-1)
+            if cw.numel() != self.num_classes or bool((cw < 0).any()) or not bool(torch.isfinite(cw).all()):
+                raise LossConfigError(f"class_weights needs {self.num_classes} finite values >= 0, got {cw.tolist()}")
+            self.class_weights = cw
+
+    def __call__(self, logits: torch.Tensor, features: torch.Tensor, label: torch.Tensor,
+                 step: int) -> dict[str, torch.Tensor]:
+        if logits.dim() != 4 or logits.shape[1] != self.num_classes:
+            raise ValueError(f"logits (N, {self.num_classes}, H, W) expected, got {tuple(logits.shape)}")
+        label = _check_label(label, self.num_classes, self.ignore_index)
+        labelled = label != self.ignore_index
+        probs = logits.detach().softmax(dim=1)
+        if step < self.warmup_steps:
+            confident = labelled
+            dva = features.sum() * 0.0
+        else:
+            confident = confident_mask(probs, label, self.tau, self.mode, self.min_class_share, self.ignore_index)
+            vague = labelled & ~confident
+            dva = dva_loss(features, label, confident, vague)
+
+        target = torch.where(confident, label, torch.full_like(label, self.ignore_index))
+        if self.class_weights is not None:
+            weights = self.class_weights.to(logits.device, logits.dtype)
+        else:
+            weights = class_balanced_weights(target, self.num_classes, self.ignore_index,
+                                             self.balance_power).to(logits.dtype)
+        # the weighted mean is over the confident pixels whose class has weight > 0
+        has_ce = bool(confident.any()) and bool((weights[label[confident]] > 0).any())
+        if has_ce:
+            ce = F.cross_entropy(logits, target, weight=weights, ignore_index=self.ignore_index)
+        else:
+            ce = logits.sum() * 0.0
+        total = ce + self.gamma * dva
+
+        n_labelled = labelled.sum().clamp(min=1).to(torch.float32)
+        confident_share = confident.sum().to(torch.float32) / n_labelled
+        agreement = ((probs.argmax(dim=1) == label) & labelled).sum().to(torch.float32) / n_labelled
+        return {"total": total, "ce": ce, "dva": dva, "confident_share": confident_share,
+                "agreement": agreement}

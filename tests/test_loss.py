@@ -1,0 +1,267 @@
+"""The low-to-high loss, part by part, on hand-made tensors with known values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from l2h.errors import ConfigError
+from l2h.loss import (
+    L2HLoss,
+    class_balanced_weights,
+    class_prototypes,
+    codes_to_targets,
+    confident_mask,
+    dva_loss,
+)
+
+IGN = 255
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _toy_probs():
+    """1x3x2x2 probabilities and labels:
+    (0,0) p=[.7,.2,.1] label 0 -> p_label .7, argmax agrees
+    (0,1) p=[.4,.35,.25] label 0 -> p_label .4, argmax agrees
+    (1,0) p=[.1,.6,.3] label 2 -> p_label .3, argmax disagrees
+    (1,1) p=[.2,.2,.6] label 255 (unlabelled)
+    """
+    p = torch.tensor([[.7, .2, .1], [.4, .35, .25], [.1, .6, .3], [.2, .2, .6]])
+    probs = p.t().reshape(1, 3, 2, 2)
+    label = torch.tensor([[[0, 0], [2, IGN]]])
+    return probs, label
+
+
+def test_codes_to_targets():
+    codes = torch.tensor([0, 1, 5, 11, 255, 12], dtype=torch.uint8)
+    assert codes_to_targets(codes).tolist() == [IGN, 0, 4, 10, IGN, IGN]
+
+
+def test_confident_mask_by_tau():
+    probs, label = _toy_probs()
+    m = lambda tau, **kw: confident_mask(probs, label, tau, min_class_share=0.0, **kw)[0].tolist()  # noqa: E731
+    assert m(0.5) == [[True, False], [False, False]]
+    assert m(0.4) == [[True, True], [False, False]]   # >= tau
+    assert m(0.3) == [[True, True], [True, False]]
+    assert m(0.1) == [[True, True], [True, False]]    # unlabelled never confident
+    assert m(0.8) == [[False, False], [False, False]]
+    # Paraformer's rule: argmax == label, whatever tau
+    assert m(0.99, mode="argmax") == [[True, True], [False, False]]
+
+
+def test_confident_mask_floor_on_toy():
+    probs, label = _toy_probs()
+    # default floor 0.2: class 0 has 2 pixels, needs ceil(0.4) = 1 (has 1); class 2 has 1 pixel,
+    # needs 1 (has 0) -> its only pixel is added
+    assert confident_mask(probs, label, 0.5)[0].tolist() == [[True, False], [True, False]]
+    # share 1.0: every labelled pixel
+    assert confident_mask(probs, label, 0.5, min_class_share=1.0)[0].tolist() == [[True, True], [True, False]]
+
+
+def test_minority_class_is_not_swallowed():
+    """A class holding 5 % of the labels, all below tau, keeps its most confident 20 %."""
+    torch.manual_seed(0)
+    h = w = 20
+    label = torch.zeros(1, h, w, dtype=torch.long)
+    minority = torch.randperm(h * w)[:20]  # 20 of 400 pixels = 5 %
+    label.view(-1)[minority] = 1
+    probs = torch.zeros(1, 3, h, w)
+    probs[0, 0] = 0.9                       # the majority is confidently class 0 everywhere ...
+    probs[0, 2] = 0.1
+    p1 = torch.linspace(0.05, 0.45, 20)[torch.randperm(20)]  # ... the minority's own class < tau
+    flat1, flat0 = probs[0, 1].view(-1), probs[0, 0].view(-1)
+    flat1[minority] = p1
+    flat0[minority] = 0.9 - p1
+    assert not bool(confident_mask(probs, label, 0.5, min_class_share=0.0)[label == 1].any())
+
+    mask = confident_mask(probs, label, 0.5, min_class_share=0.2)
+    chosen = mask.view(-1)[minority]
+    assert int(chosen.sum()) == math.ceil(0.2 * 20) == 4
+    assert sorted(p1[chosen].tolist()) == sorted(p1.topk(4).values.tolist())  # the most confident ones
+    assert bool(mask[label == 0].all())  # the majority is untouched
+    # Paraformer's rule suffers the same collapse and gets the same floor
+    am = confident_mask(probs, label, 0.5, mode="argmax", min_class_share=0.2)
+    assert int(am.view(-1)[minority].sum()) == 4
+
+
+def test_class_balanced_weights_toy():
+    label = torch.tensor([[0, 0, 0, 0, 1, IGN, IGN]])
+    # counts [4, 1, 0] -> count^-0.5 = [0.5, 1] -> mean 0.75 -> [2/3, 4/3], absent class 0
+    w = class_balanced_weights(label, 3, power=0.5)
+    assert torch.allclose(w, torch.tensor([2 / 3, 4 / 3, 0.0]))
+    # power 1: [0.25, 1] / 0.625
+    assert torch.allclose(class_balanced_weights(label, 3, power=1.0), torch.tensor([0.4, 1.6, 0.0]))
+    assert class_balanced_weights(label, 3, power=0.0).tolist() == [1.0, 1.0, 0.0]
+    assert class_balanced_weights(torch.full((2, 2), IGN), 3).tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="codes_to_targets"):
+        class_balanced_weights(torch.tensor([0, 3]), 3)
+
+
+def _ce_setup():
+    """logits (1,3,1,6), confident pixels 0,1,2 (p_label >= .5), vague 3,4, unlabelled 5."""
+    logits = torch.tensor([
+        [3.0, 0.0, 0.0],   # label 0, p ~ .91 confident
+        [2.0, 0.0, 0.0],   # label 0, p ~ .79 confident
+        [0.0, 2.5, 0.0],   # label 1, p ~ .86 confident
+        [2.0, 0.0, 0.0],   # label 1, p ~ .11 vague
+        [0.0, 0.0, 2.0],   # label 0, p ~ .11 vague
+        [0.0, 0.0, 5.0],   # unlabelled
+    ]).t().reshape(1, 3, 1, 6)
+    label = torch.tensor([[[0, 0, 1, 1, 0, IGN]]])
+    return logits, label
+
+
+def _hand_ce(logits, label, idx, power=0.5):
+    logp = torch.log_softmax(logits[0, :, 0], dim=0)  # (3, W)
+    ys = [int(label[0, 0, i]) for i in idx]
+    counts = {c: ys.count(c) for c in set(ys)}
+    raw = {c: n ** -power for c, n in counts.items()}
+    mean = sum(raw.values()) / len(raw)
+    w = {c: v / mean for c, v in raw.items()}
+    return sum(-w[y] * float(logp[y, i]) for y, i in zip(ys, idx)) / sum(w[y] for y in ys)
+
+
+def test_ce_is_class_balanced_on_confident_pixels_only():
+    logits, label = _ce_setup()
+    features = torch.randn(1, 4, 1, 6)
+    loss = L2HLoss(num_classes=3, tau=0.5, gamma=0.0, min_class_share=0.0)
+    out = loss(logits, features, label, step=0)
+    assert math.isclose(float(out["ce"]), _hand_ce(logits, label, [0, 1, 2]), rel_tol=1e-5)
+    assert not math.isclose(float(out["ce"]), _hand_ce(logits, label, [0, 1, 2, 3, 4]), rel_tol=1e-3)
+    assert math.isclose(float(out["confident_share"]), 3 / 5, rel_tol=1e-6)
+    assert math.isclose(float(out["agreement"]), 3 / 5, rel_tol=1e-6)  # pixels 0, 1, 2 agree
+
+    # relabelling vague pixels (to classes still below tau) or unlabelled ones leaves ce unchanged
+    label2 = label.clone()
+    label2[0, 0, 3], label2[0, 0, 4] = 2, 1
+    out2 = loss(logits, features, label2, step=0)
+    assert float(out2["ce"]) == pytest.approx(float(out["ce"]), rel=1e-6)
+    assert float(out2["confident_share"]) == pytest.approx(3 / 5)
+
+    # no gradient reaches the logits of vague or unlabelled pixels
+    lg = logits.clone().requires_grad_(True)
+    loss(lg, features, label, step=0)["ce"].backward()
+    per_pixel = lg.grad.abs().sum(dim=1)[0, 0]
+    assert (per_pixel[:3] > 0).all()
+    assert per_pixel[3:].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_unweighted_ce_with_power_zero_and_fixed_weights():
+    logits, label = _ce_setup()
+    features = torch.zeros(1, 2, 1, 6)
+    plain = L2HLoss(num_classes=3, gamma=0.0, min_class_share=0.0, balance_power=0.0)(logits, features, label, 0)
+    assert math.isclose(float(plain["ce"]), _hand_ce(logits, label, [0, 1, 2], power=0.0), rel_tol=1e-5)
+    fixed = L2HLoss(num_classes=3, gamma=0.0, min_class_share=0.0, class_weights=[1.0, 1.0, 1.0])
+    assert float(fixed(logits, features, label, 0)["ce"]) == pytest.approx(float(plain["ce"]), rel=1e-6)
+
+
+def test_no_confident_pixel_gives_zero_ce_not_nan():
+    logits, _ = _ce_setup()
+    label = torch.full((1, 1, 6), IGN)
+    lg = logits.clone().requires_grad_(True)
+    out = L2HLoss(num_classes=3)(lg, torch.randn(1, 2, 1, 6), label, step=10)
+    assert float(out["total"].detach()) == 0.0 and float(out["confident_share"]) == 0.0
+    out["total"].backward()  # still differentiable
+    assert float(lg.grad.abs().sum()) == 0.0
+
+
+def _feat(*vectors):
+    """Features (1, C, 1, len) from per-pixel vectors."""
+    return torch.tensor(vectors, dtype=torch.float32).t().reshape(1, len(vectors[0]), 1, len(vectors))
+
+
+def test_prototypes_are_means_of_normalised_features():
+    f = _feat((2.0, 0.0), (0.0, 1.0), (5.0, 5.0))
+    label = torch.tensor([[[0, 0, 1]]])
+    protos, present = class_prototypes(f, label, torch.tensor([[[True, True, False]]]), num_classes=3)
+    assert present.tolist() == [True, False, False]
+    s = 1 / math.sqrt(2)
+    assert torch.allclose(protos[0], torch.tensor([s, s]))  # not the direction of the raw mean (1, .5)
+
+
+def test_dva_is_zero_on_prototypes_and_positive_elsewhere():
+    # confident: class 0 at (2,0) and (0,1) -> prototype (1,1)/sqrt2; class 1 at (-1,0)
+    f = _feat((2.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (3.0, 3.0), (1.0, 0.2))
+    label = torch.tensor([[[0, 0, 1, 1, 1]]])
+    confident = torch.tensor([[[True, True, True, False, False]]])
+    on_proto = torch.tensor([[[False, False, False, True, False]]])
+    off_proto = torch.tensor([[[False, False, False, False, True]]])
+    assert float(dva_loss(f, label, confident, on_proto)) == pytest.approx(0.0, abs=1e-6)
+    # (1, .2) is nearest to class 0's prototype (cos .832) though its coarse label is 1 (cos -.98)
+    expected = 1 - (1.0 + 0.2) / math.sqrt(2) / math.hypot(1.0, 0.2)
+    assert float(dva_loss(f, label, confident, off_proto)) == pytest.approx(expected, rel=1e-5)
+    both = on_proto | off_proto
+    assert float(dva_loss(f, label, confident, both)) == pytest.approx(expected / 2, rel=1e-5)
+    # nothing vague, or no prototype -> 0
+    none = torch.zeros_like(confident)
+    assert float(dva_loss(f, label, confident, none)) == 0.0
+    assert float(dva_loss(f, label, none, off_proto)) == 0.0
+
+
+def test_dva_pulls_toward_the_nearest_prototype():
+    f = _feat((1.0, 0.0), (0.0, 1.0), (0.9, 0.3)).requires_grad_(True)
+    label = torch.tensor([[[0, 1, 1]]])  # the vague pixel's coarse label is 1 ...
+    confident = torch.tensor([[[True, True, False]]])
+    vague = ~confident
+    dva_loss(f, label, confident, vague).backward()
+    assert f.grad[0, :, 0, :2].abs().sum() == 0  # prototypes are detached
+    moved = (f.detach() - 0.5 * f.grad)[0, :, 0, 2]
+    cos0 = lambda v: float(v[0] / v.norm())  # noqa: E731
+    assert cos0(moved) > cos0(f.detach()[0, :, 0, 2])  # ... yet it moves toward class 0's prototype
+
+
+def test_warmup_makes_every_labelled_pixel_confident():
+    logits, label = _ce_setup()
+    features = torch.randn(1, 4, 1, 6)
+    loss = L2HLoss(num_classes=3, tau=0.5, gamma=1.0, min_class_share=0.0, warmup_steps=5)
+    warm = loss(logits, features, label, step=4)
+    assert float(warm["confident_share"]) == 1.0
+    assert float(warm["dva"]) == 0.0
+    assert math.isclose(float(warm["ce"]), _hand_ce(logits, label, [0, 1, 2, 3, 4]), rel_tol=1e-5)
+    after = loss(logits, features, label, step=5)
+    assert float(after["confident_share"]) == pytest.approx(3 / 5)
+    assert float(after["dva"]) > 0
+
+
+def test_gamma_scales_dva_in_total():
+    torch.manual_seed(0)
+    logits, label = _ce_setup()
+    features = torch.randn(1, 4, 1, 6, requires_grad=True)
+    a = L2HLoss(num_classes=3, gamma=0.0, min_class_share=0.0)(logits, features, label, step=0)
+    v = lambda t: float(t.detach())  # noqa: E731
+    b = L2HLoss(num_classes=3, gamma=0.5, min_class_share=0.0)(logits, features, label, step=0)
+    assert v(a["dva"]) > 0 and v(a["dva"]) == pytest.approx(v(b["dva"]))
+    assert v(a["total"]) == pytest.approx(v(a["ce"]))
+    assert v(b["total"]) == pytest.approx(v(b["ce"]) + 0.5 * v(b["dva"]), rel=1e-6)
+    b["total"].backward()
+    assert float(features.grad.abs().sum()) > 0  # L_DVA trains the backbone's features
+
+
+def test_bad_parameters_and_labels():
+    for kw in ({"tau": 1.5}, {"gamma": -1}, {"mode": "mean"}, {"min_class_share": 2},
+               {"warmup_steps": -1}, {"class_weights": [1.0, 2.0]}):
+        with pytest.raises(ConfigError):
+            L2HLoss(num_classes=3, **kw)
+        with pytest.raises(ValueError):
+            L2HLoss(num_classes=3, **kw)
+    logits, _ = _ce_setup()
+    codes = torch.tensor([[[1, 2, 3, 3, 1, IGN]]])  # codes, not indices: 3 is out of range
+    with pytest.raises(ValueError, match="codes_to_targets"):
+        L2HLoss(num_classes=3)(logits, torch.randn(1, 2, 1, 6), codes, step=0)
+
+
+def test_vague_pixels_do_not_shape_the_prototypes():
+    f = _feat((1.0, 0.0), (0.0, 1.0), (1.0, 1.0))
+    label = torch.tensor([[[0, 1, 0]]])
+    confident = torch.tensor([[[True, True, False]]])
+    # the prototypes stay (1,0) and (0,1): the vague (1,1) is 45 degrees from both
+    assert float(dva_loss(f, label, confident, ~confident)) == pytest.approx(1 - 1 / math.sqrt(2), rel=1e-5)
