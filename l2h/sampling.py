@@ -584,16 +584,10 @@ def parse_cbc_log(text: str) -> dict:
                 break
         else:
             out["status"] = low.replace(" ", "_")
-    m = re.search(r"^Objective value:\s+(\S+)", text, re.M)
-    if m:
+    for key, label in (("objective", "Objective value"), ("bound", "Lower bound")):
+        m = re.search(rf"^{label}:\s+(\S+)", text, re.M)
         try:
-            out["objective"] = float(m.group(1))
-        except ValueError:
-            pass
-    m = re.search(r"^Lower bound:\s+(\S+)", text, re.M)
-    if m:
-        try:
-            out["bound"] = float(m.group(1))
+            out[key] = float(m.group(1)) if m else out[key]
         except ValueError:
             pass
     if out["objective"] is not None:
