@@ -25,3 +25,14 @@ def small_demo_world(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("small_demo_world")
     generate_demo_world(out, seed=42, width_m=SMALL_SIZE[0], height_m=SMALL_SIZE[1])
     return out
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: intra-op threads only add overhead (large on a busy 2-core machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
