@@ -23,6 +23,7 @@ class Block:
     col: int  # floor(x / block_m)
     row: int  # floor(y / block_m), growing northwards
     bounds: tuple[float, float, float, float]  # xmin, ymin, xmax, ymax in the run's CRS
+    touches: tuple[str, ...] = ()  # every region the block overlaps (its mosaics need it)
 
 
 def block_id(col: int, row: int) -> str:
@@ -66,7 +67,7 @@ def blocks_for_regions(regions: Mapping[str, object], block_m: float) -> list[Bl
     for (col, row), slugs in touching.items():
         bounds = block_bounds(col, row, block_m)
         owner = _owner(slugs, regions, bounds) if len(slugs) > 1 else slugs[0]
-        blocks.append(Block(block_id(col, row), owner, col, row, bounds))
+        blocks.append(Block(block_id(col, row), owner, col, row, bounds, tuple(sorted(slugs))))
     return sorted(blocks, key=lambda b: (b.region, -b.row, b.col))
 
 

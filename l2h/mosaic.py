@@ -1,0 +1,93 @@
+"""Region and national mosaics: block predictions streamed window by window into Cloud-Optimized
+GeoTIFFs (tiled 512, DEFLATE, MODE overviews, the class colour table, nodata 0), clipped to the
+region polygon; memory is bounded by the window, never the region."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.features import geometry_mask
+from rasterio.windows import Window, from_bounds
+from rio_cogeo.cogeo import cog_translate, cog_validate
+from rio_cogeo.profiles import cog_profiles
+
+from l2h.classes import NODATA, colormap
+from l2h.errors import InputError
+from l2h.harmonize import iter_windows
+from l2h.io import atomic_path, class_raster_profile
+
+log = logging.getLogger("l2h.mosaic")
+WINDOW = 2048
+
+
+def _footprint(path: str | Path) -> tuple[float, float, float, float]:
+    """A block prediction's bounds; a file GDAL cannot read is named and removed (rerun recomputes it)."""
+    try:
+        with rasterio.open(path) as src:
+            src.read(1, window=Window(0, 0, 1, 1))  # a truncated file may still open
+            return tuple(src.bounds)
+    except rasterio.errors.RasterioIOError as exc:
+        Path(path).unlink(missing_ok=True)
+        raise InputError(f"block prediction {path}: unreadable or truncated ({exc}); it was removed so that "
+                         f"the next run predicts the block again") from None
+
+
+def merge_blocks(block_paths: Sequence[str | Path], geometry, crs: str, resolution: float, out_tif: str | Path,
+                 window: int = WINDOW) -> None:
+    """Write the blocks into one class GeoTIFF over `geometry`'s extent, clipped to it, window by window.
+
+    Each output window opens only the blocks that overlap it (a national run has thousands).
+    """
+    if not block_paths:
+        raise InputError("mosaic: no block predictions to merge")
+    footprints = [(str(p), _footprint(p)) for p in block_paths]
+    res = resolution
+    west, south, east, north = geometry.bounds
+    west, south = np.floor(west / res) * res, np.floor(south / res) * res
+    east, north = np.ceil(east / res) * res, np.ceil(north / res) * res
+    width, height = round((east - west) / res), round((north - south) / res)
+    transform = rasterio.transform.from_origin(west, north, res, res)
+    profile = class_raster_profile(width, height, crs, transform, BIGTIFF="IF_SAFER")
+    with atomic_path(out_tif) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write_colormap(1, colormap())
+        for win in iter_windows(width, height, window):
+            left, bottom, right, top = rasterio.windows.bounds(win, transform)
+            data = np.zeros((int(win.height), int(win.width)), np.uint8)
+            for path, (b_left, b_bottom, b_right, b_top) in footprints:
+                if b_right <= left or b_left >= right or b_top <= bottom or b_bottom >= top:
+                    continue
+                with rasterio.open(path) as src:
+                    part = src.read(1, window=from_bounds(left, bottom, right, top, transform=src.transform),
+                                    boundless=True, fill_value=NODATA, out_shape=data.shape)
+                data = np.where(part != NODATA, part, data)
+            inside = ~geometry_mask([geometry], out_shape=data.shape, transform=dst.window_transform(win))
+            data[~inside] = NODATA
+            dst.write(data, 1, window=win)
+
+
+def to_cog(src_tif: str | Path, out_cog: str | Path) -> None:
+    """Translate a class GeoTIFF into a validated COG (DEFLATE, 512 tiles, MODE overviews, palette)."""
+    profile = {**cog_profiles.get("deflate"), "blockxsize": 512, "blockysize": 512, "BIGTIFF": "IF_SAFER"}
+    with rasterio.open(src_tif) as src:
+        levels = max(0, math.ceil(math.log2(max(src.width, src.height) / 512)))  # down to one 512 tile
+    with atomic_path(out_cog) as tmp:
+        cog_translate(str(src_tif), str(tmp), profile, nodata=NODATA, overview_level=levels,
+                      overview_resampling="mode", colormap=colormap(), in_memory=False, quiet=True)
+        valid, errors, warnings = cog_validate(str(tmp), strict=True, quiet=True)
+        if not valid:
+            raise InputError(f"mosaic {out_cog}: not a valid COG: {errors + warnings}")
+
+
+def mosaic(block_paths: Sequence[str | Path], geometry, crs: str, resolution: float, out_cog: str | Path) -> None:
+    """Blocks -> clipped class GeoTIFF -> COG, through a temporary file next to `out_cog`."""
+    scratch = Path(out_cog).with_name(f".{Path(out_cog).stem}.merge.tif")
+    try:
+        merge_blocks(block_paths, geometry, crs, resolution, scratch)
+        to_cog(scratch, out_cog)
+    finally:
+        scratch.unlink(missing_ok=True)

@@ -1,0 +1,141 @@
+"""Per-block inference with onnxruntime and COG mosaics: no seams between blocks, house-style
+outputs, clear errors for bad input."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import rasterio
+import torch
+from rasterio.windows import from_bounds
+from rio_cogeo.cogeo import cog_validate
+from shapely.geometry import box
+
+from l2h.blocks import blocks_for_regions
+from l2h.errors import InputError
+from l2h.infer import load_onnx, predict_block
+from l2h.model import L2HNet, model_metadata
+from l2h.mosaic import merge_blocks, mosaic
+from l2h.regions import dissolved_regions, region_geometries
+
+CRS = "EPSG:32650"
+
+
+def export_tiny_model(path, in_channels=4, width=8, seed=0):
+    """A randomly initialised L2HNet exported to ONNX with l2h metadata (inference needs no training)."""
+    torch.manual_seed(seed)
+    model = L2HNet(in_channels, width=width).eval()
+    bands = ["red", "green", "blue", "nir"][:in_channels] + [f"b{i}" for i in range(4, in_channels)]
+    meta = model_metadata(model, bands, {"mean": [110.0] * in_channels, "std": [45.0] * in_channels}, 0.5, 0.1)
+    torch.onnx.export(model, torch.zeros(1, in_channels, 64, 64), str(path), input_names=["image"],
+                      output_names=["logits"], dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}}, opset_version=17,
+                      dynamo=False)
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "l2h", json.dumps(meta)
+    onnx.save(proto, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    return export_tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx")
+
+
+@pytest.fixture(scope="module")
+def country(small_demo_world):
+    regions = dissolved_regions(small_demo_world / "regions" / "provinces.gpkg", "name")
+    geoms = region_geometries(regions, CRS)
+    return geoms, regions.to_crs(CRS).union_all()
+
+
+def test_blocks_join_without_seams(tiny_onnx, small_demo_world, country, tmp_path):
+    geoms, union = country
+    imagery = str(small_demo_world / "imagery" / "demo_imagery.tif")
+    model = load_onnx(tiny_onnx, threads=2)
+    blocks = blocks_for_regions(geoms, 256)
+    for b in blocks:
+        predict_block(model, imagery, b.bounds, 1.0, CRS, union, tmp_path / "blocks" / f"{b.id}.tif", tile=192,
+                      progress=False)
+    merge_blocks(sorted((tmp_path / "blocks").glob("*.tif")), union, CRS, 1.0, tmp_path / "per_block.tif")
+    xmin = min(b.bounds[0] for b in blocks)
+    ymin = min(b.bounds[1] for b in blocks)
+    xmax = max(b.bounds[2] for b in blocks)
+    ymax = max(b.bounds[3] for b in blocks)
+    predict_block(model, imagery, (xmin, ymin, xmax, ymax), 1.0, CRS, union, tmp_path / "whole.tif", tile=320,
+                  progress=False)
+    with rasterio.open(tmp_path / "per_block.tif") as a, rasterio.open(tmp_path / "whole.tif") as b:
+        per_block = a.read(1)
+        whole = b.read(1, window=from_bounds(*a.bounds, transform=b.transform))
+    assert (per_block > 0).mean() > 0.5
+    np.testing.assert_array_equal(per_block, whole)
+
+
+def test_output_house_style_and_confidence(tiny_onnx, small_demo_world, country, tmp_path):
+    geoms, union = country
+    block = blocks_for_regions(geoms, 256)[5]
+    stats = predict_block(load_onnx(tiny_onnx), str(small_demo_world / "imagery" / "demo_imagery.tif"),
+                          block.bounds, 1.0, CRS, union, tmp_path / "b.tif", tmp_path / "c.tif", progress=False)
+    with rasterio.open(tmp_path / "b.tif") as cls, rasterio.open(tmp_path / "c.tif") as conf:
+        classes, confidence = cls.read(1), conf.read(1)
+        assert cls.nodata == 0 and cls.dtypes == ("uint8",) and cls.colormap(1)[1][:3] == (0, 100, 0)
+        assert cls.crs.to_epsg() == 32650 and cls.transform.a == 1.0
+    assert stats["valid_pixels"] == int((classes > 0).sum())
+    assert ((confidence > 0) == (classes > 0)).all()
+    assert confidence[classes > 0].min() >= 255 // 11  # a max probability is at least 1/11
+    assert set(np.unique(classes)) <= set(range(12))
+
+
+def test_band_count_mismatch_names_both(tmp_path, small_demo_world, country):
+    model = load_onnx(export_tiny_model(tmp_path / "rgb.onnx", in_channels=3))
+    with pytest.raises(InputError, match=r"has 4 band\(s\) but the model .* was trained on 3"):
+        predict_block(model, str(small_demo_world / "imagery" / "demo_imagery.tif"), (0, 0, 256, 256), 1.0, CRS,
+                      box(0, 0, 256, 256), tmp_path / "x.tif", progress=False)
+
+
+def test_block_without_imagery_is_nodata_or_strict_error(tiny_onnx, small_demo_world, tmp_path, caplog):
+    far = (100000.0, 100000.0, 100256.0, 100256.0)
+    imagery = str(small_demo_world / "imagery" / "demo_imagery.tif")
+    stats = predict_block(load_onnx(tiny_onnx), imagery, far, 1.0, CRS, box(*far), tmp_path / "empty.tif",
+                          progress=False)
+    assert stats["valid_pixels"] == 0 and "no imagery" in caplog.text
+    with rasterio.open(tmp_path / "empty.tif") as src:
+        assert (src.read(1) == 0).all()
+    with pytest.raises(InputError, match="strict"):
+        predict_block(load_onnx(tiny_onnx), imagery, far, 1.0, CRS, box(*far), tmp_path / "s.tif", strict=True,
+                      progress=False)
+    assert not (tmp_path / "s.tif").exists()
+
+
+def test_cog_mosaic_valid_and_clipped(tiny_onnx, small_demo_world, country, tmp_path):
+    geoms, union = country
+    name = sorted(geoms)[0]
+    imagery = str(small_demo_world / "imagery" / "demo_imagery.tif")
+    model = load_onnx(tiny_onnx)
+    paths = []
+    for b in blocks_for_regions(geoms, 256):
+        if box(*b.bounds).intersects(geoms[name]):
+            paths.append(tmp_path / f"{b.id}.tif")
+            predict_block(model, imagery, b.bounds, 1.0, CRS, union, paths[-1], progress=False)
+    mosaic(paths, geoms[name], CRS, 1.0, tmp_path / "region.tif")
+    assert cog_validate(str(tmp_path / "region.tif"), strict=True, quiet=True)[0]
+    with rasterio.open(tmp_path / "region.tif") as cog:
+        assert cog.overviews(1) and cog.colormap(1)[11][:3] == (60, 60, 60) and cog.nodata == 0
+        assert cog.block_shapes[0] == (512, 512) and cog.compression.name.lower() == "deflate"
+        data = cog.read(1)
+        from rasterio.features import geometry_mask
+        outside = geometry_mask([geoms[name]], out_shape=data.shape, transform=cog.transform)
+    assert (data[outside] == 0).all() and (data[~outside] > 0).mean() > 0.9
+
+
+def test_corrupt_block_is_named_and_removed(tmp_path, tiny_onnx, small_demo_world, country):
+    geoms, union = country
+    b = blocks_for_regions(geoms, 256)[3]
+    path = tmp_path / f"{b.id}.tif"
+    predict_block(load_onnx(tiny_onnx), str(small_demo_world / "imagery" / "demo_imagery.tif"), b.bounds, 1.0, CRS,
+                  union, path, progress=False)
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(InputError, match=rf"block prediction .*{b.id}.tif: unreadable or truncated"):
+        mosaic([path], box(*b.bounds), CRS, 1.0, tmp_path / "m.tif")
+    assert not path.exists() and not (tmp_path / "m.tif").exists()
