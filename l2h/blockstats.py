@@ -1,27 +1,44 @@
-"""Per-block statistics of a region's training label: in-region area, labelled share and class
-shares, the table the training-block sampler chooses from."""
+"""Per-block statistics of the training labels: pixels in the regions, labelled pixels and class
+counts, the table the training-block sampler chooses from.
+
+A block on a border touches several regions' labels: each region counts its own part
+(`block_counts`) and `merge_block_counts` adds the parts up, so border strips are counted once.
+Each label pixel is counted in the block holding its centre.
+"""
 
 from __future__ import annotations
 
-import csv
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import rasterio
-from rasterio.windows import from_bounds
+from rasterio.windows import Window
 
 from l2h.blocks import Block
 from l2h.classes import CLASS_CODES, IGNORE, NODATA
 from l2h.errors import InputError
 from l2h.io import atomic_path
 
-COLUMNS = ["block_id", "region", "area_km2", "labelled_share", *(f"share_{c}" for c in CLASS_CODES),
-           "xmin", "ymin", "xmax", "ymax"]
+COUNT_COLUMNS = ["block_id", "region", "label_region", "pixel_km2", "pixels", "labelled",
+                 *(f"count_{c}" for c in CLASS_CODES), "xmin", "ymin", "xmax", "ymax"]
+BLOCK_COLUMNS = ["block_id", "region", "area_km2", "labelled_share", *(f"share_{c}" for c in CLASS_CODES),
+                 "xmin", "ymin", "xmax", "ymax"]
 
 
-def block_statistics(label_path: str | Path, blocks: Sequence[Block]) -> list[dict]:
-    """One row per block: area inside the region (km²), labelled share, share of each class.
+def centre_window(bounds: tuple[float, float, float, float], transform) -> Window:
+    """The window of the label pixels whose centres lie in `bounds` (each pixel in exactly one block)."""
+    res_x, res_y = transform.a, -transform.e
+    xmin, ymin, xmax, ymax = bounds
+    col0, col1 = (math.ceil((x - transform.c) / res_x - 0.5) for x in (xmin, xmax))
+    row0, row1 = (math.ceil((transform.f - y) / res_y - 0.5) for y in (ymax, ymin))
+    return Window(col0, row0, col1 - col0, row1 - row0)
+
+
+def block_counts(label_path: str | Path, region: str, blocks: Sequence[Block]) -> pd.DataFrame:
+    """Pixel counts of region `region`'s label in every block touching it (COUNT_COLUMNS).
 
     The label is read one block window at a time (memory bounded by the block).
     """
@@ -33,24 +50,31 @@ def block_statistics(label_path: str | Path, blocks: Sequence[Block]) -> list[di
     with src:
         pixel_km2 = abs(src.res[0] * src.res[1]) / 1e6
         for block in blocks:
-            window = from_bounds(*block.bounds, transform=src.transform).round_offsets().round_lengths()
-            data = src.read(1, window=window, boundless=True, fill_value=NODATA)
+            data = src.read(1, window=centre_window(block.bounds, src.transform), boundless=True, fill_value=NODATA)
             counts = np.bincount(data.ravel(), minlength=256)
-            inside = int(counts.sum() - counts[NODATA])
-            labelled = inside - int(counts[IGNORE])
-            row = dict(block_id=block.id, region=block.region, area_km2=inside * pixel_km2,
-                       labelled_share=labelled / inside if inside else 0.0)
-            for c in CLASS_CODES:
-                row[f"share_{c}"] = counts[c] / labelled if labelled else 0.0
-            row.update(zip(("xmin", "ymin", "xmax", "ymax"), block.bounds))
-            rows.append(row)
-    return rows
+            pixels = int(counts.sum() - counts[NODATA])
+            rows.append(dict(block_id=block.id, region=block.region, label_region=region, pixel_km2=pixel_km2,
+                             pixels=pixels, labelled=pixels - int(counts[IGNORE]),
+                             **{f"count_{c}": int(counts[c]) for c in CLASS_CODES},
+                             **dict(zip(("xmin", "ymin", "xmax", "ymax"), block.bounds))))
+    return pd.DataFrame(rows, columns=COUNT_COLUMNS)
 
 
-def write_block_table(rows: Sequence[dict], out: str | Path) -> None:
-    """Write block statistics as CSV (columns COLUMNS), atomically."""
-    with atomic_path(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.12g}" if isinstance(v, float) else v) for k, v in row.items()})
+def merge_block_counts(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """One row per block (BLOCK_COLUMNS): area in the regions (km²), labelled share, class shares."""
+    counts = pd.concat(parts, ignore_index=True)
+    counts["area_km2"] = counts["pixels"] * counts["pixel_km2"]
+    summed = ["pixels", "labelled", "area_km2", *(f"count_{c}" for c in CLASS_CODES)]
+    first = ["region", "xmin", "ymin", "xmax", "ymax"]
+    merged = counts.groupby("block_id", sort=True).agg({**{k: "sum" for k in summed}, **{k: "first" for k in first}})
+    merged = merged.reset_index()
+    merged["labelled_share"] = (merged["labelled"] / merged["pixels"]).where(merged["pixels"] > 0, 0.0)
+    for c in CLASS_CODES:
+        merged[f"share_{c}"] = (merged[f"count_{c}"] / merged["labelled"]).where(merged["labelled"] > 0, 0.0)
+    return merged[BLOCK_COLUMNS]
+
+
+def write_table(table: pd.DataFrame, out: str | Path) -> None:
+    """Write a block table as CSV, atomically."""
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.12g")

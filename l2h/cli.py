@@ -97,15 +97,18 @@ def _region_file_args(p: argparse.ArgumentParser) -> None:
 
 def _block_stats(args: argparse.Namespace) -> None:
     from l2h.blocks import blocks_for_regions
-    from l2h.blockstats import block_statistics, write_block_table
+    from l2h.blockstats import block_counts, write_table
     from l2h.regions import dissolved_regions, region_geometries
 
     regions = dissolved_regions(args.regions, args.name_field, args.layer, args.slug_field)
     blocks = [b for b in blocks_for_regions(region_geometries(regions, args.crs), args.block_size * args.resolution)
-              if b.region == args.region]
-    rows = block_statistics(args.label, blocks)
-    write_block_table(rows, args.out)
-    log.info("region %s: statistics of %d block(s) written to %s", args.region, len(rows), args.out)
+              if args.region in b.touches]
+    if args.expect_blocks is not None and len(blocks) != args.expect_blocks:
+        raise L2HError(f"region {args.region}: {len(blocks)} blocks touch it here, but the Snakefile computed "
+                       f"{args.expect_blocks}; are Snakemake and this job using different shapely/PROJ versions?")
+    table = block_counts(args.label, args.region, blocks)
+    write_table(table, args.out)
+    log.info("region %s: pixel counts of %d block(s) written to %s", args.region, len(table), args.out)
 
 
 def _imagery_vrt(args: argparse.Namespace) -> None:
@@ -146,15 +149,16 @@ def _sample(args: argparse.Namespace) -> None:
     from l2h.samplemap import plot_selection
     from l2h.sampling import select_training_blocks
 
-    blocks = pd.concat([pd.read_csv(p, dtype={"block_id": str, "region": str}) for p in args.blocks],
-                       ignore_index=True)
+    from l2h.blockstats import merge_block_counts, write_table
+
+    blocks = merge_block_counts([pd.read_csv(p, dtype={"block_id": str, "region": str, "label_region": str})
+                                 for p in args.blocks])
     result = select_training_blocks(
         blocks, target_fraction=args.target_fraction, tolerance=args.tolerance,
         min_blocks_per_region=args.min_blocks_per_region, min_labelled_share=args.min_labelled_share,
         train_regions=json.loads(args.train_regions) if args.train_regions else None, seed=args.seed,
         time_limit=args.time_limit)
-    with atomic_path(args.all_blocks) as tmp:
-        blocks.to_csv(tmp, index=False)
+    write_table(blocks, args.all_blocks)
     with atomic_path(args.out) as tmp:
         pd.DataFrame({"block_id": result.selected}).to_csv(tmp, index=False)
     with atomic_path(args.shares) as tmp:
@@ -168,6 +172,43 @@ def _sample(args: argparse.Namespace) -> None:
     log.info("%d of %d blocks chosen (%.1f %% of the area; %s, status %s, gap %s, %.1f s); largest class-share "
              "deviation %.2f percentage points", len(result.selected), len(blocks), 100 * result.selected_fraction,
              result.method, result.status, gap, result.seconds, 100 * result.max_share_deviation())
+
+
+def _union_of_regions(paths: list[str]):
+    from shapely import union_all
+
+    from l2h.regions import read_region_geometry
+
+    regions = [read_region_geometry(p) for p in paths]
+    return union_all([r.geometry for r in regions]), regions
+
+
+def _infer(args: argparse.Namespace) -> None:
+    import time
+
+    from l2h.blocks import block_bounds, parse_block_id
+    from l2h.infer import load_onnx, predict_block
+
+    mask, _ = _union_of_regions(args.mask)
+    bounds = block_bounds(*parse_block_id(args.block), args.block_size * args.resolution)
+    model = load_onnx(args.model, threads=args.threads, device=args.device)
+    start = time.perf_counter()
+    stats = predict_block(model, args.imagery, bounds, args.resolution, args.crs, mask, args.out,
+                          confidence_out=args.confidence, tile=args.tile, batch=args.batch, strict=args.strict)
+    seconds = time.perf_counter() - start
+    log.info("block %s: %d of %d pixels mapped in %.1f s (%.0f pixels/s, %s)", args.block, stats["valid_pixels"],
+             stats["pixels"], seconds, stats["pixels"] / seconds, ", ".join(model.session.get_providers()))
+
+
+def _mosaic(args: argparse.Namespace) -> None:
+    from l2h.mosaic import mosaic
+    from l2h.quicklook import quicklook_from_file
+
+    geometry, regions = _union_of_regions(args.region)
+    name = regions[0].name if len(regions) == 1 else args.title
+    mosaic(args.blocks, geometry, regions[0].crs, args.resolution, args.out)
+    quicklook_from_file(args.quicklook, args.out, f"{name}: 1 m land cover")
+    log.info("%s: COG written to %s from %d file(s)", name, args.out, len(args.blocks))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=float, required=True, help="output pixel size in metres")
     p.add_argument("--block-size", type=int, required=True, help="block side in output pixels")
     p.add_argument("--label", required=True, help="the region's training label (from harmonize)")
-    p.add_argument("--out", required=True, help="output CSV")
+    p.add_argument("--expect-blocks", type=int, default=None, help="fail unless this many blocks touch the region")
+    p.add_argument("--out", required=True, help="output CSV of pixel counts per block touching the region")
     p.set_defaults(func=_block_stats)
 
     p = sub.add_parser("imagery-vrt", help="join many imagery files into one mosaic VRT",
@@ -279,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Choose ~target_fraction of the area as training blocks whose class shares "
                                    "match the overall ones, with a minimum per region; writes the selection, "
                                    "the merged block table, a class-share table, a summary and a map.")
-    p.add_argument("--blocks", nargs="+", required=True, help="per-region block statistics CSVs")
+    p.add_argument("--blocks", nargs="+", required=True, help="per-region block pixel counts (from block-stats)")
     p.add_argument("--region", nargs="+", required=True, help="region GeoPackages (for the map)")
     p.add_argument("--target-fraction", type=float, default=0.30, help="share of the area to select")
     p.add_argument("--tolerance", type=float, default=0.02, help="allowed deviation of the area share")
@@ -294,6 +336,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", required=True, help="solver summary JSON")
     p.add_argument("--map", required=True, help="map PNG")
     p.set_defaults(func=_sample)
+
+    p = sub.add_parser("infer", help="predict one block with the ONNX model (onnxruntime)",
+                       description="Read the block's imagery in tiles with a halo of the model's receptive field, "
+                                   "run the ONNX model (CUDA execution provider when present, else CPU) and write "
+                                   "the tiles' cores: a uint8 class GeoTIFF with the palette, nodata 0.")
+    p.add_argument("--model", required=True, help="ONNX model from `l2h export`")
+    p.add_argument("--imagery", required=True, help="GDAL dataset name of the imagery on the run's grid")
+    p.add_argument("--block", required=True, help="block id, e.g. c410_r6488")
+    p.add_argument("--block-size", type=int, required=True, help="block side in output pixels")
+    p.add_argument("--resolution", type=float, required=True, help="output pixel size in metres")
+    p.add_argument("--crs", required=True, help="the run's CRS")
+    p.add_argument("--mask", nargs="+", required=True, help="region GeoPackages: pixels outside all are nodata")
+    p.add_argument("--out", required=True, help="class GeoTIFF of the block")
+    p.add_argument("--confidence", default=None, help="also write the confidence (max probability x 255)")
+    p.add_argument("--tile", type=int, default=512, help="tile core size in pixels")
+    p.add_argument("--batch", type=int, default=4, help="tiles per onnxruntime call")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="execution provider")
+    p.add_argument("--strict", action="store_true", help="a block without imagery is an error")
+    p.set_defaults(func=_infer)
+
+    p = sub.add_parser("mosaic", help="merge block predictions (or region maps) into a clipped COG + quicklook",
+                       description="Stream the inputs window by window into a GeoTIFF clipped to the region(s), "
+                                   "then a validated Cloud-Optimized GeoTIFF with MODE overviews and the palette.")
+    p.add_argument("--blocks", nargs="+", required=True, help="block predictions or region COGs")
+    p.add_argument("--region", nargs="+", required=True, help="region GeoPackage(s) to clip to")
+    p.add_argument("--resolution", type=float, required=True, help="output pixel size in metres")
+    p.add_argument("--title", default="national", help="quicklook title when several regions")
+    p.add_argument("--out", required=True, help="output COG")
+    p.add_argument("--quicklook", required=True, help="quicklook PNG with legend")
+    p.set_defaults(func=_mosaic)
     return parser
 
 

@@ -76,8 +76,20 @@ def load_config(config: dict, root: str | Path) -> dict:
     return resolve_paths(config, root)
 
 
+_CUSTOM_ONLY = ("files", "urls", "codes", "nodata")
+_PRESET_ONLY = ("edition", "base_url")
+
+
 def check_rules(config: dict) -> None:
     """Rules between keys that the schema does not express."""
+    for product, spec in config["products"].items():
+        custom = spec["preset"] == "custom"
+        misplaced = [k for k in (_PRESET_ONLY if custom else _CUSTOM_ONLY) if spec.get(k) is not None]
+        if misplaced:
+            kind = "a custom product" if custom else f"the {spec['preset']} preset"
+            raise ConfigError(f"config keys {', '.join(f'products.{product}.{k}' for k in misplaced)} do not "
+                              f"apply to {kind} (presets take edition/base_url; custom products take "
+                              f"files/urls/codes/nodata)")
     imagery = config["imagery"]
     if bool(imagery["paths"]) == bool(imagery["xyz"]):
         raise ConfigError("config keys 'imagery.paths' and 'imagery.xyz': give exactly one of them "

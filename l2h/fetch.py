@@ -38,11 +38,11 @@ def fetch_product(product: Product, manifest_path: str | Path, *, max_workers: i
             if isinstance(result, DownloadError):
                 if product.missing_ok and result.not_found:
                     log.info("%s: not on the server (allowed for %s: no data there)", f.label, product.preset)
-                    missing.append(f.name)
+                    missing.append(f.label)
                 else:
                     errors.append(str(result))
                 continue
-            present.append(dict(path=str(result), label=f.label, expected_crs=f.expected_crs,
+            present.append(dict(path=str(result), label=f.label, refetchable=True, expected_crs=f.expected_crs,
                                 expected_resolution=f.expected_resolution))
         if errors:
             raise DownloadError(f"{len(errors)} of {len(jobs)} file(s) of product {product.id} failed:\n  - "
@@ -50,7 +50,7 @@ def fetch_product(product: Product, manifest_path: str | Path, *, max_workers: i
     for path in product.local_files:
         if not Path(path).is_file() and not str(path).startswith("/vsi"):
             raise InputError(f"product {product.id}: file not found: {path}")
-        present.append(dict(path=str(path), label=f"{product.id} file {Path(path).name}",
+        present.append(dict(path=str(path), label=f"{product.id} file {Path(path).name}", refetchable=False,
                             expected_crs=None, expected_resolution=None))
     if not present:
         raise InputError(f"product {product.id}: none of its {len(product.files)} tile(s) exist on the "
@@ -72,6 +72,7 @@ def read_manifest(path: str | Path) -> ProductFiles:
     codes = {int(c): ProductCode(int(c), e["name"], frozenset(e["classes"])) for c, e in data["codes"].items()}
     files = data["files"]
     return ProductFiles(id=data["id"], codes=codes, paths=[f["path"] for f in files],
+                        refetchable=[f["refetchable"] for f in files],
                         labels=[f["label"] for f in files], expected_crs=[f["expected_crs"] for f in files],
                         expected_resolution=[f["expected_resolution"] for f in files],
                         nodata=tuple(data["nodata"]), manifest=str(path))

@@ -48,6 +48,7 @@ class ProductFiles:
     expected_resolution: list[float | None] = field(default_factory=list)
     nodata: tuple[int, ...] = (0,)
     manifest: str | None = None  # the manifest that listed the files; removed with a corrupt file
+    refetchable: list[bool] = field(default_factory=list)  # downloaded copies (not the user's own files)
 
 
 def code_lookup(codes: dict[int, ProductCode], nodata: Sequence[int] = (0,)) -> tuple[np.ndarray, np.ndarray]:
@@ -102,6 +103,9 @@ def iter_windows(width: int, height: int, size: int) -> Iterator[Window]:
             yield Window(col, row, min(size, width - col), min(size, height - row))
 
 
+_NO_FILE = 0xFFFF  # composite value where no file of the product has data (codes are 0..255)
+
+
 class _OpenProduct:
     """A product's files opened once, with their footprints in the run CRS."""
 
@@ -109,15 +113,25 @@ class _OpenProduct:
         self.product = product
         self.masks, self.unknown = code_lookup(product.codes, product.nodata)
         self.sources = []
-        for i, path in enumerate(product.paths):
-            label = product.labels[i] if product.labels else f"{product.id} file {Path(path).name}"
-            try:
-                src = rasterio.open(path)
-            except RasterioError as exc:
-                raise _BadFile(path, label, str(exc), product.manifest) from None
-            self._check_grid(src, path, label, i)
-            footprint = box(*transform_bounds(src.crs, crs, *src.bounds, densify_pts=21))
-            self.sources.append((src, footprint, label, path))
+        try:
+            for i, path in enumerate(product.paths):
+                label = product.labels[i] if product.labels else f"{product.id} file {Path(path).name}"
+                try:
+                    src = rasterio.open(path)
+                except RasterioError as exc:
+                    raise self._bad(i, label, str(exc)) from None
+                self.sources.append((src, None, label, path))
+                self._check_grid(src, path, label, i)
+                footprint = box(*transform_bounds(src.crs, crs, *src.bounds, densify_pts=21))
+                self.sources[-1] = (src, footprint, label, path)
+        except Exception:
+            self.close()
+            raise
+
+    def _bad(self, i: int, label: str, problem: str) -> "_BadFile":
+        """A read failure; downloaded copies are removed (with the manifest) so a rerun refetches them."""
+        refetch = bool(self.product.refetchable) and self.product.refetchable[i]
+        return _BadFile(self.product.paths[i], label, problem, self.product.manifest if refetch else None, refetch)
 
     def _check_grid(self, src, path: str, label: str, i: int) -> None:
         expected = self.product.expected_crs[i] if self.product.expected_crs else None
@@ -132,18 +146,19 @@ class _OpenProduct:
                              f"preset says {res}")
 
     def read(self, transform, crs: str, shape: tuple[int, int], bounds) -> np.ndarray:
-        """Product codes on the window grid (0 = no data), tiles composited in order."""
-        out = np.zeros(shape, np.uint8)
+        """Product codes on the window grid as uint16, _NO_FILE where no file has data; tiles composited
+        in order (code 0 may be a real class of a custom product)."""
+        out = np.full(shape, _NO_FILE, np.uint16)
         window_box = box(*bounds)
-        for src, footprint, label, path in self.sources:
+        for i, (src, footprint, label, path) in enumerate(self.sources):
             if not footprint.intersects(window_box):
                 continue
             try:
                 reproject(source=rasterio.band(src, 1), destination=out, src_nodata=self.product.nodata[0],
-                          dst_nodata=0, dst_transform=transform, dst_crs=crs,
+                          dst_nodata=_NO_FILE, dst_transform=transform, dst_crs=crs,
                           resampling=Resampling.nearest, init_dest_nodata=False)
             except RasterioError as exc:
-                raise _BadFile(path, label, str(exc), self.product.manifest) from None
+                raise self._bad(i, label, str(exc)) from None
         return out
 
     def close(self) -> None:
@@ -152,12 +167,14 @@ class _OpenProduct:
 
 
 class _BadFile(InputError):
-    """A product file GDAL cannot read; it is removed (with its manifest) so a rerun refetches it."""
+    """A product file GDAL cannot read; a downloaded copy is removed (with its manifest) so a rerun
+    refetches it; the user's own files are never touched."""
 
-    def __init__(self, path: str, label: str, problem: str, manifest: str | None):
-        self.paths = [path] + ([manifest] if manifest else [])
-        super().__init__(f"{label} ({path}): unreadable or truncated raster ({problem}); it was removed "
-                         f"so that the next run fetches it again")
+    def __init__(self, path: str, label: str, problem: str, manifest: str | None, refetch: bool):
+        self.paths = [path, manifest] if refetch and manifest else []
+        remedy = ("it was removed so that the next run fetches it again" if self.paths
+                  else "fix or replace the file")
+        super().__init__(f"{label} ({path}): unreadable or truncated raster ({problem}); {remedy}")
 
 
 @dataclass
@@ -234,14 +251,16 @@ def _label_window(win, transform, crs, geometry, opened, rule, stats: LabelStats
     inside = ~geometry_mask([geometry], out_shape=shape, transform=transform, all_touched=False)
     masks = {}
     for o in opened:
-        codes = o.read(transform, crs, shape, bounds)
-        unknown = o.unknown[codes] & inside
+        composite = o.read(transform, crs, shape, bounds)
+        covered = composite != _NO_FILE
+        codes = np.where(covered, composite, 0).astype(np.uint8)
+        unknown = o.unknown[codes] & inside & covered
         if unknown.any():
             values, counts = np.unique(codes[unknown], return_counts=True)
             seen = stats.unknown_codes[o.product.id]
             for v, n in zip(values.tolist(), counts.tolist()):
                 seen[v] = seen.get(v, 0) + n
-        mask = np.where(inside, o.masks[codes], 0).astype(np.uint16)
+        mask = np.where(inside & covered, o.masks[codes], 0).astype(np.uint16)
         stats.product_pixels[o.product.id] += int((mask != 0).sum())
         masks[o.product.id] = mask
     ids = list(masks)

@@ -113,6 +113,9 @@ def custom_codes(product_id: str, table: dict) -> dict[int, ProductCode]:
             code_int = int(code)
         except (TypeError, ValueError):
             raise ConfigError(f"config key 'products.{product_id}.codes': {code!r} is not an integer code") from None
+        if not 0 <= code_int <= 255:
+            raise ConfigError(f"config key 'products.{product_id}.codes': code {code_int} is outside 0..255 "
+                              f"(l2h reads class rasters as 8-bit)")
         unknown = [k for k in keys if k not in BY_KEY]
         if unknown:
             raise ConfigError(f"config key 'products.{product_id}.codes.{code}': unknown class(es) "
@@ -130,7 +133,7 @@ def resolve_product(product_id: str, spec: dict, region_bounds: Iterable[Bounds]
             raise ConfigError(f"config key 'products.{product_id}.codes' is required for a custom product")
         codes = custom_codes(product_id, spec["codes"])
         urls = spec.get("urls") or []
-        files = tuple(RemoteFile(name=url_filename(url), url=url,
+        files = tuple(RemoteFile(name=f"{i:03d}_{url_filename(url)}", url=url,
                                  label=f"{product_id} file {i}") for i, url in enumerate(urls))
         local = tuple(p for pattern in spec.get("files") or [] for p in sorted(glob.glob(pattern)) or [pattern])
         if not files and not local:
@@ -145,7 +148,7 @@ def resolve_product(product_id: str, spec: dict, region_bounds: Iterable[Bounds]
     base = spec.get("base_url") or (_esri_server(edition) if preset_key == "esri_lulc" else preset.server)
     names = sorted({t for b in region_bounds for t in preset.tile_names(b)})
     files = tuple(
-        RemoteFile(name=f"{tile}.tif", url=_join(base, preset.relative_path(edition, tile)),
+        RemoteFile(name=f"{edition}/{tile}.tif", url=_join(base, preset.relative_path(edition, tile)),
                    label=f"{product_id} tile {tile}", expected_crs=preset.crs(tile),
                    expected_resolution=preset.resolution)
         for tile in names)

@@ -48,7 +48,6 @@ REGION_FILE_ARGS = " ".join(
     + ([f"--layer {shlex.quote(CFG['regions']['layer'])}"] if CFG["regions"]["layer"] else [])
     + ([f"--slug-field {shlex.quote(CFG['regions']['slug_field'])}"] if CFG["regions"]["slug_field"] else [])
 )
-BLOCKS_BY_REGION = {slug: [b for b in BLOCKS if b.region == slug] for slug in REGION_SLUGS}
 PRODUCT_IDS = sorted(CFG["products"])
 IMAGERY_PATHS = CFG["imagery"]["paths"]
 XYZ = CFG["imagery"]["xyz"]
@@ -57,6 +56,16 @@ IMAGERY_CACHED = bool(XYZ) or CFG["imagery"]["cache"]
 OSM = CFG["roads"]["osm"]
 OSM_IS_REMOTE = bool(OSM) and OSM.startswith(("http://", "https://"))
 OSM_LOCAL = f"resources/raw/osm/{url_filename(OSM)}" if OSM_IS_REMOTE else OSM
+
+
+def imagery_for_region(region):
+    """The imagery a region's jobs read: its block cache, the mosaic VRT or the single file."""
+    return f"resources/imagery/{region}.vrt" if IMAGERY_CACHED else IMAGERY_MOSAIC
+
+
+def region_block_predictions(wildcards):
+    """Every block prediction a region's map needs: the blocks that touch it, whoever owns them."""
+    return [f"resources/pred/{b.region}/{b.id}.tif" for b in BLOCKS if wildcards.region in b.touches]
 
 
 def product_manifests(wildcards=None):

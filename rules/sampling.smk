@@ -3,14 +3,14 @@
 
 rule block_stats:
     message:
-        "Region {wildcards.region}: label statistics of its {params.n_blocks} blocks"
+        "Region {wildcards.region}: label statistics of the {params.n_blocks} blocks touching it"
     input:
         regions=CFG["regions"]["file"],
         label="resources/labels/{region}.tif",
     output:
         "resources/blocks/{region}.csv",
     params:
-        n_blocks=lambda w: len(BLOCKS_BY_REGION[w.region]),
+        n_blocks=lambda w: sum(w.region in b.touches for b in BLOCKS),
         crs=GRID.crs,
         resolution=GRID.resolution,
         block_size=CFG["grid"]["block_size"],
@@ -28,6 +28,7 @@ rule block_stats:
     shell:
         "l2h --log {log} block-stats {params.region_args} --region {wildcards.region} --crs {params.crs:q}"
         " --resolution {params.resolution} --block-size {params.block_size} --label {input.label:q}"
+        " --expect-blocks {params.n_blocks}"
         " --out {output:q}"
 
 

@@ -7,9 +7,10 @@ import pytest
 from shapely.geometry import Polygon, box
 
 from l2h.blocks import block_bounds, block_id, blocks_for_regions, parse_block_id
-from l2h.blockstats import block_statistics, write_block_table
+from l2h.blockstats import BLOCK_COLUMNS, block_counts, centre_window, merge_block_counts, write_table
 from l2h.io import write_class_raster
 from rasterio.transform import from_origin
+from rasterio.windows import Window
 
 
 @pytest.mark.parametrize("col, row", [(0, 0), (412, 3310), (-3, 7), (5, -12)])
@@ -49,22 +50,36 @@ def test_every_pixel_of_every_region_is_in_exactly_one_block():
     assert covered == pytest.approx(regions["a"].area + regions["b"].area)
 
 
-def test_block_statistics_counts(tmp_path):
-    label = np.zeros((100, 100), np.uint8)  # 10 m label, 1 km x 1 km, blocks of 500 m
-    label[:50, :50] = 1  # block c0_r1 (top-left): all tree
-    label[:50, 50:] = 255  # top-right: ignored
-    label[50:, :50] = 3
-    label[50:75, 50:] = 7  # bottom-right: half water, half outside the region
-    path = tmp_path / "label.tif"
-    write_class_raster(path, label, "EPSG:32650", from_origin(0, 1000, 10, 10))
-    blocks = blocks_for_regions({"r": box(0, 0, 1000, 1000)}, 500)
-    rows = {r["block_id"]: r for r in block_statistics(path, blocks)}
-    assert rows["c0_r1"]["labelled_share"] == 1 and rows["c0_r1"]["share_1"] == 1
-    assert rows["c1_r1"]["labelled_share"] == 0 and rows["c1_r1"]["area_km2"] == pytest.approx(0.25)
-    assert rows["c1_r0"]["area_km2"] == pytest.approx(0.125) and rows["c1_r0"]["share_7"] == 1
-    assert rows["c0_r0"]["share_3"] == 1
-    write_block_table(list(rows.values()), tmp_path / "blocks.csv")
+def test_block_counts_centre_rule_and_border_merge(tmp_path):
+    """512 m blocks on a 10 m label: each label pixel is counted once, in the block holding its centre;
+    a border block's parts in two regions' labels add up."""
+    label_a = np.zeros((100, 103), np.uint8)  # region a: x 0..1030, a 10 m label (103 columns)
+    label_a[:, :100] = 1  # tree west of x = 1000
+    label_a[:50, :20] = 255  # some ignored pixels
+    label_b = np.zeros((100, 103), np.uint8)  # region b: x 1000..1030 on the same grid
+    label_b[:, 100:] = 7
+    for name, data in (("a", label_a), ("b", label_b)):
+        write_class_raster(tmp_path / f"{name}.tif", data, "EPSG:32650", from_origin(0, 1000, 10, 10))
+    regions = {"a": box(0, 0, 1000, 1000), "b": box(1000, 0, 1030, 1000)}
+    blocks = blocks_for_regions(regions, 512)
+    parts = [block_counts(tmp_path / f"{r}.tif", r, [b for b in blocks if r in b.touches]) for r in regions]
+    assert parts[0]["pixels"].sum() == (label_a > 0).sum()  # nothing lost or counted twice
+    assert parts[1]["pixels"].sum() == (label_b > 0).sum()
+    merged = merge_block_counts(parts).set_index("block_id")
+    border = merged.loc["c1_r1"]  # x 512..1024, y 512..1024: label columns 51..101 and rows 0..48 by centres,
+    assert border["region"] == "a"  # 49 of those columns in a's label, 2 in b's
+    assert border["area_km2"] == pytest.approx(49 * 51 * 1e-4)
+    assert border["share_7"] == pytest.approx(2 / 51, rel=0.01)
+    assert merged["area_km2"].sum() == pytest.approx(((label_a > 0).sum() + (label_b > 0).sum()) * 1e-4)
+    assert merged.loc["c0_r1", "labelled_share"] < 1 and merged.loc["c0_r0", "share_1"] == 1
+    write_table(merged.reset_index(), tmp_path / "blocks.csv")
     with open(tmp_path / "blocks.csv") as f:
         back = list(csv.DictReader(f))
-    assert {"block_id", "region", "area_km2", "labelled_share", "share_11", "xmin"} <= set(back[0])
-    assert float(back[0]["ymax"]) == block_bounds(*parse_block_id(back[0]["block_id"]), 500)[3]
+    assert list(back[0]) == BLOCK_COLUMNS
+    assert float(back[0]["ymax"]) == block_bounds(*parse_block_id(back[0]["block_id"]), 512)[3]
+
+
+def test_centre_window():
+    transform = from_origin(0, 1000, 10, 10)
+    assert centre_window((0, 488, 512, 1000), transform) == Window(0, 0, 51, 51)
+    assert centre_window((512, 0, 1024, 488), transform) == Window(51, 51, 51, 49)

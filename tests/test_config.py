@@ -169,3 +169,15 @@ def test_imagery_needs_files_or_a_tile_service_not_both(default_config, tmp_path
     default_config["imagery"]["xyz"] = None
     with pytest.raises(ConfigError, match="give exactly one of them"):
         check_rules(default_config)
+
+
+def test_custom_only_keys_on_a_preset_are_rejected(default_config):
+    from l2h.config import check_rules
+
+    default_config["products"]["esa_worldcover"]["codes"] = {"10": ["tree"]}
+    with pytest.raises(ConfigError, match=r"products.esa_worldcover.codes do not apply to the esa_worldcover preset"):
+        check_rules(default_config)
+    default_config["products"]["esa_worldcover"] = {"preset": "custom", "files": ["x.tif"], "codes": {"1": ["tree"]},
+                                                    "edition": "v200"}
+    with pytest.raises(ConfigError, match=r"products.esa_worldcover.edition do not apply to a custom product"):
+        check_rules(default_config)

@@ -131,10 +131,18 @@ def test_truncated_tile_is_named_and_removed(tmp_path):
         dst.write(codes, 1)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) * 2 // 3])
-    product = ProductFiles("esri", ESRI_LULC_ANNUAL, [str(path)], labels=["esri tile 50R"])
-    with pytest.raises(InputError, match=r"esri tile 50R \(.*tile.tif\): unreadable or truncated"):
-        harmonize_region(_region(5000), CRS, [product], tmp_path / "l.tif")
-    assert not path.exists()  # removed, so that the next run fetches it again
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text("{}")
+    user_copy = ProductFiles("esri", ESRI_LULC_ANNUAL, [str(path)], labels=["esri file 0"], manifest=str(manifest),
+                             refetchable=[False])
+    with pytest.raises(InputError, match=r"esri file 0 \(.*tile.tif\): unreadable or truncated.*fix or replace"):
+        harmonize_region(_region(5000), CRS, [user_copy], tmp_path / "l.tif")
+    assert path.exists() and manifest.exists()  # the user's own file is never deleted
+    downloaded = ProductFiles("esri", ESRI_LULC_ANNUAL, [str(path)], labels=["esri tile 50R"], manifest=str(manifest),
+                              refetchable=[True])
+    with pytest.raises(InputError, match=r"esri tile 50R \(.*tile.tif\): unreadable or truncated.*fetches it again"):
+        harmonize_region(_region(5000), CRS, [downloaded], tmp_path / "l.tif")
+    assert not path.exists() and not manifest.exists()  # removed, so that the next run fetches it again
     assert not (tmp_path / "l.tif").exists()
 
 
@@ -162,7 +170,7 @@ def test_real_esa_worldcover_tile_harmonizes(tmp_path):
     region = gpd.GeoSeries([box(6.45, 0.0, 6.8, 0.45)], crs="EPSG:4326").to_crs("EPSG:32632")[0]
     product = resolve_product("esa_worldcover", {"preset": "esa_worldcover", "edition": "v200",
                                                   "base_url": "/unused"}, [(6.45, 0.0, 6.8, 0.45)])
-    assert [f.name for f in product.files] == ["N00E006.tif"]
+    assert [f.name for f in product.files] == ["v200/N00E006.tif"]
     files = ProductFiles("esa_worldcover", product.codes, [str(ESA_REAL)], labels=[product.files[0].label],
                          expected_crs=[product.files[0].expected_crs],
                          expected_resolution=[product.files[0].expected_resolution])
@@ -186,3 +194,22 @@ def test_peak_memory_does_not_grow_with_region_area():
     small, large = measure(15.0), measure(30.0)
     assert large["label_pixels"] == 4 * small["label_pixels"]
     assert large["peak_rss_mb"] <= 1.3 * small["peak_rss_mb"], (small, large)
+
+
+def test_code_zero_can_be_a_class_and_uncovered_land_abstains(tmp_path):
+    """A custom product whose code 0 is water and 255 nodata covers only the west half."""
+    from l2h.products import custom_codes
+
+    codes = custom_codes("dw", {"0": ["water"], "1": ["tree"]})
+    data = np.full((100, 50), 0, np.uint8)
+    data[:50] = 1
+    west = _utm_product(tmp_path / "west.tif", data)
+    with rasterio.open(west, "r+") as dst:
+        dst.nodata = 255
+    product = ProductFiles("dw", codes, [west], nodata=(255,))
+    stats = harmonize_region(_region(1000), CRS, [product], tmp_path / "l.tif", window=64)
+    with rasterio.open(tmp_path / "l.tif") as src:
+        label = src.read(1)
+    assert (label[:50, :50] == T).all() and (label[50:, :50] == W).all()
+    assert (label[:, 50:] == IGNORE).all()  # no file there: the product abstains, it is not code 0
+    assert stats.product_pixels["dw"] == 5000 and stats.unknown_codes["dw"] == {}

@@ -80,7 +80,7 @@ def test_label_raster_house_style_and_stats(http_run):
 
 def test_truncated_tile_is_refetched_on_rerun(http_run, demo_world):
     workdir, config, _ = http_run
-    tile = workdir / "resources/raw/esa_worldcover/N30E114.tif"
+    tile = workdir / "resources/raw/esa_worldcover/v200/N30E114.tif"
     good = tile.read_bytes()
     tile.write_bytes(good[: len(good) // 2])
     with serve(demo_world / "mirror") as server:

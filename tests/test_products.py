@@ -76,12 +76,13 @@ def test_fetch_through_http_records_missing_ocean_tiles(tmp_path):
         spec = {"preset": "esa_worldcover", "edition": "v200", "base_url": server.url("")}
         product = resolve_product("esa", spec, [WUHAN, (112.0, 29.0, 112.1, 29.1)])  # N27E111 is "ocean"
         manifest = fetch_product(product, tmp_path / "raw" / "manifest.json", progress=False, backoff=0)
-    assert manifest["missing"] == ["N27E111.tif"]
+    assert manifest["missing"] == ["esa tile N27E111"]
     assert [f["label"] for f in manifest["files"]] == ["esa tile N30E114"]
-    assert (tmp_path / "raw" / "N30E114.tif").read_bytes() == (mirror / "v200/2021/map/"
+    assert (tmp_path / "raw" / "v200" / "N30E114.tif").read_bytes() == (mirror / "v200/2021/map/"
                                                                 "ESA_WorldCover_10m_2021_v200_N30E114_Map.tif").read_bytes()
     back = read_manifest(tmp_path / "raw" / "manifest.json")
-    assert back.paths == [str(tmp_path / "raw" / "N30E114.tif")] and back.codes[50].classes == {5}
+    assert back.paths == [str(tmp_path / "raw" / "v200" / "N30E114.tif")] and back.codes[50].classes == {5}
+    assert back.refetchable == [True]
     assert json.loads((tmp_path / "raw" / "manifest.json").read_text())["id"] == "esa"
 
 
@@ -102,3 +103,18 @@ def test_custom_url_404_is_an_error_naming_the_file(tmp_path):
         with pytest.raises(DownloadError, match=r"nlcd file 0: cannot download .*nlcd_2019.tif: not found"):
             fetch_product(product, tmp_path / "raw" / "manifest.json", progress=False, backoff=0)
     assert not (tmp_path / "raw" / "manifest.json").exists()
+
+
+def test_editions_do_not_share_downloaded_files():
+    v100 = resolve_product("esa", {"preset": "esa_worldcover", "edition": "v100"}, [WUHAN])
+    v200 = resolve_product("esa", {"preset": "esa_worldcover", "edition": "v200"}, [WUHAN])
+    assert v100.files[0].name != v200.files[0].name
+
+
+def test_custom_urls_with_the_same_file_name_and_bad_codes():
+    spec = {"preset": "custom", "urls": ["https://a.example/2020/map.tif", "https://a.example/2021/map.tif"],
+            "codes": {"1": ["tree"]}}
+    names = [f.name for f in resolve_product("lc", spec, [WUHAN]).files]
+    assert len(set(names)) == 2
+    with pytest.raises(ConfigError, match="code 300 is outside 0..255"):
+        resolve_product("lc", {**spec, "codes": {"300": ["tree"]}}, [WUHAN])

@@ -1,0 +1,57 @@
+# Mosaics: each region's blocks into a clipped Cloud-Optimized GeoTIFF, then the national one.
+
+
+rule mosaic_region:
+    message:
+        "Region {wildcards.region}: COG of its blocks"
+    input:
+        blocks=region_block_predictions,
+        region="resources/regions/{region}.gpkg",
+    output:
+        cog="results/maps/{region}.tif",
+        quicklook=report("results/maps/{region}.png", category="Maps", labels={"region": "{region}"},
+                         caption="../report/map_quicklook.rst"),
+    params:
+        resolution=GRID.resolution,
+        code_version=code_version("mosaic", "quicklook", "io"),
+    log:
+        "logs/mosaic_region/{region}.log",
+    benchmark:
+        "benchmarks/mosaic_region/{region}.tsv"
+    threads: 1
+    resources:
+        mem_mb=3000,
+    conda:
+        "../envs/geo.yaml"
+    shell:
+        "l2h --log {log} mosaic --blocks {input.blocks:q} --region {input.region:q}"
+        " --resolution {params.resolution} --out {output.cog:q} --quicklook {output.quicklook:q}"
+
+
+rule mosaic_national:
+    message:
+        "National COG of {params.n} regions"
+    input:
+        maps=expand("results/maps/{region}.tif", region=REGION_SLUGS),
+        regions=expand("resources/regions/{region}.gpkg", region=REGION_SLUGS),
+    output:
+        cog="results/maps/national.tif",
+        quicklook=report("results/maps/national.png", category="Maps", labels={"region": "national"},
+                         caption="../report/map_quicklook.rst"),
+    params:
+        n=len(REGION_SLUGS),
+        resolution=GRID.resolution,
+        title=CFG["run"]["name"],
+        code_version=code_version("mosaic", "quicklook", "io"),
+    log:
+        "logs/mosaic_national.log",
+    benchmark:
+        "benchmarks/mosaic_national.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/geo.yaml"
+    shell:
+        "l2h --log {log} mosaic --blocks {input.maps:q} --region {input.regions:q} --title {params.title:q}"
+        " --resolution {params.resolution} --out {output.cog:q} --quicklook {output.quicklook:q}"
