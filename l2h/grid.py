@@ -52,3 +52,12 @@ def resolve_grid(crs: str | None, resolution: float | None, imagery_paths: list[
         raise ConfigError(f"config key 'grid.crs' (or the imagery's CRS): {parsed.name} is not a projected "
                           f"CRS in metres; choose one such as a UTM zone or an equal-area projection")
     return Grid(crs=crs, resolution=float(resolution))
+
+
+def check_label_resolution(grid: Grid, label_resolution: float) -> int:
+    """The number of output pixels per label pixel; ConfigError unless it is a whole number."""
+    ratio = label_resolution / grid.resolution
+    if ratio < 1 or abs(ratio - round(ratio)) > 1e-6:
+        raise ConfigError(f"config key 'labels.resolution': {label_resolution} m must be a whole multiple of the "
+                          f"output pixel size {grid.resolution} m (grid.resolution or the imagery's)")
+    return round(ratio)

@@ -10,7 +10,7 @@ from snakemake.settings.types import DeploymentMethod
 from l2h.config import load_config
 from l2h.download import url_filename
 from l2h.errors import L2HError
-from l2h.grid import resolve_grid
+from l2h.grid import check_label_resolution, resolve_grid
 from l2h.provenance import code_version
 from l2h.blocks import blocks_for_regions
 from l2h.regions import dissolved_regions, region_bounds_lonlat, region_geometries
@@ -33,6 +33,7 @@ os.environ["PATH"] = f"{_l2h_bin}{os.pathsep}{os.environ['PATH']}"
 try:
     CFG = load_config(config, PROJECT_ROOT)
     GRID = resolve_grid(CFG["grid"]["crs"], CFG["grid"]["resolution"], CFG["imagery"]["paths"])
+    check_label_resolution(GRID, CFG["labels"]["resolution"])
     _regions = dissolved_regions(CFG["regions"]["file"], CFG["regions"]["name_field"],
                                  layer=CFG["regions"]["layer"], slug_field=CFG["regions"]["slug_field"])
     REGION_BOUNDS = region_bounds_lonlat(_regions)

@@ -47,3 +47,11 @@ def test_tile_service_needs_an_explicit_grid():
     with pytest.raises(ConfigError, match="'grid.crs' and 'grid.resolution' must be set"):
         resolve_grid(None, 1.0, [])
     assert resolve_grid("EPSG:32650", 1.0, []).crs == "EPSG:32650"
+
+
+def test_label_resolution_must_be_a_whole_multiple():
+    from l2h.grid import Grid, check_label_resolution
+
+    assert check_label_resolution(Grid("EPSG:32650", 1.0), 10) == 10
+    with pytest.raises(ConfigError, match="'labels.resolution': 10 m must be a whole multiple of .* 3.0 m"):
+        check_label_resolution(Grid("EPSG:32650", 3.0), 10)
