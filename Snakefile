@@ -16,6 +16,7 @@ include: "rules/common.smk"
 wildcard_constraints:
     region="|".join(REGION_SLUGS),
     product="|".join(PRODUCT_IDS),
+    block=r"cm?\d+_rm?\d+",
 
 
 report: "report/workflow.rst"
@@ -26,11 +27,14 @@ include: "rules/download.smk"
 include: "rules/imagery.smk"
 include: "rules/labels.smk"
 include: "rules/sampling.smk"
+include: "rules/train.smk"
+include: "rules/infer.smk"
+include: "rules/mosaic.smk"
 
 
 rule all:
     input:
-        expand("resources/labels/{region}.tif", region=REGION_SLUGS),
-        "resources/training_blocks.csv",
+        "results/maps/national.tif",
+        "results/model/onnx_parity.json",
         expand("resources/imagery/{region}.vrt", region=REGION_SLUGS) if IMAGERY_CACHED else [],
     default_target: True

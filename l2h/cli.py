@@ -183,6 +183,36 @@ def _union_of_regions(paths: list[str]):
     return union_all([r.geometry for r in regions]), regions
 
 
+def _train(args: argparse.Namespace) -> None:
+    import shutil
+
+    from l2h.data import load_training_specs
+    from l2h.imagery import band_names
+    from l2h.io import atomic_path
+    from l2h.train import TrainConfig, train
+
+    imagery = json.loads(args.imagery)
+    specs = load_training_specs(args.blocks, args.training_blocks, args.labels, imagery, crs=args.crs,
+                                resolution=args.resolution)
+    cfg = TrainConfig.from_dict(json.loads(args.settings))
+    summary = train(specs, band_names(specs[0].imagery), cfg, args.out, Path(args.work_dir))
+    with atomic_path(args.metrics) as tmp:
+        shutil.copyfile(Path(args.work_dir) / "metrics.csv", tmp)
+    final = summary["metrics"]["final"]
+    log.info("trained %d steps on %s in %.0f s (%.0f training pixels/s); last steps: loss %.3f, agreement with "
+             "the coarse label %.1f %%, confident share %.1f %%", summary["steps"], summary["device"],
+             summary["seconds"], summary["pixels_per_s"], final["total"], 100 * final["agreement"],
+             100 * final["confident_share"])
+
+
+def _export(args: argparse.Namespace) -> None:
+    from l2h.export import export_onnx
+
+    report = export_onnx(args.model, args.out, args.parity)
+    log.info("ONNX model %s written; torch vs onnxruntime max abs diff %.2e (tolerance %.0e)", args.out,
+             report["max_abs_diff"], report["tolerance"])
+
+
 def _infer(args: argparse.Namespace) -> None:
     import time
 
@@ -336,6 +366,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", required=True, help="solver summary JSON")
     p.add_argument("--map", required=True, help="map PNG")
     p.set_defaults(func=_sample)
+
+    p = sub.add_parser("train", help="train L2HNet on the training blocks (resumes from its checkpoint)",
+                       description="Train L2HNet with the low-to-high loss on random windows of the training blocks "
+                                   "(imagery at 1 m, the 10 m consensus label brought to 1 m); checkpoints every N "
+                                   "steps; a rerun after a kill resumes from the last checkpoint.")
+    p.add_argument("--blocks", required=True, help="block table (resources/blocks.csv)")
+    p.add_argument("--training-blocks", required=True, help="selected blocks (resources/training_blocks.csv)")
+    p.add_argument("--labels", required=True, help="label path template with {region}")
+    p.add_argument("--imagery", required=True, help="JSON object {region: imagery GDAL dataset name}")
+    p.add_argument("--crs", required=True, help="the run's CRS")
+    p.add_argument("--resolution", type=float, required=True, help="output pixel size in metres")
+    p.add_argument("--settings", required=True, help="the config's `train` section as JSON")
+    p.add_argument("--work-dir", required=True, help="folder for the checkpoint and per-step metrics")
+    p.add_argument("--out", required=True, help="final model (.pt, with its metadata)")
+    p.add_argument("--metrics", required=True, help="copy of the per-step metrics CSV")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("export", help="export the model to ONNX and check parity with torch",
+                       description="Export to ONNX (opset 17, dynamic batch/height/width, metadata), run torch and "
+                                   "onnxruntime on the same random input and fail unless they agree (1e-4).")
+    p.add_argument("--model", required=True, help="trained model (.pt)")
+    p.add_argument("--out", required=True, help="ONNX file")
+    p.add_argument("--parity", required=True, help="parity report JSON")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("infer", help="predict one block with the ONNX model (onnxruntime)",
                        description="Read the block's imagery in tiles with a halo of the model's receptive field, "

@@ -142,7 +142,17 @@ def imagery_info(source: str) -> dict:
     with _redacted_gdal_logs(), open_source(source) as src:
         return dict(crs=_crs_name(src.crs), resolution=tuple(src.res), count=src.count,
                     dtype=src.dtypes[0], bounds=tuple(src.bounds), width=src.width,
-                    height=src.height, nodata=src.nodata)
+                    height=src.height, nodata=src.nodata, descriptions=tuple(src.descriptions),
+                    colorinterp=tuple(ci.name for ci in src.colorinterp))
+
+
+def band_names(source: str) -> list[str]:
+    """Names of the imagery's bands: their descriptions, else their colour interpretation, else bandN."""
+    info = imagery_info(source)
+    names = []
+    for i, (description, interp) in enumerate(zip(info["descriptions"], info["colorinterp"]), start=1):
+        names.append(description or (interp if interp not in ("undefined", "gray") else f"band{i}"))
+    return names
 
 
 # ---------------------------------------------------------------- mosaic VRT

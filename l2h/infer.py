@@ -27,6 +27,7 @@ from rasterio.windows import Window, from_bounds
 from tqdm import tqdm
 
 from l2h.classes import NODATA, colormap
+from l2h.data import normalise
 from l2h.errors import InputError, L2HError
 from l2h.io import atomic_path, class_raster_profile
 
@@ -77,14 +78,6 @@ def tile_windows(width: int, height: int, tile: int) -> Iterator[Window]:
     for row in range(0, height, tile):
         for col in range(0, width, tile):
             yield Window(col, row, min(tile, width - col), min(tile, height - row))
-
-
-def _normalise(pixels: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """(x - mean) / std per band; nodata pixels (all bands 0) become 0, like the network's padding."""
-    valid = pixels.any(axis=0)
-    out = (pixels.astype(np.float32) - mean[:, None, None]) / std[:, None, None]
-    out[:, ~valid] = 0
-    return out
 
 
 def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, float, float], resolution: float,
@@ -160,7 +153,7 @@ def _run_pipeline(model, src, block_window, cores, tile, halo, mean, std, batch,
                 window = Window(col0 + core.col_off - halo, row0 + core.row_off - halo, tile + 2 * halo,
                                 tile + 2 * halo)
                 pixels = src.read(window=window, boundless=True, fill_value=0)
-                tiles.put((core, _normalise(pixels, mean, std), pixels.any(axis=0)))
+                tiles.put((core, normalise(pixels, mean, std), pixels.any(axis=0)))
         except BaseException as exc:  # surfaced by the main thread
             errors.append(exc)
         finally:

@@ -15,7 +15,7 @@ rule train:
                        caption="../report/train_metrics.rst"),
     params:
         settings=json.dumps(CFG["train"], sort_keys=True),
-        labels="resources/labels/{region}.tif",
+        labels=lambda w: "resources/labels/{region}.tif",
         imagery=json.dumps({r: imagery_for_region(r) for r in REGION_SLUGS}, sort_keys=True),
         crs=GRID.crs,
         resolution=GRID.resolution,

@@ -8,7 +8,7 @@ import pytest
 from l2h.cli import build_parser, main
 
 SUBCOMMANDS = {"demo-world", "region-geometry", "download", "roads", "harmonize", "block-stats",
-               "imagery-vrt", "fetch-imagery", "sample"}
+               "imagery-vrt", "fetch-imagery", "sample", "train", "export", "infer", "mosaic"}
 
 
 def _run(*args):

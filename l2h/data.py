@@ -1,0 +1,499 @@
+"""Training windows: deterministic, CRS-aware patches of imagery + the coarse label brought to 1 m.
+
+A :class:`TrainingWindows` dataset is *map-style* and **stateless**: sample ``i`` is a pure function
+of ``(seed, i)`` --
+
+1. a NumPy generator seeded with ``(seed, i, attempt)`` picks a training block (probability
+   proportional to its area) and a ``patch_size`` x ``patch_size`` window inside it, aligned to
+   whole pixels of the run grid (a block smaller than the patch gives a window sticking out of it,
+   filled as nodata);
+2. the imagery is read in that window (windowed read of the intersecting part when the source is
+   on the run grid, otherwise a ``WarpedVRT`` onto the window, bilinear) as float32;
+3. the region's coarse label (e.g. 10 m) is sampled at the centre of every 1 m pixel (nearest
+   neighbour, exact for any integer or non-integer ratio), codes 1..11 become class indices 0..10
+   with :func:`l2h.loss.codes_to_targets` (0 = outside the region and 255 = ignore -> 255), and
+   pixels without imagery (all bands equal to the imagery's nodata, 0 by default, or outside the
+   source) become 255 as well;
+4. when less than ``min_labelled`` of the window is labelled the draw is repeated with the next
+   ``attempt`` (at most ``max_attempts``); the best-labelled draw is used if none reaches it;
+5. ``(x - mean) / std`` per band with pixels without imagery set to 0 (`normalise`, shared with
+   inference, so that they look like the network's zero padding), then -- when ``augment`` -- a rotation by ``k`` x 90 degrees and a
+   horizontal flip drawn from the same generator.
+
+So training step ``s`` with batch ``B`` simply uses indices ``s*B .. s*B+B-1``: resuming needs no
+data-loader state, and ``DataLoader(num_workers=n)`` gives the same batches for every ``n``.
+Raster handles are opened lazily in ``__getitem__`` and cached per process (they are not
+picklable and must not cross a ``fork``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import CRSError, RasterioError
+from rasterio.io import MemoryFile
+from rasterio.transform import from_origin
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from l2h.errors import ConfigError, InputError
+from l2h.imagery import describe_source, is_xml
+from l2h.loss import codes_to_targets
+
+IGNORE_INDEX = 255
+DEFAULT_MAX_ATTEMPTS = 8
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """One training block: where it is and where its label and imagery come from.
+
+    ``bounds``: (xmin, ymin, xmax, ymax) in the run's CRS, edges on the run grid.
+    ``label``: path of the region's coarse label raster (codes 1..11, 255 ignore, 0 outside).
+    ``imagery``: a GDAL dataset name (path, VRT, ``/vsicurl/`` URL or GDAL XML text); may differ
+    per region. ``crs``: the run's CRS (None = the label's CRS, which the workflow writes in the
+    run's CRS). ``resolution``: the run grid's pixel size (metres).
+    """
+
+    block_id: str
+    region: str
+    bounds: tuple[float, float, float, float]
+    label: str
+    imagery: str
+    crs: str | None = None
+    resolution: float = 1.0
+
+    @property
+    def area(self) -> float:
+        xmin, ymin, xmax, ymax = self.bounds
+        return max(xmax - xmin, 0.0) * max(ymax - ymin, 0.0)
+
+
+def _per_region(value: str | Mapping[str, str], region: str, what: str) -> str:
+    if isinstance(value, Mapping):
+        if region not in value:
+            raise ConfigError(f"no {what} given for region {region!r} (have: {', '.join(sorted(value))})")
+        return str(value[region])
+    value = str(value)
+    return value.replace("{region}", region) if not is_xml(value) else value
+
+
+def _read_table(path, needed: Sequence[str]) -> list[dict]:
+    if not Path(path).is_file():
+        raise InputError(f"block table {path} does not exist")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in needed if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(f"{path}: lacks column(s) {', '.join(missing)} (has {reader.fieldnames})")
+        return list(reader)
+
+
+def load_training_specs(blocks_csv: str | os.PathLike, training_blocks_csv: str | os.PathLike,
+                        labels: str | Mapping[str, str], imagery: str | Mapping[str, str],
+                        crs: str | None = None, resolution: float = 1.0) -> list[TrainingSpec]:
+    """The training blocks as :class:`TrainingSpec` s, in the order of ``training_blocks_csv``.
+
+    ``blocks_csv``: the block table (columns block_id, region, xmin, ymin, xmax, ymax, ...);
+    ``training_blocks_csv``: column block_id. ``labels`` / ``imagery``: a path template where
+    ``{region}`` is replaced by the region (e.g. ``resources/labels/{region}.tif``), one path for
+    every region, or a mapping region -> path.
+    """
+    table = {r["block_id"]: r for r in _read_table(blocks_csv, ("block_id", "region", "xmin", "ymin", "xmax", "ymax"))}
+    chosen = [r["block_id"] for r in _read_table(training_blocks_csv, ("block_id",))]
+    specs = []
+    for block in chosen:
+        if block not in table:
+            raise InputError(f"{training_blocks_csv}: block {block} is not in {blocks_csv}")
+        row = table[block]
+        region = row["region"]
+        bounds = tuple(float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
+        specs.append(TrainingSpec(block, region, bounds, _per_region(labels, region, "label"),
+                                  _per_region(imagery, region, "imagery"), crs, float(resolution)))
+    if not specs:
+        raise InputError(f"{training_blocks_csv} lists no training blocks")
+    return specs
+
+
+def specs_digest(specs: Sequence[TrainingSpec]) -> str:
+    """A short hash of the training data description (to refuse resuming on other data)."""
+    text = json.dumps([asdict(s) for s in specs], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------- raster access
+
+
+class _Source:
+    """An open imagery source (and the MemoryFile that holds GDAL XML text)."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self._memfile = None
+        try:
+            if is_xml(source):
+                self._memfile = MemoryFile(source.encode("utf-8"), ext="xml")
+                self.ds = self._memfile.open()
+            else:
+                self.ds = rasterio.open(source)
+        except RasterioError as exc:
+            if self._memfile is not None:
+                self._memfile.close()
+            raise InputError(f"imagery {describe_source(source)}: cannot be opened: {exc}") from None
+
+    def close(self) -> None:
+        self.ds.close()
+        if self._memfile is not None:
+            self._memfile.close()
+
+
+def _read_clipped(ds, band_indexes: list[int], col: int, row: int, width: int, height: int,
+                  dtype: str, fill: float = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Read a pixel window that may stick out of `ds`; (data (bands, h, w), inside mask (h, w))."""
+    out = np.full((len(band_indexes), height, width), fill, dtype=dtype)
+    inside = np.zeros((height, width), dtype=bool)
+    c0, r0 = max(col, 0), max(row, 0)
+    c1, r1 = min(col + width, ds.width), min(row + height, ds.height)
+    if c1 > c0 and r1 > r0:
+        data = ds.read(band_indexes, window=Window(c0, r0, c1 - c0, r1 - r0), out_dtype=dtype)
+        out[:, r0 - row:r1 - row, c0 - col:c1 - col] = data
+        inside[r0 - row:r1 - row, c0 - col:c1 - col] = True
+    return out, inside
+
+
+def _north_up(transform) -> bool:
+    return transform.b == 0 and transform.d == 0 and transform.a > 0 and transform.e < 0
+
+
+@dataclass(frozen=True)
+class WindowDraw:
+    """Where sample ``i`` came from: the spec index, the window's bounds, the attempt used,
+    its labelled share and the augmentation (rotations by 90 degrees, horizontal flip)."""
+
+    spec_index: int
+    bounds: tuple[float, float, float, float]
+    col: int  # pixel offset inside the block (from its west edge)
+    row: int  # pixel offset inside the block (from its north edge)
+    attempt: int
+    labelled_share: float
+    rot90: int
+    flip: bool
+
+
+class TrainingWindows(torch.utils.data.Dataset):
+    """Deterministic training patches; see the module doc.
+
+    ``specs``: the training blocks; ``patch_size``: window side in pixels; ``seed``: the data
+    seed; ``in_channels``: the band count the model expects (None = whatever the imagery has,
+    all sources must agree); ``normalisation``: {"mean": [...], "std": [...]} per band (None =
+    raw values); ``min_labelled``: minimum labelled share of a window before it is re-drawn;
+    ``augment``: random rot90 + flip; ``length``: the nominal dataset length (indices are
+    unbounded in practice).
+
+    Construction opens every label and imagery source once to check them (missing label,
+    band count, CRS, grid) and closes them again; ``__getitem__`` reopens lazily per process.
+    ``item(i)`` -> ``(image float32 [C, H, W], target int64 [H, W])``; ``draw(i)`` tells where
+    sample ``i`` came from.
+    """
+
+    def __init__(self, specs: Sequence[TrainingSpec], patch_size: int = 128, seed: int = 0,
+                 in_channels: int | None = None, normalisation: Mapping[str, Sequence[float]] | None = None,
+                 min_labelled: float = 0.3, augment: bool = True, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+                 length: int = 2**31 - 1):
+        specs = list(specs)
+        if not specs:
+            raise ConfigError("no training blocks given (the training block list is empty)")
+        if not isinstance(patch_size, int) or patch_size < 1:
+            raise ConfigError(f"patch_size must be a positive integer, got {patch_size!r}")
+        if not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"data seed must be an integer >= 0, got {seed!r}")
+        if not 0.0 <= min_labelled <= 1.0:
+            raise ConfigError(f"min_labelled must be within [0, 1], got {min_labelled}")
+        if max_attempts < 1:
+            raise ConfigError(f"max_attempts must be >= 1, got {max_attempts}")
+        self.specs = specs
+        self.patch_size = patch_size
+        self.seed = seed
+        self.min_labelled = float(min_labelled)
+        self.augment = bool(augment)
+        self.max_attempts = int(max_attempts)
+        self.length = int(length)
+
+        self._grid: list[tuple[CRS, float, int, int]] = []  # crs, res, block width px, height px
+        areas = []
+        for s in specs:
+            xmin, ymin, xmax, ymax = s.bounds
+            if not (s.resolution > 0 and xmax > xmin and ymax > ymin):
+                raise ConfigError(f"training block {s.block_id}: bounds {s.bounds} / resolution "
+                                  f"{s.resolution} do not describe a block")
+            areas.append(s.area)
+        self._cum = np.cumsum(np.asarray(areas, dtype=np.float64))
+        self._cum /= self._cum[-1]
+
+        self.in_channels = self._check_sources(in_channels)
+        self.mean = np.zeros(self.in_channels, np.float32)
+        self.std = np.ones(self.in_channels, np.float32)
+        if normalisation is not None:
+            mean = np.asarray(normalisation["mean"], np.float32).reshape(-1)
+            std = np.asarray(normalisation["std"], np.float32).reshape(-1)
+            if mean.size != self.in_channels or std.size != self.in_channels or not np.all(std > 0):
+                raise ConfigError(f"normalisation needs {self.in_channels} means and {self.in_channels} "
+                                  f"stds > 0, got mean={mean.tolist()} std={std.tolist()}")
+            self.mean, self.std = mean, std
+        self._pid = None
+        self._handles: dict[tuple[str, str], object] = {}
+
+    # ---------------------------------------------------------------- checks and handles
+
+    def _check_sources(self, in_channels: int | None) -> int:
+        labels: dict[str, tuple] = {}
+        counts: dict[str, int] = {}
+        for s in self.specs:
+            if s.label not in labels:
+                if not Path(s.label).is_file():
+                    raise InputError(f"training label {s.label} (region {s.region}) does not exist")
+                try:
+                    with rasterio.open(s.label) as src:
+                        labels[s.label] = (src.crs, src.transform, src.count)
+                except RasterioError as exc:
+                    raise InputError(f"training label {s.label}: cannot be read: {exc}") from None
+            lcrs, ltransform, _ = labels[s.label]
+            if lcrs is None or not _north_up(ltransform):
+                raise InputError(f"training label {s.label}: needs a CRS and a north-up grid")
+            try:
+                crs = CRS.from_user_input(s.crs) if s.crs else lcrs
+            except CRSError as exc:
+                raise ConfigError(f"training block {s.block_id}: bad CRS {s.crs!r}: {exc}") from None
+            if crs != lcrs:
+                raise InputError(f"training label {s.label} is in {lcrs}, the run's CRS is {crs}; "
+                                 f"labels must be on the run's grid")
+            w = round((s.bounds[2] - s.bounds[0]) / s.resolution)
+            h = round((s.bounds[3] - s.bounds[1]) / s.resolution)
+            self._grid.append((crs, float(s.resolution), w, h))
+            if s.imagery not in counts:
+                src = _Source(s.imagery)
+                try:
+                    counts[s.imagery] = src.ds.count
+                    if src.ds.crs is None:
+                        raise InputError(f"imagery {describe_source(s.imagery)}: has no CRS")
+                finally:
+                    src.close()
+        if in_channels is None:
+            found = sorted(set(counts.values()))
+            if len(found) > 1:
+                raise InputError("imagery sources have different band counts: " + ", ".join(
+                    f"{describe_source(k)}: {v}" for k, v in counts.items()))
+            return found[0]
+        for source, count in counts.items():
+            if count != in_channels:
+                raise InputError(f"imagery {describe_source(source)} has {count} bands, but the model "
+                                 f"expects {in_channels} (one per configured band)")
+        return int(in_channels)
+
+    def _handle(self, kind: str, name: str):
+        if self._pid != os.getpid():  # first use in this process (e.g. a DataLoader worker)
+            self._handles = {}
+            self._pid = os.getpid()
+        key = (kind, name)
+        if key not in self._handles:
+            if kind == "image":
+                self._handles[key] = _Source(name)
+            else:
+                try:
+                    self._handles[key] = rasterio.open(name)
+                except RasterioError as exc:
+                    raise InputError(f"training label {name}: cannot be read: {exc}") from None
+        handle = self._handles[key]
+        return handle.ds if kind == "image" else handle
+
+    def close(self) -> None:
+        """Close this process' raster handles (they reopen on the next access)."""
+        if self._pid == os.getpid():
+            for handle in self._handles.values():
+                with contextlib.suppress(Exception):
+                    handle.close()
+        self._handles = {}
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_handles"], state["_pid"] = {}, None
+        return state
+
+    def __len__(self) -> int:
+        return self.length
+
+    # ---------------------------------------------------------------- sampling
+
+    def _locate(self, i: int, attempt: int) -> tuple[int, int, int, int, bool]:
+        rng = np.random.default_rng([self.seed, int(i), attempt])
+        b = int(np.searchsorted(self._cum, rng.random(), side="right"))
+        b = min(b, len(self.specs) - 1)
+        _, _, w, h = self._grid[b]
+        col = int(rng.integers(0, max(w - self.patch_size, 0) + 1))
+        row = int(rng.integers(0, max(h - self.patch_size, 0) + 1))
+        k = int(rng.integers(0, 4))
+        flip = bool(rng.integers(0, 2))
+        return b, col, row, k, flip
+
+    def _read_image(self, spec: TrainingSpec, crs: CRS, res: float, x0: float,
+                    ytop: float) -> tuple[np.ndarray, np.ndarray]:
+        """(raw image float32 (C, P, P), valid (P, P)) of the window at (x0, ytop)."""
+        p = self.patch_size
+        ds = self._handle("image", spec.imagery)
+        nodata = ds.nodata if ds.nodata is not None else 0
+        bands = list(range(1, self.in_channels + 1))
+        t = ds.transform
+        aligned = (ds.crs == crs and _north_up(t) and abs(t.a - res) <= _EPS * res
+                   and abs(-t.e - res) <= _EPS * res)
+        if aligned:
+            fc, fr = (x0 - t.c) / res, (t.f - ytop) / res
+            aligned = abs(fc - round(fc)) < 1e-3 and abs(fr - round(fr)) < 1e-3
+        if aligned:
+            image, inside = _read_clipped(ds, bands, round(fc), round(fr), p, p, "float32", nodata)
+        else:
+            transform = from_origin(x0, ytop, res, res)
+            try:
+                with WarpedVRT(ds, crs=crs, transform=transform, width=p, height=p,
+                               resampling=Resampling.bilinear, src_nodata=nodata, nodata=0) as vrt:
+                    image = vrt.read(bands, out_dtype="float32")
+            except RasterioError as exc:
+                raise InputError(f"imagery {describe_source(spec.imagery)}: cannot be read for block "
+                                 f"{spec.block_id}: {exc}") from None
+            inside, nodata = np.ones((p, p), bool), 0
+        valid = inside & ~np.all(image == nodata, axis=0)
+        image[:, ~valid] = 0
+        return image, valid
+
+    def _read_codes(self, spec: TrainingSpec, res: float, x0: float, ytop: float) -> np.ndarray:
+        """Label codes (P, P) uint8 at the centres of the window's pixels (nearest; 0 outside)."""
+        p = self.patch_size
+        ds = self._handle("label", spec.label)
+        t = ds.transform
+        centres = (np.arange(p) + 0.5) * res
+        cols = np.floor((x0 + centres - t.c) / t.a).astype(np.int64)
+        rows = np.floor((ytop - centres - t.f) / t.e).astype(np.int64)
+        c0, r0 = int(cols[0]), int(rows[0])
+        data, _ = _read_clipped(ds, [1], c0, r0, int(cols[-1]) - c0 + 1, int(rows[-1]) - r0 + 1,
+                                "uint8", 0)
+        return data[0][(rows - r0)[:, None], (cols - c0)[None, :]]
+
+    def _window(self, b: int, col: int, row: int) -> tuple[float, float]:
+        spec = self.specs[b]
+        res = self._grid[b][1]
+        return spec.bounds[0] + col * res, spec.bounds[3] - row * res
+
+    def raw(self, i: int, attempt: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
+        """One draw without re-drawing, normalisation or augmentation:
+        (image float32 (C, P, P), target int64 (P, P), valid imagery (P, P), locate tuple)."""
+        loc = self._locate(i, attempt)
+        b, col, row = loc[:3]
+        spec = self.specs[b]
+        crs, res = self._grid[b][:2]
+        x0, ytop = self._window(b, col, row)
+        image, valid = self._read_image(spec, crs, res, x0, ytop)
+        codes = self._read_codes(spec, res, x0, ytop)
+        target = codes_to_targets(torch.from_numpy(codes)).numpy()
+        target[~valid] = IGNORE_INDEX
+        return image, target, valid, loc
+
+    def _sample(self, i: int) -> tuple[np.ndarray, np.ndarray, WindowDraw]:
+        best = None
+        for attempt in range(self.max_attempts):
+            image, target, _, loc = self.raw(i, attempt)
+            share = float(np.mean(target != IGNORE_INDEX))
+            if best is None or share > best[3]:
+                best = (image, target, loc, share, attempt)
+            if share >= self.min_labelled:
+                break
+        image, target, (b, col, row, k, flip), share, attempt = best
+        x0, ytop = self._window(b, col, row)
+        res = self._grid[b][1]
+        p = self.patch_size
+        draw = WindowDraw(b, (x0, ytop - p * res, x0 + p * res, ytop), col, row, attempt, share,
+                          k if self.augment else 0, flip if self.augment else False)
+        return image, target, draw
+
+    def draw(self, i: int) -> WindowDraw:
+        """Where sample ``i`` comes from (block, window bounds, attempt, augmentation)."""
+        return self._sample(i)[2]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if i < 0:
+            raise IndexError(f"sample index must be >= 0, got {i}")
+        image, target, draw = self._sample(int(i))
+        image = normalise(image, self.mean, self.std)
+        if draw.rot90:
+            image = np.rot90(image, draw.rot90, axes=(1, 2))
+            target = np.rot90(target, draw.rot90, axes=(0, 1))
+        if draw.flip:
+            image = image[:, :, ::-1]
+            target = target[:, ::-1]
+        return (torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
+                torch.from_numpy(np.ascontiguousarray(target, dtype=np.int64)))
+
+
+def normalise(pixels: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(x - mean) / std per band as float32; pixels without imagery (all bands 0) become 0, like the
+    network's zero padding (so a tile's edge and the imagery's edge look alike: no seams)."""
+    valid = pixels.any(axis=0)
+    out = (pixels.astype(np.float32) - mean[:, None, None]) / std[:, None, None]
+    out[:, ~valid] = 0
+    return out
+
+
+def band_statistics(specs: Sequence[TrainingSpec], patch_size: int = 128, n_samples: int = 64,
+                    seed: int = 0, in_channels: int | None = None) -> dict:
+    """Per-band mean and std over the valid (non-nodata) pixels of ``n_samples`` windows drawn in
+    the training blocks (deterministic for a given seed) -> {"mean": [...], "std": [...],
+    "pixels": n}. A band with (almost) no spread gets std 1. Raises InputError when the windows
+    hold no valid imagery at all."""
+    if n_samples < 1:
+        raise ConfigError(f"stats_samples must be >= 1, got {n_samples}")
+    ds = TrainingWindows(specs, patch_size, seed, in_channels=in_channels, min_labelled=0.0, augment=False)
+    c = ds.in_channels
+    total = np.zeros(c, np.float64)
+    total_sq = np.zeros(c, np.float64)
+    n = 0
+    try:
+        for i in range(n_samples):
+            image, _, valid, _ = ds.raw(i)
+            pixels = image[:, valid].astype(np.float64)
+            total += pixels.sum(axis=1)
+            total_sq += np.square(pixels).sum(axis=1)
+            n += pixels.shape[1]
+    finally:
+        ds.close()
+    if n == 0:
+        raise InputError(f"no imagery found in {n_samples} windows of the {len(ds.specs)} training blocks "
+                         f"(is the imagery covering them? e.g. {describe_source(ds.specs[0].imagery)})")
+    mean = total / n
+    var = np.maximum(total_sq / n - mean**2, 0.0)
+    std = np.sqrt(var)
+    std = np.where(std > 1e-6 * np.maximum(np.abs(mean), 1.0), std, 1.0)
+    return {"mean": [float(v) for v in mean], "std": [float(v) for v in std], "pixels": int(n)}
+
+
+def worker_count(requested: int) -> int:
+    """DataLoader workers to use: ``requested`` bounded by the CPUs available (>= 0)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(int(requested), cpus))
+
+
+__all__ = ["TrainingSpec", "TrainingWindows", "WindowDraw", "band_statistics", "load_training_specs",
+           "specs_digest", "worker_count", "IGNORE_INDEX"]

@@ -1,0 +1,152 @@
+"""Training: it learns, it resumes exactly, it refuses foreign checkpoints, its model file is complete."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.enums import Resampling
+from rasterio.transform import from_origin
+from rasterio.warp import reproject
+
+from l2h.data import TrainingSpec
+from l2h.errors import ConfigError
+from l2h.model import load_model
+from l2h.train import TrainConfig, read_metrics, train
+
+BANDS = ["red", "green", "blue", "nir"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    """One torch thread: fast for tiny nets, and CPU results are reproducible for a thread count."""
+
+
+@pytest.fixture(scope="module")
+def specs(small_demo_world, tmp_path_factory) -> list[TrainingSpec]:
+    """Six 512 m training blocks over the small demo world; label = the truth mode-aggregated to
+    10 m with 20 % of the cells set to 255 (not the workflow's consensus: only the format matters)."""
+    out = tmp_path_factory.mktemp("train_data") / "label_10m.tif"
+    with rasterio.open(small_demo_world / "truth/truth_1m.tif") as src:
+        t = src.transform
+        label = np.zeros((src.height // 10, src.width // 10), np.uint8)
+        transform = from_origin(t.c, t.f, 10, 10)
+        reproject(rasterio.band(src, 1), label, dst_transform=transform, dst_crs=src.crs,
+                  resampling=Resampling.mode, src_nodata=0, dst_nodata=0)
+        crs, (west, south, east, north) = src.crs, src.bounds
+    label[np.random.default_rng(0).random(label.shape) < 0.2] = 255
+    with rasterio.open(out, "w", driver="GTiff", width=label.shape[1], height=label.shape[0], count=1,
+                       dtype="uint8", crs=crs, transform=transform, nodata=0) as dst:
+        dst.write(label, 1)
+    image = str(small_demo_world / "imagery/demo_imagery.tif")
+    return [TrainingSpec(f"b{int(x)}_{int(y)}", "demo", (x, y, x + 512, y + 512), str(out), image)
+            for x in np.arange(west, east, 512) for y in np.arange(south, north, 512)]
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(width=8, patch_size=48, batch_size=4, steps=6, warmup_steps=2, checkpoint_every=3,
+                stats_samples=16, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_model(path)[0].state_dict()
+
+
+def test_a_few_steps_lower_the_loss(specs, tmp_path):
+    # warm-up over the whole run: the loss is the class-balanced CE on every labelled pixel, so
+    # first and last steps measure the same thing
+    cfg = _cfg(steps=40, warmup_steps=40, checkpoint_every=40)
+    summary = train(specs, BANDS, cfg, tmp_path / "model.pt", tmp_path / "work", progress=False)
+    rows = read_metrics(tmp_path / "work" / "metrics.csv")
+    assert [r["step"] for r in rows] == list(range(40))
+    first = np.mean([r["total"] for r in rows[:8]])
+    last = np.mean([r["total"] for r in rows[-8:]])
+    assert last < 0.75 * first, (first, last)
+    assert np.mean([r["agreement"] for r in rows[-8:]]) > np.mean([r["agreement"] for r in rows[:8]]) + 0.1
+    lrs = [r["lr"] for r in rows]
+    assert lrs[0] == pytest.approx(cfg.lr) and all(a > b for a, b in zip(lrs, lrs[1:]))  # poly decay
+    assert summary["complete"] and summary["steps"] == 40 and summary["pixels_per_s"] > 0
+    final = np.mean([r["total"] for r in rows[-10:]])  # the summary averages the last 10 steps
+    assert summary["metrics"]["final"]["total"] == pytest.approx(final, rel=1e-5)
+
+
+def test_resume_gives_the_same_weights_as_a_straight_run(specs, tmp_path):
+    cfg = _cfg()  # 6 steps, checkpoint every 3, warm-up 2: the confident-area loss runs across the cut
+    a, b = tmp_path / "a", tmp_path / "b"
+    first = train(specs, BANDS, cfg, tmp_path / "a.pt", a, progress=False, stop_after=3)
+    assert first["steps"] == 3 and not first["complete"] and not (tmp_path / "a.pt").exists()
+    assert (a / "checkpoint.pt").is_file()
+    # a crash after the checkpoint left rows of steps the checkpoint does not hold
+    with open(a / "metrics.csv", "a", newline="") as f:
+        csv.writer(f).writerows([[3, 0.1, 9, 9, 0, 1, 0.5, 0.1], [4, 0.1, 9, 9, 0, 1, 0.5, 0.1]])
+    resumed = train(specs, BANDS, cfg, tmp_path / "a.pt", a, progress=False)
+    assert resumed["resumed_from"] == 3 and resumed["steps_run"] == 3 and resumed["complete"]
+    straight = train(specs, BANDS, cfg, tmp_path / "b.pt", b, progress=False)
+    assert straight["resumed_from"] == 0 and straight["steps_run"] == 6
+
+    wa, wb = _weights(tmp_path / "a.pt"), _weights(tmp_path / "b.pt")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-5, msg=k)
+    ra, rb = read_metrics(a / "metrics.csv"), read_metrics(b / "metrics.csv")
+    assert [r["step"] for r in ra] == [r["step"] for r in rb] == list(range(6))
+    for x, y in zip(ra, rb):
+        assert {k: v for k, v in x.items() if k != "seconds"} == pytest.approx(
+            {k: v for k, v in y.items() if k != "seconds"}, abs=1e-5)
+    # the weights did change from the initial ones (the comparison above is not vacuous)
+    torch.manual_seed(cfg.seed)
+    from l2h.model import L2HNet
+    init = L2HNet(4, 11, cfg.width).state_dict()
+    assert not torch.allclose(init["stem.0.weight"], wa["stem.0.weight"])
+
+    # a finished run rerun: nothing to train, the model is written again
+    again = train(specs, BANDS, cfg, tmp_path / "a2.pt", a, progress=False)
+    assert again["steps_run"] == 0 and again["complete"]
+    assert len(read_metrics(a / "metrics.csv")) == 6
+    torch.testing.assert_close(_weights(tmp_path / "a2.pt")["classifier.weight"], wa["classifier.weight"])
+
+
+def test_checkpoint_of_another_width_or_setting_is_refused(specs, tmp_path):
+    work = tmp_path / "work"
+    train(specs, BANDS, _cfg(steps=2, warmup_steps=0), tmp_path / "m.pt", work, progress=False, stop_after=1)
+    with pytest.raises(ConfigError, match=r"width 8.*width 12"):
+        train(specs, BANDS, _cfg(steps=2, warmup_steps=0, width=12), tmp_path / "m.pt", work, progress=False)
+    with pytest.raises(ConfigError, match=r"lr: checkpoint 0\.01, now 0\.02"):
+        train(specs, BANDS, _cfg(steps=2, warmup_steps=0, lr=0.02), tmp_path / "m.pt", work, progress=False)
+    with pytest.raises(ConfigError, match="bands"):
+        train(specs, ["b1", "b2", "b3", "b4"], _cfg(steps=2, warmup_steps=0), tmp_path / "m.pt", work,
+              progress=False)
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_model_file_carries_bands_normalisation_and_width(specs, tmp_path):
+    summary = train(specs, BANDS, _cfg(steps=2, warmup_steps=1, width=12), tmp_path / "m.pt", tmp_path / "w",
+                    progress=False)
+    model, meta = load_model(tmp_path / "m.pt", expect_width=12, expect_in_channels=4)
+    assert model.width == 12 and meta["width"] == 12 and meta["bands"] == BANDS
+    norm = meta["normalisation"]
+    assert norm == summary["normalisation"]
+    assert all(20 < m < 230 for m in norm["mean"]) and all(5 < s < 128 for s in norm["std"])
+    assert meta["extra"]["steps"] == 2 and meta["extra"]["train_config"]["width"] == 12
+    assert set(meta["extra"]["metrics"]["final"]) >= {"total", "ce", "dva", "confident_share", "agreement"}
+    assert meta["tau"] == 0.5 and meta["gamma"] == 0.1 and meta["l2h_version"]
+    with torch.no_grad():
+        assert model(torch.zeros(1, 4, 20, 30)).shape == (1, 11, 20, 30)
+
+
+def test_config_is_validated():
+    with pytest.raises(ConfigError, match="width"):
+        TrainConfig(width=10)
+    with pytest.raises(ConfigError, match="confidence"):
+        TrainConfig(confidence="sometimes")
+    with pytest.raises(ConfigError, match="patch_size"):
+        TrainConfig.from_dict({"patch_size": 0})
+    with pytest.raises(ConfigError, match="unknown train setting"):
+        TrainConfig.from_dict({"widht": 32})
+    assert TrainConfig.from_dict({"width": 16}).width == 16
