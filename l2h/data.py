@@ -50,6 +50,7 @@ from rasterio.windows import Window
 
 from l2h.errors import ConfigError, InputError
 from l2h.imagery import describe_source, is_xml
+from l2h.norm import normalise
 from l2h.loss import codes_to_targets
 
 IGNORE_INDEX = 255
@@ -443,15 +444,6 @@ class TrainingWindows(torch.utils.data.Dataset):
             target = target[:, ::-1]
         return (torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
                 torch.from_numpy(np.ascontiguousarray(target, dtype=np.int64)))
-
-
-def normalise(pixels: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """(x - mean) / std per band as float32; pixels without imagery (all bands 0) become 0, like the
-    network's zero padding (so a tile's edge and the imagery's edge look alike: no seams)."""
-    valid = pixels.any(axis=0)
-    out = (pixels.astype(np.float32) - mean[:, None, None]) / std[:, None, None]
-    out[:, ~valid] = 0
-    return out
 
 
 def band_statistics(specs: Sequence[TrainingSpec], patch_size: int = 128, n_samples: int = 64,

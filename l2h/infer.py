@@ -27,7 +27,7 @@ from rasterio.windows import Window, from_bounds
 from tqdm import tqdm
 
 from l2h.classes import NODATA, colormap
-from l2h.data import normalise
+from l2h.norm import normalise
 from l2h.errors import InputError, L2HError
 from l2h.io import atomic_path, class_raster_profile
 

@@ -20,7 +20,7 @@ rule infer:
         device=CFG["infer"]["device"],
         confidence=lambda w, output: f"--confidence {shlex.quote(output.confidence)}" if "confidence" in output.keys() else "",
         strict="--strict" if CFG["infer"]["strict"] else "",
-        code_version=code_version("infer", "blocks", "regions", "io"),
+        code_version=code_version("infer", "norm", "blocks", "regions", "io"),
     log:
         "logs/infer/{region}/{block}.log",
     benchmark:

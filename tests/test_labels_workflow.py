@@ -1,5 +1,6 @@
-"""Inputs stage on the demo world, for real: products fetched from a local HTTP mirror, consensus
-labels with roads, statistics, and recovery from a truncated tile by simply running again."""
+"""The whole demo workflow, for real: products fetched from a local HTTP mirror, consensus labels
+with roads, training blocks, a few training steps, per-block inference and the COG mosaics; and
+recovery from a truncated tile by simply running again."""
 
 import json
 from pathlib import Path
@@ -85,12 +86,13 @@ def test_truncated_tile_is_refetched_on_rerun(http_run, demo_world):
     tile.write_bytes(good[: len(good) // 2])
     with serve(demo_world / "mirror") as server:
         config.write_text(yaml.safe_dump(demo_overrides(demo_world, mirror=server.url("").rstrip("/"))))
-        failed = snakemake(workdir, "--forcerun", "harmonize", configfile=config)
+        labels = [f"resources/labels/{r}.tif" for r in REGIONS]
+        failed = snakemake(workdir, *labels, "--forcerun", "harmonize", configfile=config)
         assert failed.returncode != 0
         log = "".join(p.read_text() for p in (workdir / "logs/harmonize").glob("*.log"))
         assert "esa_worldcover tile N30E114" in log and "unreadable or truncated" in log
         assert not tile.exists()
-        again = snakemake(workdir, configfile=config)
+        again = snakemake(workdir, *labels, configfile=config)
     assert again.returncode == 0, again.stderr[-3000:]
     assert tile.read_bytes() == good
 
@@ -110,3 +112,21 @@ def test_demo_training_blocks_within_tolerance_and_cover_every_region(http_run):
     major = shares[shares["overall_share"] >= 0.01]
     assert (major["difference"].abs() <= 0.02).all()
     assert (workdir / "results/sampling/training_blocks.png").stat().st_size > 20_000
+
+
+def test_maps_are_valid_cogs_with_the_palette(http_run):
+    from rio_cogeo.cogeo import cog_validate
+
+    workdir, _, _ = http_run
+    parity = json.loads((workdir / "results/model/onnx_parity.json").read_text())
+    assert parity["passed"] and parity["max_abs_diff"] <= 1e-4
+    for name in (*REGIONS, "national"):
+        cog = workdir / f"results/maps/{name}.tif"
+        assert cog_validate(str(cog), strict=True, quiet=True)[0], name
+        with rasterio.open(cog) as src:
+            assert src.nodata == 0 and src.colormap(1)[1][:3] == (0, 100, 0) and src.overviews(1)
+            data = src.read(1, out_shape=(src.height // 8, src.width // 8))
+        assert (data > 0).mean() > 0.3 and set(np.unique(data)) <= set(range(12))
+        assert (workdir / f"results/maps/{name}.png").stat().st_size > 10_000
+    metrics = (workdir / "results/model/metrics.csv").read_text().splitlines()
+    assert len(metrics) == 1 + 6  # header + one row per step

@@ -29,6 +29,10 @@ def demo_overrides(demo_world: Path, mirror: str | None = None) -> dict:
         "imagery": {"paths": [str(demo_world / "imagery" / "demo_imagery.tif")]},
         "products": {p: {"base_url": f"{mirror}/{p}"} for p in ("esa_worldcover", "esri_lulc", "fromglc10")},
         "roads": {"osm": str(demo_world / "osm" / "demo.osm")},
+        # a few steps of a narrow net: the tests check the machinery, not the accuracy
+        "train": {"width": 8, "patch_size": 64, "batch_size": 4, "steps": 6, "warmup_steps": 2,
+                  "checkpoint_every": 3, "stats_samples": 8},
+        "infer": {"tile": 256, "threads": 1},
     }
 
 
