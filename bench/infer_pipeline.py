@@ -35,7 +35,7 @@ from shapely.geometry import box
 from l2h.mosaic import mosaic
 paths, side, out = sys.argv[3:], float(sys.argv[1]), sys.argv[2]
 mosaic(paths, box(0, 0, side, side), "EPSG:32650", 1.0, out)
-print(re.search(r"VmHWM:\\\\s+(\\\\d+) kB", open("/proc/self/status").read()).group(1))
+print(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
 """
 
 

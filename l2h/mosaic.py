@@ -23,6 +23,7 @@ from l2h.io import atomic_path, class_raster_profile
 
 log = logging.getLogger("l2h.mosaic")
 WINDOW = 2048
+GDAL_CACHE_MB = 64  # GDAL's block cache; its default (5 % of RAM) would let memory grow with the area
 
 
 def _footprint(path: str | Path) -> tuple[float, float, float, float]:
@@ -87,7 +88,8 @@ def mosaic(block_paths: Sequence[str | Path], geometry, crs: str, resolution: fl
     """Blocks -> clipped class GeoTIFF -> COG, through a temporary file next to `out_cog`."""
     scratch = Path(out_cog).with_name(f".{Path(out_cog).stem}.merge.tif")
     try:
-        merge_blocks(block_paths, geometry, crs, resolution, scratch)
-        to_cog(scratch, out_cog)
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+            merge_blocks(block_paths, geometry, crs, resolution, scratch)
+            to_cog(scratch, out_cog)
     finally:
         scratch.unlink(missing_ok=True)
