@@ -9,14 +9,12 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from rasterio.enums import Resampling
-from rasterio.transform import from_origin
-from rasterio.warp import reproject
 
 from l2h.data import TrainingSpec
 from l2h.errors import ConfigError
 from l2h.model import load_model
 from l2h.train import TrainConfig, read_metrics, train
+from test_data import _demo_label
 
 BANDS = ["red", "green", "blue", "nir"]
 
@@ -30,20 +28,11 @@ def _one_thread(one_torch_thread):
 def specs(small_demo_world, tmp_path_factory) -> list[TrainingSpec]:
     """Six 512 m training blocks over the small demo world; label = the truth mode-aggregated to
     10 m with 20 % of the cells set to 255 (not the workflow's consensus: only the format matters)."""
-    out = tmp_path_factory.mktemp("train_data") / "label_10m.tif"
+    label = _demo_label(small_demo_world, tmp_path_factory.mktemp("train_data") / "label_10m.tif")
     with rasterio.open(small_demo_world / "truth/truth_1m.tif") as src:
-        t = src.transform
-        label = np.zeros((src.height // 10, src.width // 10), np.uint8)
-        transform = from_origin(t.c, t.f, 10, 10)
-        reproject(rasterio.band(src, 1), label, dst_transform=transform, dst_crs=src.crs,
-                  resampling=Resampling.mode, src_nodata=0, dst_nodata=0)
-        crs, (west, south, east, north) = src.crs, src.bounds
-    label[np.random.default_rng(0).random(label.shape) < 0.2] = 255
-    with rasterio.open(out, "w", driver="GTiff", width=label.shape[1], height=label.shape[0], count=1,
-                       dtype="uint8", crs=crs, transform=transform, nodata=0) as dst:
-        dst.write(label, 1)
+        west, south, east, north = src.bounds
     image = str(small_demo_world / "imagery/demo_imagery.tif")
-    return [TrainingSpec(f"b{int(x)}_{int(y)}", "demo", (x, y, x + 512, y + 512), str(out), image)
+    return [TrainingSpec(f"b{int(x)}_{int(y)}", "demo", (x, y, x + 512, y + 512), label, image)
             for x in np.arange(west, east, 512) for y in np.arange(south, north, 512)]
 
 
