@@ -40,7 +40,7 @@ def write_stats(summary: dict, csv_path: str | Path, json_path: str | Path) -> N
             writer.writerow([summary["region"], c, BY_CODE[c].name, n, f"{n / total:.6f}",
                              f"{summary['class_share_of_labelled'][str(c)]:.6f}"])
         ignored = round(summary["ignored_share"] * total)
-        writer.writerow([summary["region"], 255, "ignored (products disagree)", ignored,
+        writer.writerow([summary["region"], 255, "ignored (products disagree or have no data)", ignored,
                          f"{summary['ignored_share']:.6f}", ""])
     with atomic_path(json_path) as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=1, ensure_ascii=False), encoding="utf-8")

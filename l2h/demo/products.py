@@ -79,13 +79,6 @@ def fromglc_tile_name(lat_ll: int, lon_ll: int) -> str:
     return f"{lat_ll}_{lon_ll}"
 
 
-def mgrs_zone_band(lon: float, lat: float) -> str:
-    """UTM zone + MGRS latitude band of a point, e.g. (114.5, 30.0) -> '50R' (no Norway exceptions)."""
-    zone = int(math.floor((lon + 180.0) / 6.0)) + 1
-    band = MGRS_BANDS[min(max(int(math.floor((lat + 80.0) / 8.0)), 0), len(MGRS_BANDS) - 1)]
-    return f"{zone}{band}"
-
-
 def tiles_touching(geom_lonlat, size_deg: int) -> list[tuple[int, int]]:
     """Lower-left corners (lat, lon) of the size_deg x size_deg tiles that `geom_lonlat` touches."""
     lon0, lat0, lon1, lat1 = geom_lonlat.bounds
