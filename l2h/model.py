@@ -272,18 +272,27 @@ def save_checkpoint_model(path: str | os.PathLike, model: L2HNet, metadata: Mapp
     return Path(path)
 
 
-def _read_checkpoint(path: Path, map_location) -> dict:
-    if not path.is_file():
-        raise InputError(f"model checkpoint {path} does not exist")
+def load_tagged_checkpoint(path: Path, fmt: str, max_version: int, kind: str, remedy: str,
+                           map_location="cpu") -> dict:
+    """A torch checkpoint dict carrying `format` == fmt and a readable `format_version`; InputError
+    naming the file (and `remedy`) otherwise. Shared by model files and training checkpoints."""
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is an input problem
-        raise InputError(f"cannot read model checkpoint {path}: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"{path} is not an l2h model checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
-    if payload.get("format_version", 0) > CHECKPOINT_FORMAT_VERSION:
-        raise InputError(f"model checkpoint {path} has format version {payload.get('format_version')}; "
-                         f"this l2h reads up to {CHECKPOINT_FORMAT_VERSION} (upgrade l2h)")
+        raise InputError(f"cannot read {kind} checkpoint {path}: {exc} ({remedy})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise InputError(f"{path} is not an l2h {kind} checkpoint (no '{fmt}' format tag; {remedy})")
+    if payload.get("format_version", 0) > max_version:
+        raise InputError(f"{kind} checkpoint {path} has format version {payload.get('format_version')}; "
+                         f"this l2h reads up to {max_version} ({remedy})")
+    return payload
+
+
+def _read_checkpoint(path: Path, map_location) -> dict:
+    if not path.is_file():
+        raise InputError(f"model checkpoint {path} does not exist")
+    payload = load_tagged_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, "model",
+                                     "export or train it again, or upgrade l2h", map_location)
     meta = payload.get("metadata")
     if not isinstance(meta, dict) or not isinstance(payload.get("state_dict"), dict):
         raise InputError(f"model checkpoint {path} lacks its metadata or weights")

@@ -42,7 +42,7 @@ from l2h.data import TrainingSpec, TrainingWindows, band_statistics, specs_diges
 from l2h.errors import ConfigError, InputError, L2HError
 from l2h.io import atomic_path
 from l2h.loss import MODES, L2HLoss
-from l2h.model import L2HNet, model_metadata, save_checkpoint_model
+from l2h.model import L2HNet, load_tagged_checkpoint, model_metadata, save_checkpoint_model
 
 log = logging.getLogger("l2h.train")
 
@@ -186,16 +186,8 @@ def seed_everything(seed: int) -> None:
 
 def _read_train_checkpoint(path: Path) -> dict:
     """The checkpoint, on the CPU (the optimiser moves its state to the parameters' device)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is an input problem
-        raise InputError(f"cannot read training checkpoint {path}: {exc} (delete it to start afresh)") from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"{path} is not an l2h training checkpoint (delete it to start afresh)")
-    if payload.get("format_version", 0) > CHECKPOINT_VERSION:
-        raise InputError(f"training checkpoint {path} has format version {payload.get('format_version')}; "
-                         f"this l2h reads up to {CHECKPOINT_VERSION}")
-    return payload
+    return load_tagged_checkpoint(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "training",
+                                  "delete it to start afresh")
 
 
 def _check_resumable(path: Path, payload: dict, cfg: TrainConfig, bands: list[str], digest: str) -> None:
