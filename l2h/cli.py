@@ -213,6 +213,23 @@ def _export(args: argparse.Namespace) -> None:
              report["max_abs_diff"], report["tolerance"])
 
 
+def _model_info(args: argparse.Namespace) -> None:
+    from l2h.model import L2HNet, count_parameters, flops_per_pixel, load_model, receptive_field
+
+    if args.model:
+        model, meta = load_model(args.model)
+        source = f"{args.model} (bands {', '.join(meta.get('bands', []))})"
+    else:
+        model, source = L2HNet(args.in_channels, 11, args.width), "untrained"
+    info = {"width": model.width, "in_channels": model.in_channels, "num_classes": model.num_classes,
+            "blocks": model.num_blocks, "parameters": count_parameters(model),
+            "flops_per_pixel": flops_per_pixel(model), "receptive_field_px": receptive_field(model)}
+    print(f"L2HNet, {source}")
+    for key, value in info.items():
+        print(f"  {key:<20} {value:,}" if isinstance(value, int) else f"  {key:<20} {value}")
+    print(f"  {'GFLOP per km² at 1 m':<20} {info['flops_per_pixel'] * 1e6 / 1e9:,.1f}")
+
+
 def _infer(args: argparse.Namespace) -> None:
     import time
 
@@ -390,6 +407,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="ONNX file")
     p.add_argument("--parity", required=True, help="parity report JSON")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("model-info", help="parameters, FLOPs per pixel and receptive field of L2HNet",
+                       description="Print the size and cost of L2HNet: of a trained model (--model) or of an "
+                                   "untrained one of the given width and band count.")
+    p.add_argument("--model", default=None, help="trained model (.pt); otherwise --width/--in-channels")
+    p.add_argument("--width", type=int, default=32, help="channels C of the backbone (untrained model)")
+    p.add_argument("--in-channels", type=int, default=4, help="imagery bands (untrained model)")
+    p.set_defaults(func=_model_info)
 
     p = sub.add_parser("infer", help="predict one block with the ONNX model (onnxruntime)",
                        description="Read the block's imagery in tiles with a halo of the model's receptive field, "

@@ -8,7 +8,8 @@ import pytest
 from l2h.cli import build_parser, main
 
 SUBCOMMANDS = {"demo-world", "region-geometry", "download", "roads", "harmonize", "block-stats",
-               "imagery-vrt", "fetch-imagery", "sample", "train", "export", "infer", "mosaic"}
+               "imagery-vrt", "fetch-imagery", "sample", "train", "export", "infer", "mosaic",
+               "model-info"}
 
 
 def _run(*args):
@@ -51,3 +52,13 @@ def test_log_file_receives_messages(tmp_path):
     main(["--log", str(log), "region-geometry", "--regions", str(bad), "--region", "a", "--crs",
           "EPSG:32650", "--name-field", "name", "--out", str(tmp_path / "a.gpkg")])
     assert "cannot be read" in log.read_text()
+
+
+def test_model_info_reports_the_models_size_and_cost(capsys):
+    from l2h.model import L2HNet, count_parameters, flops_per_pixel
+
+    assert main(["model-info", "--width", "64", "--in-channels", "3"]) == 0
+    out = capsys.readouterr().out
+    model = L2HNet(3, 11, 64)
+    assert f"{count_parameters(model):,}" in out and f"{flops_per_pixel(model):,}" in out
+    assert "receptive_field_px   23" in out
