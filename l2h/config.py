@@ -94,6 +94,16 @@ def check_rules(config: dict) -> None:
     if bool(imagery["paths"]) == bool(imagery["xyz"]):
         raise ConfigError("config keys 'imagery.paths' and 'imagery.xyz': give exactly one of them "
                           "(files, or a tile service)")
+    points = (config.get("evaluation") or {}).get("points")
+    if points:
+        legend = {str(k) for k in points["legend"]}
+        unknown = {key: v for key, v in points["mapping"].items() if str(v) not in legend}
+        if unknown:
+            raise ConfigError(f"config key 'evaluation.points.mapping': {unknown} map to class(es) missing "
+                              f"from evaluation.points.legend; expected some of: {', '.join(sorted(legend))}")
+        if points.get("crs_column") and points.get("crs"):
+            raise ConfigError("config keys 'evaluation.points.crs_column' and 'evaluation.points.crs': "
+                              "give at most one of them (a CRS column, or one CRS for every point)")
 
 
 def _describe(err: jsonschema.ValidationError) -> str:

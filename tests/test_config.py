@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from l2h.config import load_config, read_config_file, resolve_paths, validate_config
+from l2h.config import check_rules, load_config, read_config_file, resolve_paths, validate_config
 from l2h.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,10 +16,11 @@ def default_config() -> dict:
 
 
 def _without_demo_sources(config: dict) -> dict:
-    """Point products at their official servers and drop OSM, leaving only regions/imagery paths."""
+    """Point products at their official servers, drop OSM and the evaluation, leaving only regions/imagery paths."""
     for spec in config["products"].values():
         spec["base_url"] = None
     config["roads"]["osm"] = None
+    config.pop("evaluation", None)
     return config
 
 
@@ -181,3 +182,22 @@ def test_custom_only_keys_on_a_preset_are_rejected(default_config):
                                                     "edition": "v200"}
     with pytest.raises(ConfigError, match=r"products.esa_worldcover.edition do not apply to a custom product"):
         check_rules(default_config)
+
+
+def test_evaluation_mapping_must_name_legend_classes(default_config):
+    points = default_config["evaluation"]["points"]
+    points["mapping"]["road"] = 12
+    with pytest.raises(ConfigError, match=r"evaluation.points.mapping': \{'road': 12\} map to class\(es\) missing"):
+        check_rules(default_config)
+
+
+def test_evaluation_is_optional(default_config):
+    del default_config["evaluation"]
+    validate_config(default_config)
+    check_rules(default_config)
+
+
+def test_evaluation_mapping_needs_all_our_classes(default_config):
+    del default_config["evaluation"]["survey"]["mapping"]["moss"]
+    with pytest.raises(ConfigError, match=r"config key 'evaluation.survey.mapping.moss' is required"):
+        validate_config(default_config)

@@ -9,6 +9,7 @@ Layout of `outdir` (all paths relative, every file written atomically, `manifest
     mirror/...                      ESA WorldCover, FROM-GLC10 and Esri LULC tiles, laid out like their servers
     osm/demo.osm                    OpenStreetMap XML (roads, footpaths, river, lake, buildings)
     reference/points.csv            stratified reference points x,y,crs,class (EPSG:4326)
+    reference/strata.csv            stratum,area_km2: the truth's class areas (the points' strata)
     survey/survey.csv               province,class,area_km2 in a land-survey legend
     quicklook.png                   imagery beside the truth, with a legend
     manifest.json                   seed, grid, files with sha256, provinces, product_agreement,
@@ -60,6 +61,7 @@ PROVINCES_PATH = "regions/provinces.gpkg"
 IMAGERY_PATH = "imagery/demo_imagery.tif"
 OSM_PATH = "osm/demo.osm"
 POINTS_PATH = "reference/points.csv"
+STRATA_PATH = "reference/strata.csv"
 SURVEY_PATH = "survey/survey.csv"
 QUICKLOOK_PATH = "quicklook.png"
 MANIFEST_PATH = "manifest.json"
@@ -124,6 +126,18 @@ def write_points(path: Path, points: list[tuple[float, float, int]]) -> None:
     _write_text(path, buf.getvalue())
 
 
+def write_strata(path: Path, truth: np.ndarray) -> None:
+    """Area (km2, 1 m pixels) of each true class: the strata of the reference points."""
+    counts = np.bincount(truth.ravel(), minlength=256)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["stratum", "area_km2"])
+    for c in CLASS_CODES:
+        if counts[c]:
+            w.writerow([c, f"{int(counts[c]) / 1e6:.6f}"])
+    _write_text(path, buf.getvalue())
+
+
 def survey_table(truth: np.ndarray, province_index: np.ndarray, provinces: list[Province]) -> list[tuple[str, str, float]]:
     """Areas (km2, 1 m pixels) per province and survey class."""
     rows = []
@@ -180,9 +194,10 @@ def generate_demo_world(outdir: Path, seed: int = 42, width_m: int = 4096, heigh
 
     points = sample_reference_points(truth, grid, seed)
     write_points(outdir / POINTS_PATH, points)
+    write_strata(outdir / STRATA_PATH, truth)
     survey = survey_table(truth, province_index, provinces)
     write_survey(outdir / SURVEY_PATH, survey)
-    written += [POINTS_PATH, SURVEY_PATH]
+    written += [POINTS_PATH, STRATA_PATH, SURVEY_PATH]
 
     save_class_quicklook(outdir / QUICKLOOK_PATH, truth,
                          f"demo world truth (seed {seed}, {grid.width} x {grid.height} m)", rgb=image[:3])
@@ -218,7 +233,7 @@ def generate_demo_world(outdir: Path, seed: int = 42, width_m: int = 4096, heigh
         "reference_points": len(points),
         "survey_legend": {k: list(v) for k, v in SURVEY_LEGEND.items()},
         "paths": {"truth": TRUTH_PATH, "provinces": PROVINCES_PATH, "imagery": IMAGERY_PATH, "osm": OSM_PATH,
-                  "reference_points": POINTS_PATH, "survey": SURVEY_PATH, "quicklook": QUICKLOOK_PATH},
+                  "reference_points": POINTS_PATH, "strata": STRATA_PATH, "survey": SURVEY_PATH, "quicklook": QUICKLOOK_PATH},
         "files": [
             {"path": rel, "bytes": (outdir / rel).stat().st_size, "sha256": _sha256(outdir / rel)}
             for rel in sorted(written)
