@@ -30,6 +30,7 @@ include: "rules/sampling.smk"
 include: "rules/train.smk"
 include: "rules/infer.smk"
 include: "rules/mosaic.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:
@@ -37,4 +38,6 @@ rule all:
         "results/maps/national.tif",
         "results/model/onnx_parity.json",
         expand("resources/imagery/{region}.vrt", region=REGION_SLUGS) if IMAGERY_CACHED else [],
+        "results/reports/accuracy.json" if EVAL_POINTS else [],
+        "results/reports/survey_error.csv" if EVAL_SURVEY else [],
     default_target: True

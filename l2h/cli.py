@@ -111,6 +111,30 @@ def _block_stats(args: argparse.Namespace) -> None:
     log.info("region %s: pixel counts of %d block(s) written to %s", args.region, len(table), args.out)
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    from l2h.evaluate import evaluate
+    from l2h.regions import dissolved_regions
+
+    regions = dissolved_regions(args.regions, args.name_field, args.layer, args.slug_field)
+    doc = evaluate(json.loads(args.settings), args.map, args.product, args.out_dir, regions=regions,
+                   run_name=args.run_name)
+    log.info("accuracy: map OA %.3f on %d points; %s", doc["map"]["oa"], doc["map"]["n_points"],
+             ", ".join(f"{k} OA {v['oa']:.3f}" for k, v in doc["products"].items()))
+
+
+def _survey(args: argparse.Namespace) -> None:
+    from l2h.regions import dissolved_regions
+    from l2h.survey import compare_survey
+
+    regions = dissolved_regions(args.regions, args.name_field, args.layer, args.slug_field)
+    names = dict(regions["name"].items())
+    maps = {Path(m).stem: m for m in args.map}
+    unknown = sorted(set(maps) - set(names))
+    if unknown:
+        raise L2HError(f"survey: map(s) {', '.join(unknown)} are not regions of {args.regions}")
+    compare_survey(json.loads(args.settings), maps, {s: names[s] for s in maps}, args.out_dir)
+
+
 def _imagery_vrt(args: argparse.Namespace) -> None:
     from l2h.imagery import build_vrt
 
@@ -258,6 +282,38 @@ def _mosaic(args: argparse.Namespace) -> None:
     log.info("%s: COG written to %s from %d file(s)", name, args.out, len(args.blocks))
 
 
+def _footprint(args: argparse.Namespace) -> None:
+    from l2h.regions import write_footprint_region
+
+    info = write_footprint_region(args.paths, args.name, args.out)
+    log.info("region %r: footprint of %d file(s), %.3f km² in %s, written to %s", info["name"], info["files"],
+             info["area_km2"], info["crs"], args.out)
+
+
+def _parse_recode(items: list[str]) -> dict[int, int]:
+    recode = {}
+    for item in items:
+        src, sep, dst = item.partition("=")
+        if not sep or not src.strip().isdigit() or not dst.strip().isdigit():
+            raise L2HError(f"--recode {item!r}: expected FROM=TO with integer codes, e.g. 6=5")
+        recode[int(src)] = int(dst)
+    return recode
+
+
+def _reference_points(args: argparse.Namespace) -> None:
+    from l2h.refpoints import draw_reference_points, write_points, write_strata_areas
+
+    points, stats = draw_reference_points(args.raster, args.n, seed=args.seed, stratified=args.stratified,
+                                          min_per_class=args.min_per_class, recode=_parse_recode(args.recode),
+                                          exclude=args.exclude)
+    write_points(points, args.out)
+    if args.strata_areas:
+        write_strata_areas(stats, args.strata_areas)
+    log.info("%d reference points written to %s (%s): %s", len(points), args.out,
+             "stratified by class" if args.stratified else "simple random",
+             ", ".join(f"class {c}: {s['points']} of {s['pixels']} px" for c, s in stats.items()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="l2h", description="1 m land-cover mapping from 10 m products, OSM roads and ~1 m imagery "
@@ -384,6 +440,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map", required=True, help="map PNG")
     p.set_defaults(func=_sample)
 
+    p = sub.add_parser("evaluate", help="score the map and every product at reference points",
+                       description="Sample our map and each product (its own tiles and CRS) at the reference points, "
+                                   "score them in the reference legend (OA, kappa, per-class accuracies, F1, IoU, "
+                                   "OA per region, bootstrap intervals, area-weighted estimates when stratified) and "
+                                   "write accuracy.json, CSV tables and PNG figures.")
+    p.add_argument("--settings", required=True, help="the config's evaluation.points section as JSON")
+    p.add_argument("--map", required=True, help="our map (results/maps/national.tif)")
+    p.add_argument("--product", action="append", default=[], help="product manifest (repeat)")
+    _region_file_args(p)
+    p.add_argument("--run-name", default="run", help="run name for the report")
+    p.add_argument("--out-dir", required=True, help="folder for accuracy.json, tables and figures")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("survey", help="compare the map's class shares per region with survey statistics",
+                       description="Class shares of each region's map (in the survey's legend) against the survey "
+                                   "table, and the weighted error sum_c w_c |share difference| (w = survey share) "
+                                   "per region and over all regions.")
+    p.add_argument("--settings", required=True, help="the config's evaluation.survey section as JSON")
+    p.add_argument("--map", nargs="+", required=True, help="the regions' maps results/maps/<region>.tif")
+    _region_file_args(p)
+    p.add_argument("--out-dir", required=True, help="folder for survey_shares.csv, survey_error.csv, survey.png")
+    p.set_defaults(func=_survey)
+
     p = sub.add_parser("train", help="train L2HNet on the training blocks (resumes from its checkpoint)",
                        description="Train L2HNet with the low-to-high loss on random windows of the training blocks "
                                    "(imagery at 1 m, the 10 m consensus label brought to 1 m); checkpoints every N "
@@ -435,6 +514,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="execution provider")
     p.add_argument("--strict", action="store_true", help="a block without imagery is an error")
     p.set_defaults(func=_infer)
+
+    p = sub.add_parser("footprint", help="write a region file covering the footprints of raster files",
+                       description="Write one region (attribute `name`) whose polygon is the union of the "
+                                   "files' extents, in their CRS: the `regions.file` of a small study area "
+                                   "(GeoJSON for .geojson/.json, else GeoPackage).")
+    p.add_argument("paths", nargs="+", help="raster files (e.g. the imagery)")
+    p.add_argument("--name", required=True, help="the region's name")
+    p.add_argument("--out", required=True, help="output vector file")
+    p.set_defaults(func=_footprint)
+
+    p = sub.add_parser("reference-points", help="draw random reference points from reference class rasters",
+                       description="Draw simple or stratified random pixel centres from the valid pixels of one "
+                                   "or more (non-overlapping) class rasters, e.g. a 1 m land-cover map, and "
+                                   "write them as the CSV the evaluation reads (x, y, crs, class).")
+    p.add_argument("--raster", nargs="+", required=True, help="reference class raster(s)")
+    p.add_argument("--n", type=int, required=True, help="number of points")
+    p.add_argument("--stratified", action="store_true",
+                   help="stratify by class: --min-per-class each, the rest by area share")
+    p.add_argument("--min-per-class", type=int, default=50, help="points per class at least (stratified)")
+    p.add_argument("--recode", nargs="*", default=[], metavar="FROM=TO",
+                   help="merge codes before drawing, e.g. 6=5 (roads count as impervious)")
+    p.add_argument("--exclude", nargs="*", type=int, default=[], metavar="CODE",
+                   help="codes never drawn (besides each raster's nodata value)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--out", required=True, help="output CSV (x, y, crs, class)")
+    p.add_argument("--strata-areas", default=None, help="also write stratum,area_km2 per class")
+    p.set_defaults(func=_reference_points)
 
     p = sub.add_parser("mosaic", help="merge block predictions (or region maps) into a clipped COG + quicklook",
                        description="Stream the inputs window by window into a GeoTIFF clipped to the region(s), "

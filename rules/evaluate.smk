@@ -1,0 +1,90 @@
+# Accuracy assessment (reference points: our map and every product) and the comparison with survey
+# statistics, both into results/reports/ and the Snakemake report.
+
+EVAL_POINTS = (CFG.get("evaluation") or {}).get("points")
+EVAL_SURVEY = (CFG.get("evaluation") or {}).get("survey")
+EVAL_STRATIFIED = bool(EVAL_POINTS and EVAL_POINTS.get("strata"))
+
+
+def _report(path, figure, caption):
+    return report(path, category="Accuracy", labels={"figure": figure}, caption=f"../report/{caption}.rst")
+
+
+if EVAL_POINTS:
+
+    rule evaluate:
+        message:
+            "Accuracy of the map and {params.n_products} products at the reference points"
+        input:
+            map="results/maps/national.tif",
+            products=product_manifests,
+            points=EVAL_POINTS["file"],
+        output:
+            json="results/reports/accuracy.json",
+            class_metrics=_report("results/reports/class_metrics.csv", "per-class metrics (table)",
+                                  "accuracy_class_metrics"),
+            confusion_csv=_report("results/reports/confusion.csv", "confusion matrices (table)",
+                                  "accuracy_confusion_csv"),
+            region_oa_csv=_report("results/reports/region_oa.csv", "OA per region (table)", "accuracy_region_oa"),
+            points=_report("results/reports/points.csv", "points scored per source (table)", "accuracy_points"),
+            confusion=_report("results/reports/confusion.png", "confusion matrices", "accuracy_confusion"),
+            region_oa=_report("results/reports/region_oa.png", "OA per region", "accuracy_region_oa"),
+            sources=_report("results/reports/sources.png", "map vs products", "accuracy_sources"),
+            legend=_report("results/reports/legend.png", "class legend", "accuracy_legend"),
+            areas=_report("results/reports/area_estimates.csv", "area-weighted estimates (table)",
+                          "accuracy_area_estimates") if EVAL_STRATIFIED else [],
+        params:
+            n_products=len(PRODUCT_IDS),
+            settings=json.dumps(EVAL_POINTS),
+            products=lambda w, input: " ".join(f"--product {shlex.quote(m)}" for m in input.products),
+            region_args=REGION_FILE_ARGS,
+            run_name=CFG["run"]["name"],
+            out_dir="results/reports",
+            code_version=code_version("evaluate", "metrics", "reportfigs", "fetch", "regions", "io"),
+        log:
+            "logs/evaluate.log",
+        benchmark:
+            "benchmarks/evaluate.tsv"
+        threads: 1
+        resources:
+            mem_mb=3000,
+        conda:
+            "../envs/geo.yaml"
+        shell:
+            "l2h --log {log} evaluate --settings {params.settings:q} --map {input.map:q} {params.products}"
+            " {params.region_args} --run-name {params.run_name:q} --out-dir {params.out_dir:q}"
+
+
+if EVAL_SURVEY:
+
+    rule survey:
+        message:
+            "Class shares of the map against the survey statistics, {params.n} regions"
+        input:
+            maps=expand("results/maps/{region}.tif", region=REGION_SLUGS),
+            table=EVAL_SURVEY["table"],
+        output:
+            shares=report("results/reports/survey_shares.csv", category="Survey statistics",
+                          labels={"figure": "class shares (table)"}, caption="../report/survey_shares.rst"),
+            error=report("results/reports/survey_error.csv", category="Survey statistics",
+                         labels={"figure": "weighted error (table)"}, caption="../report/survey_error.rst"),
+            figure=report("results/reports/survey.png", category="Survey statistics",
+                          labels={"figure": "class shares per region"}, caption="../report/survey_figure.rst"),
+        params:
+            n=len(REGION_SLUGS),
+            settings=json.dumps(EVAL_SURVEY),
+            region_args=REGION_FILE_ARGS,
+            out_dir="results/reports",
+            code_version=code_version("survey", "evaluate", "reportfigs", "regions", "io"),
+        log:
+            "logs/survey.log",
+        benchmark:
+            "benchmarks/survey.tsv"
+        threads: 1
+        resources:
+            mem_mb=2000,
+        conda:
+            "../envs/geo.yaml"
+        shell:
+            "l2h --log {log} survey --settings {params.settings:q} --map {input.maps:q} {params.region_args}"
+            " --out-dir {params.out_dir:q}"
