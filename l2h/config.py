@@ -69,6 +69,11 @@ def resolve_paths(config: dict, root: str | Path) -> dict:
     return resolved
 
 
+def is_complete(config: dict) -> bool:
+    """Whether `config` holds every required top-level section (a whole configuration, not overrides)."""
+    return bool(config) and set(load_schema()["required"]) <= set(config)
+
+
 def load_config(config: dict, root: str | Path) -> dict:
     """Validate `config` and resolve its paths; the one call the Snakefile makes."""
     validate_config(config)

@@ -125,3 +125,36 @@ def region_geometries(regions: gpd.GeoDataFrame, crs: str) -> dict[str, object]:
     """Each region's polygon in the run's CRS (for the block grid)."""
     projected = regions.to_crs(crs).geometry.make_valid()
     return dict(projected.items())
+
+
+def write_footprint_region(paths: list[str], name: str, out: str | Path) -> dict:
+    """Write one region named `name` covering the footprints (extents) of raster files, e.g. the
+    imagery of a small study area: the union of their bounding boxes, in the first file's CRS.
+
+    Returns {"name", "files", "area_km2", "crs"}. Raises InputError for an unreadable file, a file
+    without CRS, or files in different CRSs.
+    """
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    if not paths:
+        raise InputError("footprint: no raster file given")
+    boxes, crs = [], None
+    for path in paths:
+        try:
+            with rasterio.open(path) as src:
+                if src.crs is None:
+                    raise InputError(f"raster {path}: has no CRS")
+                if crs is not None and src.crs != crs:
+                    raise InputError(f"raster {path}: CRS {src.crs} differs from {crs} of {paths[0]}; "
+                                     f"reproject the files to one CRS first")
+                crs = src.crs
+                boxes.append(shapely.box(*src.bounds))
+        except RasterioError as exc:
+            raise InputError(f"raster {path}: cannot be opened: {exc}") from None
+    geometry = shapely.union_all(boxes)
+    frame = gpd.GeoDataFrame({"name": [name]}, geometry=[geometry], crs=crs)
+    driver = "GeoJSON" if Path(out).suffix.lower() in (".geojson", ".json") else "GPKG"
+    with atomic_path(out) as tmp:
+        frame.to_file(tmp, layer=Path(out).stem, driver=driver, engine="pyogrio")
+    return {"name": name, "files": len(paths), "area_km2": geometry.area / 1e6, "crs": crs.to_string()}

@@ -1,4 +1,5 @@
 # Shared helpers: configuration validation, the run's grid and the region list, all at parse time.
+import copy
 import json
 import os
 import shlex
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
 
-from l2h.config import load_config
+from l2h.config import is_complete, load_config
 from l2h.download import url_filename
 from l2h.errors import L2HError
 from l2h.grid import check_label_resolution, resolve_grid
@@ -29,6 +30,13 @@ if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
 else:
     _l2h_bin = Path(sys.executable).parent
 os.environ["PATH"] = f"{_l2h_bin}{os.pathsep}{os.environ['PATH']}"
+
+# A complete configuration given on the command line (every required section, e.g.
+# examples/own-data.yaml) is used as it is; a partial one is merged over workflow_config.yaml.
+_cli_config = workflow.config_settings.overwrite_config
+if is_complete(_cli_config):
+    config.clear()
+    config.update(copy.deepcopy(_cli_config))
 
 try:
     CFG = load_config(config, PROJECT_ROOT)
