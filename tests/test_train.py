@@ -65,8 +65,9 @@ def test_a_few_steps_lower_the_loss(specs, tmp_path):
     assert summary["metrics"]["final"]["total"] == pytest.approx(final, rel=1e-5)
 
 
-def test_resume_gives_the_same_weights_as_a_straight_run(specs, tmp_path):
-    cfg = _cfg()  # 6 steps, checkpoint every 3, warm-up 2: the confident-area loss runs across the cut
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_resume_gives_the_same_weights_as_a_straight_run(specs, tmp_path, optimizer):
+    cfg = _cfg(optimizer=optimizer, lr=0.01 if optimizer == "sgd" else 0.002)  # 6 steps, checkpoint every 3, warm-up 2: the confident-area loss runs across the cut
     a, b = tmp_path / "a", tmp_path / "b"
     first = train(specs, BANDS, cfg, tmp_path / "a.pt", a, progress=False, stop_after=3)
     assert first["steps"] == 3 and not first["complete"] and not (tmp_path / "a.pt").exists()
@@ -138,4 +139,8 @@ def test_config_is_validated():
         TrainConfig.from_dict({"patch_size": 0})
     with pytest.raises(ConfigError, match="unknown train setting"):
         TrainConfig.from_dict({"widht": 32})
+    with pytest.raises(ConfigError, match="train.optimizer must be one of sgd, adamw"):
+        TrainConfig(optimizer="adam")
+    with pytest.raises(ConfigError, match="balance_power"):
+        TrainConfig(balance_power=-1)
     assert TrainConfig.from_dict({"width": 16}).width == 16
