@@ -407,3 +407,12 @@ def test_quicklook(demo_world, tmp_path):
     thin = np.full((10, 10), 4, np.uint8)
     thin[:, :6] = 11
     assert block_mode(thin, 10)[0, 0] == 11
+
+
+def test_strata_csv_holds_the_truths_class_areas(small_demo_world):
+    truth, _ = _truth(small_demo_world)
+    counts = np.bincount(truth.ravel(), minlength=12)
+    with open(small_demo_world / "reference/strata.csv", newline="", encoding="utf-8") as f:
+        strata = {int(r["stratum"]): float(r["area_km2"]) for r in csv.DictReader(f)}
+    assert strata == {c: pytest.approx(counts[c] / 1e6, abs=1e-6) for c in range(1, 12) if counts[c]}
+    assert {int(p["class"]) for p in _points(small_demo_world)} <= set(strata)
