@@ -37,6 +37,7 @@ rule all:
     input:
         "results/maps/national.tif",
         "results/model/onnx_parity.json",
+        "results/maps/confidence/national.tif" if CFG["infer"]["confidence"] else [],
         expand("resources/imagery/{region}.vrt", region=REGION_SLUGS) if IMAGERY_CACHED else [],
         "results/reports/accuracy.json" if EVAL_POINTS else [],
         "results/reports/survey_error.csv" if EVAL_SURVEY else [],

@@ -273,13 +273,16 @@ def _infer(args: argparse.Namespace) -> None:
 
 def _mosaic(args: argparse.Namespace) -> None:
     from l2h.mosaic import mosaic
-    from l2h.quicklook import quicklook_from_file
+    from l2h.quicklook import confidence_quicklook_from_file, quicklook_from_file
 
     geometry, regions = _union_of_regions(args.region)
     name = regions[0].name if len(regions) == 1 else args.title
-    mosaic(args.blocks, geometry, regions[0].crs, args.resolution, args.out)
-    quicklook_from_file(args.quicklook, args.out, f"{name}: 1 m land cover")
-    log.info("%s: COG written to %s from %d file(s)", name, args.out, len(args.blocks))
+    mosaic(args.blocks, geometry, regions[0].crs, args.resolution, args.out, layer=args.layer)
+    if args.layer == "confidence":
+        confidence_quicklook_from_file(args.quicklook, args.out, f"{name}: confidence of the 1 m map")
+    else:
+        quicklook_from_file(args.quicklook, args.out, f"{name}: 1 m land cover")
+    log.info("%s: %s COG written to %s from %d file(s)", name, args.layer, args.out, len(args.blocks))
 
 
 def _footprint(args: argparse.Namespace) -> None:
@@ -549,6 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region", nargs="+", required=True, help="region GeoPackage(s) to clip to")
     p.add_argument("--resolution", type=float, required=True, help="output pixel size in metres")
     p.add_argument("--title", default="national", help="quicklook title when several regions")
+    p.add_argument("--layer", choices=["classes", "confidence"], default="classes",
+                   help="class maps (palette, MODE overviews) or confidence layers (AVERAGE overviews)")
     p.add_argument("--out", required=True, help="output COG")
     p.add_argument("--quicklook", required=True, help="quicklook PNG with legend")
     p.set_defaults(func=_mosaic)

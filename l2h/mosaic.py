@@ -1,6 +1,7 @@
 """Region and national mosaics: block predictions streamed window by window into Cloud-Optimized
-GeoTIFFs (tiled 512, DEFLATE, MODE overviews, the class colour table, nodata 0), clipped to the
-region polygon; memory is bounded by the window, never the region."""
+GeoTIFFs (tiled 512, DEFLATE, nodata 0), clipped to the region polygon; memory is bounded by the
+window, never the region. Two layers: ``classes`` (MODE overviews, the class colour table) and
+``confidence`` (max class probability x 255; AVERAGE overviews, no colour table)."""
 
 from __future__ import annotations
 
@@ -38,12 +39,21 @@ def _footprint(path: str | Path) -> tuple[float, float, float, float]:
                          f"the next run predicts the block again") from None
 
 
+LAYERS = {"classes": "mode", "confidence": "average"}  # layer -> overview resampling
+
+
+def _check_layer(layer: str) -> None:
+    if layer not in LAYERS:
+        raise ValueError(f"mosaic layer must be one of {', '.join(LAYERS)}, got {layer!r}")
+
+
 def merge_blocks(block_paths: Sequence[str | Path], geometry, crs: str, resolution: float, out_tif: str | Path,
-                 window: int = WINDOW) -> None:
+                 window: int = WINDOW, layer: str = "classes") -> None:
     """Write the blocks into one class GeoTIFF over `geometry`'s extent, clipped to it, window by window.
 
     Each output window opens only the blocks that overlap it (a national run has thousands).
     """
+    _check_layer(layer)
     if not block_paths:
         raise InputError("mosaic: no block predictions to merge")
     footprints = [(str(p), _footprint(p)) for p in block_paths]
@@ -55,7 +65,8 @@ def merge_blocks(block_paths: Sequence[str | Path], geometry, crs: str, resoluti
     transform = rasterio.transform.from_origin(west, north, res, res)
     profile = class_raster_profile(width, height, crs, transform, BIGTIFF="IF_SAFER")
     with atomic_path(out_tif) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-        dst.write_colormap(1, colormap())
+        if layer == "classes":
+            dst.write_colormap(1, colormap())
         for win in iter_windows(width, height, window):
             left, bottom, right, top = rasterio.windows.bounds(win, transform)
             data = np.zeros((int(win.height), int(win.width)), np.uint8)
@@ -71,25 +82,29 @@ def merge_blocks(block_paths: Sequence[str | Path], geometry, crs: str, resoluti
             dst.write(data, 1, window=win)
 
 
-def to_cog(src_tif: str | Path, out_cog: str | Path) -> None:
-    """Translate a class GeoTIFF into a validated COG (DEFLATE, 512 tiles, MODE overviews, palette)."""
+def to_cog(src_tif: str | Path, out_cog: str | Path, layer: str = "classes") -> None:
+    """Translate a merged GeoTIFF into a validated COG (DEFLATE, 512 tiles, overviews down to one
+    tile: MODE and the palette for classes, AVERAGE for confidence)."""
+    _check_layer(layer)
     profile = {**cog_profiles.get("deflate"), "blockxsize": 512, "blockysize": 512, "BIGTIFF": "IF_SAFER"}
     with rasterio.open(src_tif) as src:
         levels = max(0, math.ceil(math.log2(max(src.width, src.height) / 512)))  # down to one 512 tile
     with atomic_path(out_cog) as tmp:
         cog_translate(str(src_tif), str(tmp), profile, nodata=NODATA, overview_level=levels,
-                      overview_resampling="mode", colormap=colormap(), in_memory=False, quiet=True)
+                      overview_resampling=LAYERS[layer], colormap=colormap() if layer == "classes" else None,
+                      in_memory=False, quiet=True)
         valid, errors, warnings = cog_validate(str(tmp), strict=True, quiet=True)
         if not valid:
             raise InputError(f"mosaic {out_cog}: not a valid COG: {errors + warnings}")
 
 
-def mosaic(block_paths: Sequence[str | Path], geometry, crs: str, resolution: float, out_cog: str | Path) -> None:
-    """Blocks -> clipped class GeoTIFF -> COG, through a temporary file next to `out_cog`."""
+def mosaic(block_paths: Sequence[str | Path], geometry, crs: str, resolution: float, out_cog: str | Path,
+           layer: str = "classes") -> None:
+    """Blocks -> clipped GeoTIFF -> COG, through a temporary file next to `out_cog`."""
     scratch = Path(out_cog).with_name(f".{Path(out_cog).stem}.merge.tif")
     try:
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-            merge_blocks(block_paths, geometry, crs, resolution, scratch)
-            to_cog(scratch, out_cog)
+            merge_blocks(block_paths, geometry, crs, resolution, scratch, layer=layer)
+            to_cog(scratch, out_cog, layer=layer)
     finally:
         scratch.unlink(missing_ok=True)

@@ -185,3 +185,40 @@ def quicklook_from_file(path: str | os.PathLike, raster: str | os.PathLike, titl
         except rasterio.errors.RasterioIOError as exc:
             raise InputError(f"quicklook: cannot read imagery {rgb}: {exc}") from exc
     return save_class_quicklook(path, classes.astype(np.uint8, copy=False), title, rgb=image, max_side=max_side)
+
+
+def confidence_quicklook_from_file(path: str | os.PathLike, raster: str | os.PathLike, title: str,
+                                   max_side: int = 1200) -> Path:
+    """Write a PNG of a confidence raster (uint8 = max class probability x 255, 0 nodata) with a
+    colour bar in percent; read decimated (average) so memory stays bounded."""
+    import rasterio
+    from rasterio.enums import Resampling
+
+    from l2h.errors import InputError
+
+    try:
+        src = rasterio.open(raster)
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError(f"quicklook: cannot read confidence raster {raster}: {exc}") from exc
+    with src:
+        factor = max(1, math.ceil(max(src.width, src.height) / max_side))
+        out_h, out_w = max(1, math.ceil(src.height / factor)), max(1, math.ceil(src.width / factor))
+        data = src.read(1, out_shape=(out_h, out_w), resampling=Resampling.average, masked=True)
+    percent = np.ma.masked_equal(data.filled(NODATA), NODATA).astype(np.float32) * (100.0 / 255.0)
+    panel_w = 6.0
+    fig = Figure(figsize=(panel_w + 1.6, max(panel_w * out_h / out_w, 1.5) + 0.8), dpi=max(100, min(200, int(max_side / panel_w))))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    shown = ax.imshow(percent, cmap="viridis", vmin=0, vmax=100, interpolation="nearest")
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    bar = fig.colorbar(shown, ax=ax, fraction=0.04, pad=0.02)
+    bar.set_label("confidence: max class probability (%)", fontsize=8)
+    if percent.count():
+        ax.set_xlabel(f"median {float(np.ma.median(percent)):.0f} %, below 50 %: "
+                      f"{100 * float((percent < 50).sum()) / percent.count():.1f} % of mapped pixels", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None}, bbox_inches="tight", pad_inches=0.15)
+    return Path(path)

@@ -77,5 +77,10 @@ def region_block_predictions(wildcards):
     return [f"resources/pred/{b.region}/{b.id}.tif" for b in BLOCKS if wildcards.region in b.touches]
 
 
+def region_block_confidences(wildcards):
+    """The confidence layers of the same blocks (infer.confidence: true)."""
+    return [p.replace(".tif", "_confidence.tif") for p in region_block_predictions(wildcards)]
+
+
 def product_manifests(wildcards=None):
     return expand("resources/raw/{product}/manifest.json", product=PRODUCT_IDS)

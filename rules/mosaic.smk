@@ -55,3 +55,62 @@ rule mosaic_national:
     shell:
         "l2h --log {log} mosaic --blocks {input.maps:q} --region {input.regions:q} --title {params.title:q}"
         " --resolution {params.resolution} --out {output.cog:q} --quicklook {output.quicklook:q}"
+
+
+rule mosaic_confidence_region:
+    message:
+        "Region {wildcards.region}: COG of its blocks' confidence"
+    input:
+        blocks=region_block_confidences,
+        region="resources/regions/{region}.gpkg",
+    output:
+        cog="results/maps/confidence/{region}.tif",
+        quicklook=report("results/maps/confidence/{region}.png", category="Maps",
+                         labels={"region": "{region}", "layer": "confidence"},
+                         caption="../report/confidence_quicklook.rst"),
+    params:
+        resolution=GRID.resolution,
+        code_version=code_version("mosaic", "quicklook", "io"),
+    log:
+        "logs/mosaic_confidence_region/{region}.log",
+    benchmark:
+        "benchmarks/mosaic_confidence_region/{region}.tsv"
+    threads: 1
+    resources:
+        mem_mb=3000,
+    conda:
+        "../envs/geo.yaml"
+    shell:
+        "l2h --log {log} mosaic --layer confidence --blocks {input.blocks:q} --region {input.region:q}"
+        " --resolution {params.resolution} --out {output.cog:q} --quicklook {output.quicklook:q}"
+
+
+rule mosaic_confidence_national:
+    message:
+        "National COG of the confidence of {params.n} regions"
+    input:
+        maps=expand("results/maps/confidence/{region}.tif", region=REGION_SLUGS),
+        regions=expand("resources/regions/{region}.gpkg", region=REGION_SLUGS),
+    output:
+        cog="results/maps/confidence/national.tif",
+        quicklook=report("results/maps/confidence/national.png", category="Maps",
+                         labels={"region": "national", "layer": "confidence"},
+                         caption="../report/confidence_quicklook.rst"),
+    params:
+        n=len(REGION_SLUGS),
+        resolution=GRID.resolution,
+        title=CFG["run"]["name"],
+        code_version=code_version("mosaic", "quicklook", "io"),
+    log:
+        "logs/mosaic_confidence_national.log",
+    benchmark:
+        "benchmarks/mosaic_confidence_national.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/geo.yaml"
+    shell:
+        "l2h --log {log} mosaic --layer confidence --blocks {input.maps:q} --region {input.regions:q}"
+        " --title {params.title:q} --resolution {params.resolution} --out {output.cog:q}"
+        " --quicklook {output.quicklook:q}"

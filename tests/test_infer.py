@@ -113,12 +113,14 @@ def test_cog_mosaic_valid_and_clipped(tiny_onnx, small_demo_world, country, tmp_
     name = sorted(geoms)[0]
     imagery = str(small_demo_world / "imagery" / "demo_imagery.tif")
     model = load_onnx(tiny_onnx)
-    paths = []
+    paths, confidences = [], []
     for b in blocks_for_regions(geoms, 256):
         if box(*b.bounds).intersects(geoms[name]):
             paths.append(tmp_path / f"{b.id}.tif")
-            predict_block(model, imagery, b.bounds, 1.0, CRS, union, paths[-1], progress=False)
+            confidences.append(tmp_path / f"{b.id}_confidence.tif")
+            predict_block(model, imagery, b.bounds, 1.0, CRS, union, paths[-1], confidences[-1], progress=False)
     mosaic(paths, geoms[name], CRS, 1.0, tmp_path / "region.tif")
+    mosaic(confidences, geoms[name], CRS, 1.0, tmp_path / "confidence.tif", layer="confidence")
     assert cog_validate(str(tmp_path / "region.tif"), strict=True, quiet=True)[0]
     with rasterio.open(tmp_path / "region.tif") as cog:
         assert cog.overviews(1) and cog.colormap(1)[11][:3] == (60, 60, 60) and cog.nodata == 0
@@ -127,6 +129,22 @@ def test_cog_mosaic_valid_and_clipped(tiny_onnx, small_demo_world, country, tmp_
         from rasterio.features import geometry_mask
         outside = geometry_mask([geoms[name]], out_shape=data.shape, transform=cog.transform)
     assert (data[outside] == 0).all() and (data[~outside] > 0).mean() > 0.9
+    # the confidence layer: a valid COG on the same grid, mapped exactly where the classes are,
+    # holding the blocks' values, without a colour table
+    assert cog_validate(str(tmp_path / "confidence.tif"), strict=True, quiet=True)[0]
+    with rasterio.open(tmp_path / "confidence.tif") as conf:
+        assert conf.transform == cog.transform and conf.shape == data.shape and conf.nodata == 0
+        with pytest.raises(ValueError):
+            conf.colormap(1)
+        confidence = conf.read(1)
+    assert ((confidence > 0) == (data > 0)).all()
+    first = confidences[0]
+    with rasterio.open(first) as blk:
+        win = rasterio.windows.from_bounds(*blk.bounds, transform=cog.transform).round_offsets().round_lengths()
+        block_values = blk.read(1)
+    mine = confidence[win.row_off:win.row_off + win.height, win.col_off:win.col_off + win.width]
+    inside = mine > 0
+    np.testing.assert_array_equal(mine[inside], block_values[:mine.shape[0], :mine.shape[1]][inside])
 
 
 def test_corrupt_block_is_named_and_removed(tmp_path, tiny_onnx, small_demo_world, country):
