@@ -69,10 +69,14 @@ def read_manifest(path: str | Path) -> ProductFiles:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"product manifest {path}: unreadable ({exc}); delete it to fetch again") from None
-    codes = {int(c): ProductCode(int(c), e["name"], frozenset(e["classes"])) for c, e in data["codes"].items()}
-    files = data["files"]
-    return ProductFiles(id=data["id"], codes=codes, paths=[f["path"] for f in files],
-                        refetchable=[f["refetchable"] for f in files],
-                        labels=[f["label"] for f in files], expected_crs=[f["expected_crs"] for f in files],
-                        expected_resolution=[f["expected_resolution"] for f in files],
-                        nodata=tuple(data["nodata"]), manifest=str(path))
+    try:
+        codes = {int(c): ProductCode(int(c), e["name"], frozenset(e["classes"])) for c, e in data["codes"].items()}
+        files = data["files"]
+        return ProductFiles(id=data["id"], codes=codes, paths=[f["path"] for f in files],
+                            refetchable=[f["refetchable"] for f in files],
+                            labels=[f["label"] for f in files], expected_crs=[f["expected_crs"] for f in files],
+                            expected_resolution=[f["expected_resolution"] for f in files],
+                            nodata=tuple(data["nodata"]), manifest=str(path))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"product manifest {path}: lacks or mangles {exc} (written by another l2h version?); "
+                         f"delete it to fetch again") from None

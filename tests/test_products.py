@@ -8,7 +8,7 @@ from httpserver import serve
 
 from l2h.classes import GRASS, SHRUB
 from l2h.download import DownloadError
-from l2h.errors import ConfigError
+from l2h.errors import ConfigError, InputError
 from l2h.fetch import fetch_product, read_manifest
 from l2h.products import resolve_product, utm_crs_of_zone
 
@@ -84,6 +84,12 @@ def test_fetch_through_http_records_missing_ocean_tiles(tmp_path):
     assert back.paths == [str(tmp_path / "raw" / "v200" / "N30E114.tif")] and back.codes[50].classes == {5}
     assert back.refetchable == [True]
     assert json.loads((tmp_path / "raw" / "manifest.json").read_text())["id"] == "esa"
+    # a manifest of another l2h version (a field missing) is named, with the remedy
+    old = json.loads((tmp_path / "raw" / "manifest.json").read_text())
+    del old["files"][0]["refetchable"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    with pytest.raises(InputError, match=r"old\.json: lacks or mangles 'refetchable'.*delete it to fetch again"):
+        read_manifest(tmp_path / "old.json")
 
 
 def test_fetch_fails_when_no_tile_exists(tmp_path):
