@@ -6,10 +6,6 @@ EVAL_SURVEY = (CFG.get("evaluation") or {}).get("survey")
 EVAL_STRATIFIED = bool(EVAL_POINTS and EVAL_POINTS.get("strata"))
 
 
-def _report(path, figure, caption):
-    return report(path, category="Accuracy", labels={"figure": figure}, caption=f"../report/{caption}.rst")
-
-
 if EVAL_POINTS:
 
     rule evaluate:
@@ -21,25 +17,40 @@ if EVAL_POINTS:
             points=EVAL_POINTS["file"],
         output:
             json="results/reports/accuracy.json",
-            class_metrics=_report("results/reports/class_metrics.csv", "per-class metrics (table)",
-                                  "accuracy_class_metrics"),
-            confusion_csv=_report("results/reports/confusion.csv", "confusion matrices (table)",
-                                  "accuracy_confusion_csv"),
-            region_oa_csv=_report("results/reports/region_oa.csv", "OA per region (table)", "accuracy_region_oa"),
-            points=_report("results/reports/points.csv", "points scored per source (table)", "accuracy_points"),
-            confusion=_report("results/reports/confusion.png", "confusion matrices", "accuracy_confusion"),
-            region_oa=_report("results/reports/region_oa.png", "OA per region", "accuracy_region_oa"),
-            sources=_report("results/reports/sources.png", "map vs products", "accuracy_sources"),
-            legend=_report("results/reports/legend.png", "class legend", "accuracy_legend"),
-            areas=_report("results/reports/area_estimates.csv", "area-weighted estimates (table)",
-                          "accuracy_area_estimates") if EVAL_STRATIFIED else [],
+            class_metrics=report("results/reports/class_metrics.csv", category="Accuracy",
+                labels={"figure": "per-class metrics (table)"},
+                caption="../report/accuracy_class_metrics.rst"),
+            confusion_csv=report("results/reports/confusion.csv", category="Accuracy",
+                labels={"figure": "confusion matrices (table)"},
+                caption="../report/accuracy_confusion_csv.rst"),
+            region_oa_csv=report("results/reports/region_oa.csv", category="Accuracy",
+                labels={"figure": "OA per region (table)"},
+                caption="../report/accuracy_region_oa.rst"),
+            points=report("results/reports/points.csv", category="Accuracy",
+                labels={"figure": "points scored per source (table)"},
+                caption="../report/accuracy_points.rst"),
+            confusion=report("results/reports/confusion.png", category="Accuracy",
+                labels={"figure": "confusion matrices"},
+                caption="../report/accuracy_confusion.rst"),
+            region_oa=report("results/reports/region_oa.png", category="Accuracy",
+                labels={"figure": "OA per region"},
+                caption="../report/accuracy_region_oa.rst"),
+            sources=report("results/reports/sources.png", category="Accuracy",
+                labels={"figure": "map vs products"},
+                caption="../report/accuracy_sources.rst"),
+            legend=report("results/reports/legend.png", category="Accuracy",
+                labels={"figure": "class legend"},
+                caption="../report/accuracy_legend.rst"),
+            areas=report("results/reports/area_estimates.csv", category="Accuracy",
+                labels={"figure": "area-weighted estimates (table)"},
+                caption="../report/accuracy_area_estimates.rst") if EVAL_STRATIFIED else [],
         params:
             n_products=len(PRODUCT_IDS),
             settings=json.dumps(EVAL_POINTS),
             products=lambda w, input: " ".join(f"--product {shlex.quote(m)}" for m in input.products),
             region_args=REGION_FILE_ARGS,
             run_name=CFG["run"]["name"],
-            out_dir="results/reports",
+            out_dir=lambda w, output: str(Path(output.json).parent),
             code_version=code_version("evaluate", "metrics", "reportfigs", "fetch", "regions", "io"),
         log:
             "logs/evaluate.log",
@@ -74,7 +85,7 @@ if EVAL_SURVEY:
             n=len(REGION_SLUGS),
             settings=json.dumps(EVAL_SURVEY),
             region_args=REGION_FILE_ARGS,
-            out_dir="results/reports",
+            out_dir=lambda w, output: str(Path(output.error).parent),
             code_version=code_version("survey", "evaluate", "reportfigs", "regions", "io"),
         log:
             "logs/survey.log",
