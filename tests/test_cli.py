@@ -9,7 +9,7 @@ from l2h.cli import build_parser, main
 
 SUBCOMMANDS = {"demo-world", "region-geometry", "download", "roads", "harmonize", "block-stats",
                "imagery-vrt", "fetch-imagery", "sample", "train", "export", "infer", "mosaic",
-               "model-info"}
+               "model-info", "evaluate", "survey"}
 
 
 def _run(*args):
