@@ -1,9 +1,11 @@
-# Inputs from the outside world: product tiles (resumable, verified) and the OSM extract.
+# Inputs from the outside world: product tiles (resumable, verified) and the OSM extract. Both are
+# local rules: on a cluster they run where Snakemake runs (a login node with internet access).
 
 
 rule fetch_product:
     message:
         "Product {wildcards.product}: fetch the tiles the regions need"
+    localrule: True
     output:
         "resources/raw/{product}/manifest.json",
     params:
@@ -36,6 +38,7 @@ if OSM_IS_REMOTE:
     rule fetch_osm:
         message:
             "OpenStreetMap extract: download"
+        localrule: True
         output:
             OSM_LOCAL,
         params:

@@ -31,6 +31,8 @@ if IMAGERY_CACHED:
     rule fetch_imagery:
         message:
             "Region {wildcards.region}: cache the imagery block by block"
+        # a tile service is fetched where Snakemake runs (internet), local imagery on the cluster
+        localrule: bool(XYZ)
         input:
             region="resources/regions/{region}.gpkg",
             imagery=[] if XYZ else IMAGERY_MOSAIC,
