@@ -74,9 +74,22 @@ def is_complete(config: dict) -> bool:
     return bool(config) and set(load_schema()["required"]) <= set(config)
 
 
+def fill_defaults(config: dict) -> dict:
+    """A copy of `config` where keys a section leaves out take the schema's `default` (e.g. the
+    `train` settings a complete configuration such as examples/own-data.yaml does not set)."""
+    filled = copy.deepcopy(config)
+    for section, spec in load_schema()["properties"].items():
+        if isinstance(filled.get(section), dict):
+            for key, prop in spec.get("properties", {}).items():
+                if "default" in prop and key not in filled[section]:
+                    filled[section][key] = copy.deepcopy(prop["default"])
+    return filled
+
+
 def load_config(config: dict, root: str | Path) -> dict:
-    """Validate `config` and resolve its paths; the one call the Snakefile makes."""
+    """Validate `config`, fill schema defaults and resolve its paths; the one call the Snakefile makes."""
     validate_config(config)
+    config = fill_defaults(config)
     check_rules(config)
     return resolve_paths(config, root)
 

@@ -201,3 +201,20 @@ def test_evaluation_mapping_needs_all_our_classes(default_config):
     del default_config["evaluation"]["survey"]["mapping"]["moss"]
     with pytest.raises(ConfigError, match=r"config key 'evaluation.survey.mapping.moss' is required"):
         validate_config(default_config)
+
+
+def test_train_settings_left_out_take_the_documented_defaults(default_config):
+    import dataclasses
+
+    from l2h.config import fill_defaults
+    from l2h.train import TrainConfig
+
+    # the schema's defaults are TrainConfig's and the default configuration's
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    assert fill_defaults({"train": {}})["train"] == defaults
+    assert default_config["train"] == {**defaults, **default_config["train"]}
+    partial = {**default_config, "train": {"steps": 7}}
+    validate_config(partial)
+    filled = fill_defaults(partial)
+    assert filled["train"]["steps"] == 7 and filled["train"]["optimizer"] == defaults["optimizer"]
+    assert partial["train"] == {"steps": 7}  # the input is not modified
