@@ -15,7 +15,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.l2h-installed
 
 .PHONY: demo test install rulegraph clean-demo
+# A run killed hard (SIGKILL, power loss) leaves Snakemake's lock behind: it is removed only when
+# no snakemake process works in this folder (l2h/runlock.py), then the run resumes.
 demo: $(STAMP) $(DEMO_DIR)/manifest.json
+	if $(BIN)/python -m l2h.runlock .; then PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --unlock; fi
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/default --cores $(CORES)
 
 test: $(STAMP)

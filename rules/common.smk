@@ -72,9 +72,24 @@ def imagery_for_region(region):
     return f"resources/imagery/{region}.vrt" if IMAGERY_CACHED else IMAGERY_MOSAIC
 
 
+# Lookups by block and by region, built once: input functions run once per job (tens of thousands
+# in a national run), so none of them may scan the whole block list.
+BLOCK_TOUCHES = {b.id: b.touches for b in BLOCKS}
+REGION_PREDICTIONS = {r: [] for r in REGION_SLUGS}
+for _block in BLOCKS:
+    for _region in _block.touches:
+        REGION_PREDICTIONS[_region].append(f"resources/pred/{_block.region}/{_block.id}.tif")
+
+
+def block_masks(wildcards):
+    """The region polygons a block's prediction is clipped to: the regions it touches (only they
+    can hold its pixel centres), not every region of the run."""
+    return [f"resources/regions/{r}.gpkg" for r in BLOCK_TOUCHES[wildcards.block]]
+
+
 def region_block_predictions(wildcards):
     """Every block prediction a region's map needs: the blocks that touch it, whoever owns them."""
-    return [f"resources/pred/{b.region}/{b.id}.tif" for b in BLOCKS if wildcards.region in b.touches]
+    return list(REGION_PREDICTIONS[wildcards.region])
 
 
 def region_block_confidences(wildcards):

@@ -7,7 +7,7 @@ rule infer:
     input:
         model="results/model/l2hnet.onnx",
         imagery=lambda w: imagery_for_region(w.region),
-        masks=expand("resources/regions/{region}.gpkg", region=REGION_SLUGS),
+        masks=block_masks,
     output:
         classes="resources/pred/{region}/{block}.tif",
         **({"confidence": "resources/pred/{region}/{block}_confidence.tif"} if CFG["infer"]["confidence"] else {}),
