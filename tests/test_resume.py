@@ -1,0 +1,288 @@
+"""Killed runs: SIGKILL the whole Snakemake process group during training, in the middle of
+inference and during the mosaic, then run the same command again; and one province's map rerun
+alone. Every case starts from a copy of a shared upstream run (labels and training blocks of the
+small demo world) or of the shared uninterrupted reference run, and ends equal to the reference."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import yaml
+
+from l2h import runlock
+from test_workflow import demo_overrides
+
+pytestmark = pytest.mark.workflow
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = "results/maps/national.tif"
+REGIONS = ("cote_verte", "northmoor", "riverside")
+MAPS = [f"results/maps/{name}.tif" for name in (*REGIONS, "national")]
+# Snakemake 9 marks a started job's outputs in .snakemake/incomplete/<urlsafe base64 of the path>
+# and removes the marker when the job has finished; rerun-incomplete (profiles/default) redoes
+# every marked job.
+INCOMPLETE = ".snakemake/incomplete"
+
+
+def command(workdir: Path, config: Path, *args: str) -> list[str]:
+    """`snakemake --profile profiles/default` on `workdir` (2 cores: the threads of the reference run)."""
+    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--profile",
+            str(ROOT / "profiles" / "default"), "--cores", "2", "-d", str(workdir), *args,
+            "--configfile", str(config)]  # last: --configfile and --forcerun take several values
+
+
+def run(workdir: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(command(workdir, config, *args), capture_output=True, text=True, timeout=600)
+    result.output = result.stdout + result.stderr
+    return result
+
+
+def run_ok(workdir: Path, config: Path, *args: str) -> str:
+    result = run(workdir, config, *args)
+    assert result.returncode == 0, result.output[-4000:]
+    return result.output
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table Snakemake prints before running: rule -> jobs."""
+    table = output.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def kill_when(workdir: Path, config: Path, ready, what: str, timeout: float = 400) -> None:
+    """Start the run in its own process group, wait until `ready()`, SIGKILL the whole group."""
+    log = open(workdir.parent / f"{workdir.name}.killed.log", "w")
+    proc = subprocess.Popen(command(workdir, config, TARGET), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            if proc.poll() is not None:
+                pytest.fail(f"the run ended (rc {proc.returncode}) before {what}:\n"
+                            + Path(log.name).read_text()[-3000:])
+            assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+            time.sleep(0.05)
+        # a live run: `make demo` must leave its lock alone
+        assert runlock.main([str(workdir)]) == 2 and proc.pid in runlock.snakemake_processes(workdir)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        log.close()
+    deadline = time.monotonic() + 10  # SIGKILLed jobs take a moment to go
+    while _processes_in(workdir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _processes_in(workdir), "a job of the killed run is still running"
+
+
+def _processes_in(workdir: Path) -> list[int]:
+    """Live (not zombie) processes working in `workdir`."""
+    target = os.path.realpath(workdir)
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (entry.name.isdigit() and os.readlink(entry / "cwd") == target
+                    and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def unlock_like_make_demo(workdir: Path, config: Path) -> None:
+    """The Makefile's path: a stale lock (no snakemake runs there) -> `snakemake --unlock`."""
+    assert runlock.stale_lock(workdir)
+    assert subprocess.run([sys.executable, "-m", "l2h.runlock", str(workdir)]).returncode == 0
+    run_ok(workdir, config, "--unlock")
+    assert runlock.main([str(workdir)]) == 1  # no lock left
+
+
+def complete(workdir: Path, path: str) -> bool:
+    """Whether Snakemake counts `path` as a finished output: present and not marked incomplete."""
+    marker = workdir / INCOMPLETE / base64.urlsafe_b64encode(path.encode()).decode()
+    return (workdir / path).exists() and not marker.exists()
+
+
+def block_outputs(workdir: Path) -> dict[str, list[str]]:
+    """Block id -> its two outputs (classes, confidence), from the reference run's predictions."""
+    blocks: dict[str, list[str]] = {}
+    for tif in sorted((workdir / "resources/pred").glob("*/*.tif")):
+        if not tif.stem.endswith("_confidence"):
+            rel = tif.relative_to(workdir).as_posix()
+            blocks[tif.stem] = [rel, rel.replace(".tif", "_confidence.tif")]
+    return blocks
+
+
+def mtimes(workdir: Path, *folders: str) -> dict[str, int]:
+    return {p.relative_to(workdir).as_posix(): p.stat().st_mtime_ns
+            for folder in folders for p in (workdir / folder).rglob("*") if p.is_file()}
+
+
+def copy_run(source: Path, dest: Path) -> Path:
+    shutil.copytree(source, dest, symlinks=True)  # copy2: mtimes kept, so nothing looks outdated
+    return dest
+
+
+def assert_maps_equal(workdir: Path, reference: Path) -> None:
+    for rel in MAPS:
+        with rasterio.open(workdir / rel) as got, rasterio.open(reference / rel) as want:
+            assert got.transform == want.transform and got.crs == want.crs, rel
+            np.testing.assert_array_equal(got.read(), want.read(), err_msg=rel)
+
+
+# Temporary names a killed job may leave: l2h.io.atomic_path's `.<stem>.<random>.tmp.<suffix>`,
+# the mosaic's `.<stem>.merge.tif`, and rio-cogeo's intermediate `tmp<random>.tif` (made beside
+# the COG being written; not hidden, but no rule reads it).
+TEMPORARY = re.compile(r"\..+\.(tmp\.(tif|png)|merge\.tif)(\.aux\.xml)?|tmp[a-z0-9_]{8}\.tif")
+
+
+def assert_nothing_half_written(workdir: Path) -> None:
+    """Every file in the output folders is whole under a final name -- rasters read in full, maps
+    are valid COGs -- or has a temporary name."""
+    from rio_cogeo.cogeo import cog_validate
+
+    for folder in ("resources/pred", "results/maps"):
+        for path in (workdir / folder).rglob("*"):
+            if not path.is_file():
+                continue
+            if TEMPORARY.fullmatch(path.name):
+                continue
+            assert not path.name.startswith("."), path
+            if path.suffix == ".tif":
+                with rasterio.open(path) as src:
+                    assert src.read().shape[0] == src.count, path
+                if folder == "results/maps":
+                    assert cog_validate(str(path), strict=True, quiet=True)[0], path
+
+
+@pytest.fixture(scope="module")
+def config(small_demo_world, tmp_path_factory) -> Path:
+    """The small demo world (6 blocks) with tiny training: 6 steps, a checkpoint every 3."""
+    settings = demo_overrides(small_demo_world)
+    settings["sampling"] = {"target_fraction": 0.5, "tolerance": 0.1}  # 1 of 2 blocks per region
+    path = tmp_path_factory.mktemp("resume_config") / "small.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+@pytest.fixture(scope="module")
+def upstream(config, tmp_path_factory) -> Path:
+    """A run up to the training inputs (labels, block statistics, training blocks)."""
+    workdir = tmp_path_factory.mktemp("upstream") / "run"
+    run_ok(workdir, config, "resources/training_blocks.csv")
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def reference(upstream, config, tmp_path_factory) -> Path:
+    """The uninterrupted run to the national map."""
+    workdir = copy_run(upstream, tmp_path_factory.mktemp("reference") / "run")
+    run_ok(workdir, config, TARGET)
+    return workdir
+
+
+def test_kill_during_training_resumes_from_the_checkpoint(upstream, reference, config, tmp_path):
+    import torch
+
+    work = copy_run(upstream, tmp_path / "run")
+    checkpoint = work / "results/model/training/checkpoint.pt"
+    kill_when(work, config, checkpoint.exists, "a training checkpoint")
+    assert not (work / "results/model/l2hnet.pt").exists(), "training ended before the kill"
+    step = torch.load(checkpoint, weights_only=False)["step"]
+    assert 3 <= step < 6
+
+    locked = run(work, config, TARGET)  # Snakemake 9 keeps its lock after a SIGKILL
+    assert locked.returncode != 0 and "Directory cannot be locked" in locked.output
+    run_ok(work, config, "--unlock")  # README: `snakemake --unlock`, then the same command again
+    output = run_ok(work, config, TARGET)
+
+    assert job_counts(output)["train"] == 1
+    assert f"resuming from results/model/training/checkpoint.pt at step {step} of 6" in (
+        work / "logs/train.log").read_text()
+    got = torch.load(work / "results/model/l2hnet.pt", weights_only=False)["state_dict"]
+    want = torch.load(reference / "results/model/l2hnet.pt", weights_only=False)["state_dict"]
+    assert got.keys() == want.keys()
+    assert max(float((got[k].float() - want[k].float()).abs().max()) for k in got) <= 1e-6
+    assert_maps_equal(work, reference)
+    assert_nothing_half_written(work)
+
+
+def test_kill_during_inference_keeps_finished_blocks(reference, config, tmp_path):
+    work = copy_run(reference, tmp_path / "run")
+    for folder in ("resources/pred", "results/maps"):  # Snakemake remakes missing files a target needs
+        shutil.rmtree(work / folder)
+    blocks = block_outputs(reference)
+    assert len(blocks) == 6
+
+    def one_block_done() -> bool:
+        return any(all(complete(work, p) for p in outs) for outs in blocks.values())
+
+    kill_when(work, config, one_block_done, "a finished block")
+    done = {b for b, outs in blocks.items() if all(complete(work, p) for p in outs)}
+    assert done and len(done) < len(blocks), done
+    before = {p: (work / p).stat().st_mtime_ns for b in done for p in blocks[b]}
+    assert_nothing_half_written(work)
+
+    unlock_like_make_demo(work, config)
+    output = run_ok(work, config, TARGET)
+
+    assert job_counts(output)["infer"] == len(blocks) - len(done)
+    assert {p: (work / p).stat().st_mtime_ns for p in before} == before
+    for b in set(blocks) - done:
+        assert all(complete(work, p) for p in blocks[b]), b
+    assert_maps_equal(work, reference)
+    assert_nothing_half_written(work)
+
+
+def test_kill_during_mosaic_leaves_no_half_map(reference, config, tmp_path):
+    work = copy_run(reference, tmp_path / "run")
+    for name in ("northmoor.tif", "northmoor.png", "national.tif", "national.png"):
+        (work / "results/maps" / name).unlink()
+    maps = work / "results/maps"
+
+    def mosaic_writing() -> bool:
+        return any(p.name.startswith(".northmoor.") for p in maps.iterdir())
+
+    kill_when(work, config, mosaic_writing, "the northmoor mosaic's temporary file")
+    assert not complete(work, "results/maps/northmoor.tif")
+    assert_nothing_half_written(work)
+
+    unlock_like_make_demo(work, config)
+    output = run_ok(work, config, TARGET)
+
+    assert job_counts(output) == {"mosaic_region": 1, "mosaic_national": 1}
+    assert_maps_equal(work, reference)
+    assert_nothing_half_written(work)
+
+
+def test_one_province_rerun_touches_only_its_files(reference, config, tmp_path):
+    work = copy_run(reference, tmp_path / "run")
+    own_map = {"results/maps/northmoor.tif", "results/maps/northmoor.png"}
+
+    def rerun_changes(*args: str) -> tuple[dict, set]:
+        before = mtimes(work, "resources/pred", "results/maps")
+        output = run_ok(work, config, "results/maps/northmoor.tif", *args)
+        after = mtimes(work, "resources/pred", "results/maps")
+        assert after.keys() == before.keys()
+        return job_counts(output), {p for p in before if after[p] != before[p]}
+
+    # README: snakemake results/maps/northmoor.tif --forcerun mosaic_region
+    assert rerun_changes("--forcerun", "mosaic_region") == ({"mosaic_region": 1}, own_map)
+    # README: snakemake results/maps/northmoor.tif --forcerun resources/pred/northmoor/*.tif
+    own_blocks = sorted(str(p.relative_to(work)) for p in (work / "resources/pred/northmoor").glob("*.tif"))
+    assert len(own_blocks) == 4  # 2 blocks, classes + confidence
+    counts, changed = rerun_changes("--forcerun", *own_blocks)
+    assert counts == {"infer": 2, "mosaic_region": 1}
+    assert changed == set(own_blocks) | own_map
+    assert_maps_equal(work, reference)
