@@ -32,8 +32,7 @@ unavailable() { say "$*"; exit 3; }
 fail() { say "$*"; exit 1; }
 
 installed() {
-    command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null \
-        && command -v munged >/dev/null
+    [[ -x /usr/sbin/slurmctld && -x /usr/sbin/slurmd && -x /usr/sbin/munged ]] && command -v sbatch >/dev/null
 }
 
 install_packages() {
@@ -63,7 +62,7 @@ ours() { [[ ! -e $1 ]] || [[ $(head -n 1 "$1") == "$MARK" ]]; }
 write_config() {
     local cpus mem tmp
     cpus=$(nproc)
-    mem=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
+    mem=$(/usr/sbin/slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
     [[ -n $mem ]] || fail "'slurmd -C' reported no RealMemory"
     mem=$((mem * 9 / 10))
     tmp=$(mktemp)
