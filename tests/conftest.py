@@ -1,4 +1,4 @@
-"""Shared fixtures: the demo world (generated once per test session)."""
+"""Shared fixtures: the demo world (generated once per test session) and one full workflow run on it."""
 
 from __future__ import annotations
 
@@ -36,3 +36,22 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def http_demo_run(demo_world, tmp_path_factory):
+    """The whole demo workflow once per session (products fetched over HTTP from 127.0.0.1, tiny
+    training, evaluation and survey): (workdir, config path, the HTTP requests served). Tests that
+    change its files must leave them as a rerun of the same command would."""
+    import yaml
+    from httpserver import serve
+    from test_workflow import demo_overrides, snakemake
+
+    workdir = tmp_path_factory.mktemp("demo_run")
+    with serve(demo_world / "mirror") as server:
+        config = workdir / "http.yaml"
+        config.write_text(yaml.safe_dump(demo_overrides(demo_world, mirror=server.url("").rstrip("/"))))
+        result = snakemake(workdir, configfile=config)
+        requests = list(server.requests)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, config, requests

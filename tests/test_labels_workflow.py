@@ -19,16 +19,9 @@ REGIONS = ("cote_verte", "northmoor", "riverside")
 
 
 @pytest.fixture(scope="module")
-def http_run(demo_world, tmp_path_factory):
-    """The labels of the demo world, products downloaded over HTTP from 127.0.0.1."""
-    workdir = tmp_path_factory.mktemp("labels_run")
-    with serve(demo_world / "mirror") as server:
-        config = workdir / "http.yaml"
-        config.write_text(yaml.safe_dump(demo_overrides(demo_world, mirror=server.url("").rstrip("/"))))
-        result = snakemake(workdir, configfile=config)
-        requests = list(server.requests)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir, config, requests
+def http_run(http_demo_run):
+    """The session's demo run (products downloaded over HTTP from 127.0.0.1)."""
+    return http_demo_run
 
 
 def _truth_majority(truth: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -6,9 +6,8 @@ import zipfile
 
 import pandas as pd
 import pytest
-import yaml
 
-from test_workflow import demo_overrides, snakemake
+from test_workflow import snakemake
 
 pytestmark = pytest.mark.workflow
 FIGURES = ("confusion.png", "region_oa.png", "sources.png", "legend.png", "survey.png")
@@ -17,12 +16,9 @@ TABLES = ("class_metrics.csv", "confusion.csv", "region_oa.csv", "points.csv", "
 
 
 @pytest.fixture(scope="module")
-def report_run(demo_world, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("report_run")
-    config = workdir / "demo.yaml"
-    config.write_text(yaml.safe_dump(demo_overrides(demo_world)))
-    result = snakemake(workdir, configfile=config)
-    assert result.returncode == 0, result.stderr[-3000:]
+def report_run(http_demo_run):
+    """The session's demo run, then its report archive."""
+    workdir, config, _ = http_demo_run
     report = snakemake(workdir, "--report", str(workdir / "report.zip"), configfile=config)
     assert report.returncode == 0, report.stderr[-3000:]
     return workdir
