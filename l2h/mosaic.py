@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -89,13 +91,19 @@ def to_cog(src_tif: str | Path, out_cog: str | Path, layer: str = "classes") -> 
     profile = {**cog_profiles.get("deflate"), "blockxsize": 512, "blockysize": 512, "BIGTIFF": "IF_SAFER"}
     with rasterio.open(src_tif) as src:
         levels = max(0, math.ceil(math.log2(max(src.width, src.height) / 512)))  # down to one 512 tile
-    with atomic_path(out_cog) as tmp:
+    out_cog = Path(out_cog)
+    out_cog.parent.mkdir(parents=True, exist_ok=True)
+    # rio-cogeo puts its intermediate file beside its output: both live in a hidden folder, so a
+    # killed job leaves nothing under a visible name
+    with tempfile.TemporaryDirectory(prefix=f".{out_cog.stem}.cog.", dir=out_cog.parent) as scratch:
+        tmp = Path(scratch) / out_cog.name
         cog_translate(str(src_tif), str(tmp), profile, nodata=NODATA, overview_level=levels,
                       overview_resampling=LAYERS[layer], colormap=colormap() if layer == "classes" else None,
                       in_memory=False, quiet=True)
         valid, errors, warnings = cog_validate(str(tmp), strict=True, quiet=True)
         if not valid:
             raise InputError(f"mosaic {out_cog}: not a valid COG: {errors + warnings}")
+        os.replace(tmp, out_cog)
 
 
 def mosaic(block_paths: Sequence[str | Path], geometry, crs: str, resolution: float, out_cog: str | Path,

@@ -142,9 +142,9 @@ def assert_maps_equal(workdir: Path, reference: Path) -> None:
 
 
 # Temporary names a killed job may leave: l2h.io.atomic_path's `.<stem>.<random>.tmp.<suffix>`,
-# the mosaic's `.<stem>.merge.tif`, and rio-cogeo's intermediate `tmp<random>.tif` (made beside
-# the COG being written; not hidden, but no rule reads it).
-TEMPORARY = re.compile(r"\..+\.(tmp\.(tif|png)|merge\.tif)(\.aux\.xml)?|tmp[a-z0-9_]{8}\.tif")
+# the mosaic's `.<stem>.merge.tif`, and the COG's hidden scratch folder `.<stem>.cog.<random>/`
+# (rio-cogeo's intermediate file and the COG before its rename).
+TEMPORARY = re.compile(r"\..+\.(tmp\.(tif|png)|merge\.tif)(\.aux\.xml)?")
 
 
 def assert_nothing_half_written(workdir: Path) -> None:
@@ -156,7 +156,7 @@ def assert_nothing_half_written(workdir: Path) -> None:
         for path in (workdir / folder).rglob("*"):
             if not path.is_file():
                 continue
-            if TEMPORARY.fullmatch(path.name):
+            if TEMPORARY.fullmatch(path.name) or path.parent.name.startswith("."):
                 continue
             assert not path.name.startswith("."), path
             if path.suffix == ".tif":
