@@ -148,6 +148,25 @@ def save_class_quicklook(path: str | os.PathLike, classes: np.ndarray, title: st
     return Path(path)
 
 
+def _read_decimated(raster: str | os.PathLike, what: str, max_side: int, resampling):
+    """Band 1 of `raster` read by GDAL at most `max_side` pixels on a side (memory bounded):
+    (array, its transform, CRS); an unreadable file is an InputError naming it."""
+    import rasterio
+    from rasterio.transform import Affine
+
+    from l2h.errors import InputError
+
+    try:
+        src = rasterio.open(raster)
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError(f"quicklook: cannot read {what} {raster}: {exc}") from exc
+    with src:
+        factor = max(1, math.ceil(max(src.width, src.height) / max_side))
+        out_h, out_w = max(1, math.ceil(src.height / factor)), max(1, math.ceil(src.width / factor))
+        data = src.read(1, out_shape=(out_h, out_w), resampling=resampling)
+        return data, src.transform * Affine.scale(src.width / out_w, src.height / out_h), src.crs
+
+
 def quicklook_from_file(path: str | os.PathLike, raster: str | os.PathLike, title: str,
                         rgb: str | os.PathLike | None = None, max_side: int = 1200) -> Path:
     """Write a quick-look PNG (`path`) of a class raster file (band 1), optionally beside imagery.
@@ -158,21 +177,12 @@ def quicklook_from_file(path: str | os.PathLike, raster: str | os.PathLike, titl
     """
     import rasterio
     from rasterio.enums import Resampling
-    from rasterio.transform import Affine
     from rasterio.vrt import WarpedVRT
 
     from l2h.errors import InputError
 
-    try:
-        src = rasterio.open(raster)
-    except rasterio.errors.RasterioIOError as exc:
-        raise InputError(f"quicklook: cannot read class raster {raster}: {exc}") from exc
-    with src:
-        factor = max(1, math.ceil(max(src.width, src.height) / max_side))
-        out_h, out_w = max(1, math.ceil(src.height / factor)), max(1, math.ceil(src.width / factor))
-        classes = src.read(1, out_shape=(out_h, out_w), resampling=Resampling.mode)
-        transform = src.transform * Affine.scale(src.width / out_w, src.height / out_h)
-        crs = src.crs
+    classes, transform, crs = _read_decimated(raster, "class raster", max_side, Resampling.mode)
+    out_h, out_w = classes.shape
     image = None
     if rgb is not None:
         try:
@@ -191,20 +201,11 @@ def confidence_quicklook_from_file(path: str | os.PathLike, raster: str | os.Pat
                                    max_side: int = 1200) -> Path:
     """Write a PNG of a confidence raster (uint8 = max class probability x 255, 0 nodata) with a
     colour bar in percent; read decimated (average) so memory stays bounded."""
-    import rasterio
     from rasterio.enums import Resampling
 
-    from l2h.errors import InputError
-
-    try:
-        src = rasterio.open(raster)
-    except rasterio.errors.RasterioIOError as exc:
-        raise InputError(f"quicklook: cannot read confidence raster {raster}: {exc}") from exc
-    with src:
-        factor = max(1, math.ceil(max(src.width, src.height) / max_side))
-        out_h, out_w = max(1, math.ceil(src.height / factor)), max(1, math.ceil(src.width / factor))
-        data = src.read(1, out_shape=(out_h, out_w), resampling=Resampling.average, masked=True)
-    percent = np.ma.masked_equal(data.filled(NODATA), NODATA).astype(np.float32) * (100.0 / 255.0)
+    data, _, _ = _read_decimated(raster, "confidence raster", max_side, Resampling.average)
+    out_h, out_w = data.shape
+    percent = np.ma.masked_equal(data, NODATA).astype(np.float32) * (100.0 / 255.0)
     panel_w = 6.0
     fig = Figure(figsize=(panel_w + 1.6, max(panel_w * out_h / out_w, 1.5) + 0.8), dpi=max(100, min(200, int(max_side / panel_w))))
     FigureCanvasAgg(fig)

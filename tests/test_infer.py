@@ -17,6 +17,7 @@ from l2h.errors import InputError
 from l2h.infer import load_onnx, predict_block
 from l2h.model import L2HNet, model_metadata
 from l2h.mosaic import merge_blocks, mosaic
+from l2h.quicklook import confidence_quicklook_from_file
 from l2h.regions import dissolved_regions, region_geometries
 
 CRS = "EPSG:32650"
@@ -145,6 +146,10 @@ def test_cog_mosaic_valid_and_clipped(tiny_onnx, small_demo_world, country, tmp_
     mine = confidence[win.row_off:win.row_off + win.height, win.col_off:win.col_off + win.width]
     inside = mine > 0
     np.testing.assert_array_equal(mine[inside], block_values[:mine.shape[0], :mine.shape[1]][inside])
+    png = confidence_quicklook_from_file(tmp_path / "confidence.png", tmp_path / "confidence.tif", "test")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(InputError, match="cannot read confidence raster .*missing.tif"):
+        confidence_quicklook_from_file(tmp_path / "x.png", tmp_path / "missing.tif", "test")
 
 
 def test_corrupt_block_is_named_and_removed(tmp_path, tiny_onnx, small_demo_world, country):

@@ -41,6 +41,7 @@ from l2h.demo.regions import Province, country_outline, split_provinces, to_lonl
 from l2h.errors import ConfigError
 from l2h.io import atomic_path, write_class_raster
 from l2h.quicklook import save_class_quicklook
+from l2h.refpoints import allocate
 
 log = logging.getLogger("l2h.demo")
 
@@ -82,30 +83,11 @@ def _write_text(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8", newline="")
 
 
-def allocate_points(counts: dict[int, int], total: int = N_REFERENCE_POINTS,
-                    minimum: int = MIN_POINTS_PER_CLASS) -> dict[int, int]:
-    """Points per class: `minimum` each (or all pixels of a rarer class), the rest by area share."""
-    counts = {c: n for c, n in counts.items() if n > 0}
-    alloc = {c: min(minimum, n) for c, n in counts.items()}
-    rest = max(total - sum(alloc.values()), 0)
-    area = sum(counts.values())
-    quota = {c: rest * n / area for c, n in counts.items()}
-    for c in counts:
-        alloc[c] = min(counts[c], alloc[c] + int(quota[c]))
-    # largest remainders first, so the total is exact where the classes have enough pixels
-    for c in sorted(counts, key=lambda c: (-(quota[c] - int(quota[c])), c)):
-        if sum(alloc.values()) >= total:
-            break
-        if alloc[c] < counts[c]:
-            alloc[c] += 1
-    return alloc
-
-
 def sample_reference_points(truth: np.ndarray, grid: DemoGrid, seed: int) -> list[tuple[float, float, int]]:
     """Stratified random pixel centres inside the country: (lon, lat, class)."""
     rng = stream(seed, "reference")
     counts = {c: int(n) for c, n in enumerate(np.bincount(truth.ravel(), minlength=256)) if c in CLASS_CODES}
-    alloc = allocate_points(counts)
+    alloc = allocate(counts, N_REFERENCE_POINTS, MIN_POINTS_PER_CLASS)
     points: list[tuple[float, float, int]] = []
     for cls in sorted(alloc):
         idx = np.flatnonzero(truth.ravel() == cls)
