@@ -242,15 +242,22 @@ def sample_product(manifest: str | Path, points: Points, legend: Legend) -> tupl
     return product.id, out
 
 
-def map_class_areas(path: str | Path, window: int = 4096) -> dict[str, float]:
-    """Area (km2) of each of our classes in a class raster, counted window by window."""
+def class_areas_km2(path: str | Path, window: int = 4096) -> tuple[np.ndarray, float | None]:
+    """(area in km² of each code 0..255, the raster's nodata) of a uint8 class raster, counted
+    window by window (memory bounded)."""
     counts = np.zeros(256, np.int64)
     with rasterio.open(path) as src:
         for w in iter_windows(src.width, src.height, window):
             counts += np.bincount(src.read(1, window=w).ravel(), minlength=256)
         pixel_km2 = abs(src.transform.a * src.transform.e) / 1e6
         nodata = src.nodata
-    return {str(c): float(counts[c] * pixel_km2) for c in range(256) if counts[c] and c != nodata}
+    return counts * pixel_km2, nodata
+
+
+def map_class_areas(path: str | Path) -> dict[str, float]:
+    """Area (km²) of each class present in a class raster, by code as text (the map's strata)."""
+    km2, nodata = class_areas_km2(path)
+    return {str(c): float(km2[c]) for c in range(256) if km2[c] and c != nodata}
 
 
 def read_strata_areas(path: str | Path) -> dict[str, float]:
@@ -374,7 +381,8 @@ def evaluate(points_cfg: dict, map_path: str | Path, manifests: Sequence[str], o
     return doc
 
 
-def _write_csv(path: Path, header: Sequence[str], rows) -> None:
+def write_csv(path: Path, header: Sequence[str], rows) -> None:
+    """Write a CSV table atomically (header, then rows)."""
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f, lineterminator="\n")
@@ -396,16 +404,16 @@ def write_tables(out_dir: Path, results: dict[str, SourceResult], legend: Legend
             for m in metric_names:
                 row += [_r(r.scores[m][i]), _r(r.ci[m][i][0]), _r(r.ci[m][i][1])]
             rows.append(row)
-    _write_csv(out_dir / "class_metrics.csv",
+    write_csv(out_dir / "class_metrics.csv",
                ["source", "class", "name", "n_reference", "n_predicted"]
                + [f"{m}{s}" for m in metric_names for s in ("", "_lo95", "_hi95")], rows)
-    _write_csv(out_dir / "confusion.csv", ["source", "reference", "predicted", "count"],
+    write_csv(out_dir / "confusion.csv", ["source", "reference", "predicted", "count"],
                [[r.name, legend.codes[i], legend.codes[j], int(r.cm[i, j])]
                 for r in results.values() for i in range(legend.k) for j in range(legend.k)])
-    _write_csv(out_dir / "region_oa.csv", ["source", "region", "n_points", "oa"],
+    write_csv(out_dir / "region_oa.csv", ["source", "region", "n_points", "oa"],
                [[r.name, region, n, _r(oa)] for r in results.values() for region, n, oa in r.region_oa])
     status_names = ["scored", *STATUS_NAMES.values()]
-    _write_csv(out_dir / "points.csv", ["source", *status_names],
+    write_csv(out_dir / "points.csv", ["source", *status_names],
                [[r.name, *(r.status[s] for s in status_names)] for r in results.values()])
     weighted = [r for r in results.values() if r.weighted]
     if weighted:
@@ -417,7 +425,7 @@ def write_tables(out_dir: Path, results: dict[str, SourceResult], legend: Legend
                 rows.append([r.name, code, legend.names[i], _r(share), f"{share * w['area']:.4f}",
                              f"{Z95 * se * w['area']:.4f}", _r(w["users"][i][0]), _r(Z95 * w["users"][i][1]),
                              _r(w["producers"][i][0]), _r(Z95 * w["producers"][i][1])])
-        _write_csv(out_dir / "area_estimates.csv",
+        write_csv(out_dir / "area_estimates.csv",
                    ["source", "class", "name", "area_share", "area_km2", "area_km2_ci95", "users", "users_ci95",
                     "producers", "producers_ci95"], rows)
 

@@ -14,12 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import rasterio
 
 from l2h.classes import BY_KEY
 from l2h.errors import InputError
-from l2h.evaluate import _write_csv
-from l2h.harmonize import iter_windows
+from l2h.evaluate import class_areas_km2, write_csv
 from l2h.regions import slugify
 
 log = logging.getLogger("l2h.survey")
@@ -63,16 +61,6 @@ def read_survey(cfg: dict, region_names: Mapping[str, str]) -> pd.DataFrame:
     return frame.dropna(subset=["region"]).groupby(["region", "class"], as_index=False)["area_km2"].sum()
 
 
-def map_counts(path: str | Path, window: int = 4096) -> np.ndarray:
-    """Pixel count of each code (0..255) of a class raster, window by window (memory bounded)."""
-    counts = np.zeros(256, np.int64)
-    with rasterio.open(path) as src:
-        for w in iter_windows(src.width, src.height, window):
-            counts += np.bincount(src.read(1, window=w).ravel(), minlength=256)
-        pixel_km2 = abs(src.transform.a * src.transform.e) / 1e6
-    return counts * pixel_km2
-
-
 def weighted_error(map_share: np.ndarray, survey_share: np.ndarray) -> float:
     """Σ_c w_c·|map_share_c − survey_share_c| with w = the survey shares."""
     return float((survey_share * np.abs(map_share - survey_share)).sum())
@@ -87,7 +75,7 @@ def compare_survey(cfg: dict, region_maps: Mapping[str, str], region_names: Mapp
     classes = list(dict.fromkeys([str(v) for v in cfg["mapping"].values()] + sorted(set(survey["class"]))))
     rows = []
     for slug, path in sorted(region_maps.items()):
-        km2 = map_counts(path)
+        km2, _ = class_areas_km2(path)
         ours = {c: 0.0 for c in classes}
         for key, target in cfg["mapping"].items():
             ours[str(target)] += km2[BY_KEY[key].code]
@@ -106,10 +94,10 @@ def compare_survey(cfg: dict, region_maps: Mapping[str, str], region_names: Mapp
         for region, part in table.groupby("region", sort=False)],
         columns=["region", "weighted_error", "survey_km2", "map_km2"])
     out_dir = Path(out_dir)
-    _write_csv(out_dir / "survey_shares.csv", list(table.columns),
+    write_csv(out_dir / "survey_shares.csv", list(table.columns),
                [[region, cls, *(f"{v:.6f}" for v in values)]
                 for region, cls, *values in table.itertuples(index=False, name=None)])
-    _write_csv(out_dir / "survey_error.csv", list(errors.columns),
+    write_csv(out_dir / "survey_error.csv", list(errors.columns),
                [[r.region, f"{r.weighted_error:.6f}", f"{r.survey_km2:.6f}", f"{r.map_km2:.6f}"]
                 for r in errors.itertuples(index=False)])
     reportfigs.survey_figure(out_dir / "survey.png", table, list(errors["region"]), classes)
