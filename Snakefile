@@ -16,7 +16,7 @@ include: "rules/common.smk"
 wildcard_constraints:
     region="|".join(REGION_SLUGS),
     product="|".join(PRODUCT_IDS),
-    block=r"cm?\d+_rm?\d+",
+    chunk=r"\d+",
 
 
 report: "report/workflow.rst"

@@ -2,16 +2,18 @@
 
 Writes bench/results/national_dag.json. Usage: python bench/national_dag.py [--counts 1 4 16 34]
 [--largest-alone] (also the largest province's map as the only target) [--profile N] (N of the
-counts once more under cProfile: Snakefile parse vs DAG construction) [--block-size PX] [--out F].
+counts once more under cProfile: Snakefile parse vs DAG construction) [--block-size PX]
+[--blocks-per-job N] [--out F].
 
 The provinces are a seeded Voronoi partition of a wobbly outline of China's area (9.6 million
 km² in the config's equal-area CRS), written in EPSG:4326 (densified first, as a user's file would
 be) with the `name`/`pinyin` attributes examples/china.yaml expects. For each count n the first n
 provinces (alphabetical) are dry-run with examples/china.yaml, only `regions.file` changed. Each
 dry run is a fresh process that reports its peak resident memory (VmHWM) and wall time at exit;
-the job counts per rule come from Snakemake's "Job stats" table. A dry run must not create
-anything but .snakemake/ (nothing is downloaded). SLURM submissions = jobs of rules that are not
-local + ceil(infer jobs / group-components of infer in profiles/slurm/config.yaml).
+the job counts per rule come from Snakemake's "Job stats" table (an `infer` job predicts
+infer.blocks_per_job blocks). A dry run must not create anything but .snakemake/ (nothing is
+downloaded). SLURM submissions = jobs of rules that are not local, the groups of
+profiles/slurm/config.yaml (a region's label chain, training + export) counted as one each.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ import shapely.affinity
 import yaml
 from pyproj import Transformer
 from shapely.geometry import MultiPoint, Polygon
+
+from l2h.blocks import blocks_for_regions
+from l2h.regions import dissolved_regions, region_geometries
 
 ROOT = Path(__file__).resolve().parents[1]
 CHINA = ROOT / "examples" / "china.yaml"
@@ -89,13 +94,20 @@ def synthetic_provinces(n: int = 34, seed: int = 0, crs: str = "ESRI:102025") ->
     return frame.to_crs("EPSG:4326")
 
 
-def submissions(counts: dict[str, int], local: set[str], group_size: int | None) -> dict:
-    """SLURM submissions: one per non-local job, inference grouped group_size blocks per job."""
-    infer = counts.get("infer", 0)
-    grouped = math.ceil(infer / group_size) if group_size else infer
-    other = sum(v for k, v in counts.items() if k not in local and k not in ("infer", "all"))
-    return {"infer_group_size": group_size, "infer_submissions": grouped, "other_submissions": other,
-            "total": grouped + other}
+def submissions(counts: dict[str, int], local: set[str], groups: dict[str, str]) -> dict:
+    """SLURM submissions: one per non-local job; the rules of a group (one job each per region or
+    per run) count once per job of the group's most frequent rule."""
+    per_group: dict[str, int] = {}
+    single = 0
+    for rule, n in counts.items():
+        if rule in local or rule == "all":
+            continue
+        if rule in groups:
+            per_group[groups[rule]] = max(per_group.get(groups[rule], 0), n)
+        else:
+            single += n
+    return {"infer_submissions": counts.get("infer", 0), "group_submissions": per_group,
+            "total": single + sum(per_group.values())}
 
 
 def dry_run(config: Path, workdir: Path, profile_out: str = "", targets: tuple[str, ...] = ()) -> dict:
@@ -142,7 +154,7 @@ def profile_split(stats_path: str) -> dict:
         "dag_init": ("snakemake/dag.py", "init"),
         "dag_update_needrun": ("snakemake/dag.py", "update_needrun"),
         "dag_postprocess": ("snakemake/dag.py", "postprocess"),
-        "input_function_region_block_predictions": ("common.smk", "region_block_predictions"),
+        "input_function_region_chunk_manifests": ("common.smk", "region_chunk_manifests"),
     }
     out = {}
     for name, (file_end, func) in wanted.items():
@@ -158,6 +170,7 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 4, 16, 34])
     parser.add_argument("--profile", type=int, metavar="N", help="also dry-run N provinces under cProfile")
     parser.add_argument("--block-size", type=int, help="instead of examples/china.yaml's grid.block_size")
+    parser.add_argument("--blocks-per-job", type=int, help="instead of examples/china.yaml's infer.blocks_per_job")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--largest-alone", action="store_true",
                         help="also dry-run the largest province's map alone (the largest count's config)")
@@ -165,10 +178,12 @@ def main() -> None:
     china = yaml.safe_load(CHINA.read_text())
     if args.block_size:
         china["grid"]["block_size"] = args.block_size
+    if args.blocks_per_job:
+        china["infer"]["blocks_per_job"] = args.blocks_per_job
     slurm = yaml.safe_load(SLURM_PROFILE.read_text()) if SLURM_PROFILE.exists() else {}
-    group_size = (slurm.get("group-components") or {}).get("infer")
+    block_m = china["grid"]["block_size"] * china["grid"]["resolution"]
     results = {"config": "examples/china.yaml", "crs": china["grid"]["crs"], "block_size": china["grid"]["block_size"],
-               "block_km2": (china["grid"]["block_size"] * china["grid"]["resolution"] / 1000) ** 2,
+               "block_km2": (block_m / 1000) ** 2, "blocks_per_job": china["infer"]["blocks_per_job"],
                "slurm_profile": str(SLURM_PROFILE.relative_to(ROOT)) if slurm else None, "runs": []}
     with TemporaryDirectory() as tmp:
         provinces = synthetic_provinces()
@@ -181,11 +196,13 @@ def main() -> None:
             provinces.sort_values("pinyin").head(n).to_file(regions, engine="pyogrio")
             config = Path(tmp) / f"china_{n}.yaml"
             config.write_text(yaml.safe_dump({**china, "regions": {**china["regions"], "file": str(regions)}}))
-            run = {"provinces": n, **dry_run(config, Path(tmp) / f"work_{n}"),
-                   **parse_only(config, Path(tmp) / f"parse_{n}")}
-            run["slurm"] = submissions(run["jobs"], local, group_size)
+            geometries = region_geometries(dissolved_regions(regions, "name"), china["grid"]["crs"])
+            run = {"provinces": n, "inference_blocks": len(blocks_for_regions(geometries, block_m)),
+                   **dry_run(config, Path(tmp) / f"work_{n}"), **parse_only(config, Path(tmp) / f"parse_{n}")}
+            run["slurm"] = submissions(run["jobs"], local, slurm.get("groups") or {})
             results["runs"].append(run)
-            print(json.dumps({k: run[k] for k in ("provinces", "total_jobs", "dag_seconds", "peak_rss_mb")}))
+            print(json.dumps({k: run[k] for k in ("provinces", "inference_blocks", "total_jobs", "dag_seconds",
+                                                  "cpu_seconds", "peak_rss_mb")}))
         n = max(args.counts)
         if args.largest_alone:  # one province's map as the target: only its blocks are in the DAG
             used = provinces.assign(km2=area).sort_values("pinyin").head(n)

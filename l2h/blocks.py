@@ -60,7 +60,7 @@ def blocks_for_regions(regions: Mapping[str, object], block_m: float) -> list[Bl
         rows = np.arange(math.floor(ymin / block_m), math.ceil(ymax / block_m))
         cc, rr = (a.ravel() for a in np.meshgrid(cols, rows))
         boxes = shapely.box(cc * block_m, rr * block_m, (cc + 1) * block_m, (rr + 1) * block_m)
-        hit = shapely.intersects(boxes, geometry) & ~shapely.touches(boxes, geometry)
+        hit = _overlaps(boxes, geometry)
         for col, row in zip(cc[hit].tolist(), rr[hit].tolist()):
             touching.setdefault((col, row), []).append(slug)
     blocks = []
@@ -69,6 +69,18 @@ def blocks_for_regions(regions: Mapping[str, object], block_m: float) -> list[Bl
         owner = _owner(slugs, regions, bounds) if len(slugs) > 1 else slugs[0]
         blocks.append(Block(block_id(col, row), owner, col, row, bounds, tuple(sorted(slugs))))
     return sorted(blocks, key=lambda b: (b.region, -b.row, b.col))
+
+
+def _overlaps(boxes, geometry):
+    """Whether each box shares area with the geometry (touching at an edge or a corner is not enough)."""
+    return shapely.intersects(boxes, geometry) & ~shapely.touches(boxes, geometry)
+
+
+def regions_touching(bounds: tuple[float, float, float, float], regions: Mapping[str, object]) -> tuple[str, ...]:
+    """The regions (slug -> geometry) a block overlaps, sorted: its ``touches`` as
+    :func:`blocks_for_regions` computes it."""
+    cell = box(*bounds)
+    return tuple(sorted(slug for slug, geometry in regions.items() if bool(_overlaps(cell, geometry))))
 
 
 def _owner(slugs: list[str], regions: Mapping[str, object], bounds) -> str:

@@ -255,19 +255,22 @@ def _model_info(args: argparse.Namespace) -> None:
 
 
 def _infer(args: argparse.Namespace) -> None:
-    import time
-
     from l2h.blocks import block_bounds, parse_block_id
-    from l2h.infer import load_onnx, predict_block
+    from l2h.chunks import chunk_key
+    from l2h.infer import load_onnx, predict_chunk
 
-    mask, _ = _union_of_regions(args.mask)
-    bounds = block_bounds(*parse_block_id(args.block), args.block_size * args.resolution)
+    _, regions = _union_of_regions(args.mask)
+    block_m = args.block_size * args.resolution
+    blocks = [(b, block_bounds(*parse_block_id(b), block_m)) for b in args.blocks]
+    settings = {k: v for k, v in vars(args).items() if k not in ("func", "log", "verbose", "threads", "device")}
+    key = chunk_key(settings, [args.model, *args.mask])
     model = load_onnx(args.model, threads=args.threads, device=args.device)
-    start = time.perf_counter()
-    stats = predict_block(model, args.imagery, bounds, args.resolution, args.crs, mask, args.out,
-                          confidence_out=args.confidence, tile=args.tile, batch=args.batch, strict=args.strict)
-    seconds = time.perf_counter() - start
-    log.info("block %s: %d of %d pixels mapped in %.1f s (%.0f pixels/s, %s)", args.block, stats["valid_pixels"],
+    stats = predict_chunk(model, args.imagery, blocks, args.resolution, args.crs,
+                          {r.slug: r.geometry for r in regions}, args.out_dir, args.manifest, key, args.region,
+                          confidence=args.confidence, tile=args.tile, batch=args.batch, strict=args.strict)
+    seconds = max(stats["seconds"], 1e-9)
+    log.info("%d block(s) predicted, %d kept from an interrupted attempt: %d of %d pixels mapped in %.1f s "
+             "(%.0f pixels/s, %s)", stats["blocks"] - stats["kept"], stats["kept"], stats["valid_pixels"],
              stats["pixels"], seconds, stats["pixels"] / seconds, ", ".join(model.session.get_providers()))
 
 
@@ -277,12 +280,14 @@ def _mosaic(args: argparse.Namespace) -> None:
 
     geometry, regions = _union_of_regions(args.region)
     name = regions[0].name if len(regions) == 1 else args.title
-    mosaic(args.blocks, geometry, regions[0].crs, args.resolution, args.out, layer=args.layer)
+    # a region's mosaic reads, from the chunk manifests, only the blocks touching that region
+    region = regions[0].slug if len(regions) == 1 else None
+    mosaic(args.blocks, geometry, regions[0].crs, args.resolution, args.out, layer=args.layer, region=region)
     if args.layer == "confidence":
         confidence_quicklook_from_file(args.quicklook, args.out, f"{name}: confidence of the 1 m map")
     else:
         quicklook_from_file(args.quicklook, args.out, f"{name}: 1 m land cover")
-    log.info("%s: %s COG written to %s from %d file(s)", name, args.layer, args.out, len(args.blocks))
+    log.info("%s: %s COG written to %s from %d input(s)", name, args.layer, args.out, len(args.blocks))
 
 
 def _footprint(args: argparse.Namespace) -> None:
@@ -498,19 +503,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-channels", type=int, default=4, help="imagery bands (untrained model)")
     p.set_defaults(func=_model_info)
 
-    p = sub.add_parser("infer", help="predict one block with the ONNX model (onnxruntime)",
-                       description="Read the block's imagery in tiles with a halo of the model's receptive field, "
-                                   "run the ONNX model (CUDA execution provider when present, else CPU) and write "
-                                   "the tiles' cores: a uint8 class GeoTIFF with the palette, nodata 0.")
+    p = sub.add_parser("infer", help="predict a chunk of blocks with the ONNX model (onnxruntime)",
+                       description="For each block: read its imagery in tiles with a halo of the model's receptive "
+                                   "field, run the ONNX model (CUDA execution provider when present, else CPU) and "
+                                   "write the tiles' cores: a uint8 class GeoTIFF with the palette, nodata 0. Then "
+                                   "write the chunk's manifest. Rerun after a kill, it keeps the finished blocks.")
     p.add_argument("--model", required=True, help="ONNX model from `l2h export`")
     p.add_argument("--imagery", required=True, help="GDAL dataset name of the imagery on the run's grid")
-    p.add_argument("--block", required=True, help="block id, e.g. c410_r6488")
+    p.add_argument("--blocks", nargs="+", required=True, help="block ids, e.g. c410_r6488 c411_r6488")
     p.add_argument("--block-size", type=int, required=True, help="block side in output pixels")
     p.add_argument("--resolution", type=float, required=True, help="output pixel size in metres")
     p.add_argument("--crs", required=True, help="the run's CRS")
     p.add_argument("--mask", nargs="+", required=True, help="region GeoPackages: pixels outside all are nodata")
-    p.add_argument("--out", required=True, help="class GeoTIFF of the block")
-    p.add_argument("--confidence", default=None, help="also write the confidence (max probability x 255)")
+    p.add_argument("--region", required=True, help="slug of the region owning the blocks")
+    p.add_argument("--out-dir", required=True, help="folder of the blocks' GeoTIFFs (<block>.tif)")
+    p.add_argument("--manifest", required=True, help="the chunk's manifest (JSON), written last")
+    p.add_argument("--confidence", action="store_true",
+                   help="also write <block>_confidence.tif (max class probability x 255)")
     p.add_argument("--tile", type=int, default=512, help="tile core size in pixels")
     p.add_argument("--batch", type=int, default=4, help="tiles per onnxruntime call")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
@@ -548,7 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mosaic", help="merge block predictions (or region maps) into a clipped COG + quicklook",
                        description="Stream the inputs window by window into a GeoTIFF clipped to the region(s), "
                                    "then a validated Cloud-Optimized GeoTIFF with MODE overviews and the palette.")
-    p.add_argument("--blocks", nargs="+", required=True, help="block predictions or region COGs")
+    p.add_argument("--blocks", nargs="+", required=True,
+                   help="block predictions, chunk manifests (.json) of `l2h infer`, or region COGs")
     p.add_argument("--region", nargs="+", required=True, help="region GeoPackage(s) to clip to")
     p.add_argument("--resolution", type=float, required=True, help="output pixel size in metres")
     p.add_argument("--title", default="national", help="quicklook title when several regions")

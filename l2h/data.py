@@ -450,8 +450,9 @@ def band_statistics(specs: Sequence[TrainingSpec], patch_size: int = 128, n_samp
                     seed: int = 0, in_channels: int | None = None) -> dict:
     """Per-band mean and std over the valid (non-nodata) pixels of ``n_samples`` windows drawn in
     the training blocks (deterministic for a given seed) -> {"mean": [...], "std": [...],
-    "pixels": n}. A band with (almost) no spread gets std 1. Raises InputError when the windows
-    hold no valid imagery at all."""
+    "pixels": n}. A window without imagery is drawn again (up to the training windows' attempts),
+    as training does, so imagery covering a small part of the blocks still gets its statistics.
+    A band with (almost) no spread gets std 1. Raises InputError when no draw finds imagery."""
     if n_samples < 1:
         raise ConfigError(f"stats_samples must be >= 1, got {n_samples}")
     ds = TrainingWindows(specs, patch_size, seed, in_channels=in_channels, min_labelled=0.0, augment=False)
@@ -461,7 +462,10 @@ def band_statistics(specs: Sequence[TrainingSpec], patch_size: int = 128, n_samp
     n = 0
     try:
         for i in range(n_samples):
-            image, _, valid, _ = ds.raw(i)
+            for attempt in range(ds.max_attempts):
+                image, _, valid, _ = ds.raw(i, attempt)
+                if valid.any():
+                    break
             pixels = image[:, valid].astype(np.float64)
             total += pixels.sum(axis=1)
             total_sq += np.square(pixels).sum(axis=1)
@@ -469,7 +473,8 @@ def band_statistics(specs: Sequence[TrainingSpec], patch_size: int = 128, n_samp
     finally:
         ds.close()
     if n == 0:
-        raise InputError(f"no imagery found in {n_samples} windows of the {len(ds.specs)} training blocks "
+        raise InputError(f"no imagery found in {n_samples} windows ({ds.max_attempts} draws each) of the "
+                         f"{len(ds.specs)} training blocks "
                          f"(is the imagery covering them? e.g. {describe_source(ds.specs[0].imagery)})")
     mean = total / n
     var = np.maximum(total_sq / n - mean**2, 0.0)

@@ -1,5 +1,6 @@
 """Per-block inference with onnxruntime: tiles read with a halo of at least the model's receptive
 field, batched through the network, only each tile's core written, so blocks join without seams.
+:func:`predict_chunk` runs one job's blocks (see :mod:`l2h.chunks`), resuming a killed attempt.
 
 Reading, compute and writing overlap: a reader thread fills a bounded queue with tiles, the main
 thread runs the model on batches, a writer thread writes the cores.
@@ -13,7 +14,8 @@ import math
 import queue
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,8 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window, from_bounds
 from tqdm import tqdm
 
+from l2h.blocks import regions_touching
+from l2h.chunks import ChunkProgress, block_paths
 from l2h.classes import NODATA, colormap
 from l2h.norm import normalise
 from l2h.errors import InputError, L2HError
@@ -136,6 +140,43 @@ def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, fl
                 dst.write(confidence, 1)
                 dst.set_band_description(1, "confidence: max class probability x 255")
     return dict(pixels=width * height, valid_pixels=int(valid.sum()), **stats)
+
+
+def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tuple[float, float, float, float]]],
+                  resolution: float, crs: str, regions: Mapping[str, object], out_dir: str | Path,
+                  manifest: str | Path, key: str, region: str, confidence: bool = True, tile: int = 512,
+                  batch: int = 4, strict: bool = False, progress: bool = True) -> dict:
+    """Predict a chunk's blocks ((id, bounds) pairs) into ``out_dir`` and write its ``manifest``.
+
+    ``regions``: slug -> geometry (in ``crs``) of every region the blocks touch; pixels outside
+    all of them are nodata. ``key`` (:func:`l2h.chunks.chunk_key`): blocks a killed attempt with
+    the same key finished are kept, not predicted again. Returns counts for the log.
+    """
+    from shapely import union_all
+
+    mask = union_all(list(regions.values()))
+    state = ChunkProgress(manifest, key)
+    kept = [b for b, _ in blocks if b in state.done]
+    if kept:
+        log.info("chunk %s: %d of %d block(s) kept from the interrupted attempt", manifest, len(kept), len(blocks))
+    pixels = valid = 0
+    start = time.perf_counter()
+    for block, bounds in tqdm(blocks, desc="blocks", unit="block", file=sys.stderr, disable=not progress):
+        if block in state.done:
+            continue
+        paths = block_paths(out_dir, block)
+        t0 = time.perf_counter()
+        stats = predict_block(model, imagery, bounds, resolution, crs, mask, paths["classes"],
+                              confidence_out=paths["confidence"] if confidence else None, tile=tile,
+                              batch=batch, strict=strict, progress=False)
+        state.record({"id": block, "bounds": list(bounds), "touches": list(regions_touching(bounds, regions)),
+                      "classes": paths["classes"], "confidence": paths["confidence"] if confidence else None,
+                      "valid_pixels": stats["valid_pixels"], "seconds": round(time.perf_counter() - t0, 3)})
+        pixels += stats["pixels"]
+        valid += stats["valid_pixels"]
+    state.finish(region, [b for b, _ in blocks])
+    return {"blocks": len(blocks), "kept": len(kept), "pixels": pixels, "valid_pixels": valid,
+            "seconds": time.perf_counter() - start}
 
 
 def _run_pipeline(model, src, block_window, cores, tile, halo, mean, std, batch, classes, confidence,

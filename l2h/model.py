@@ -140,6 +140,32 @@ def logits_to_codes(logits: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(dim=1) + 1).to(torch.uint8)
 
 
+# Logit bias of a class no training label ever showed the network: it can never win the argmax
+# (exp(-1e4) is 0 in float32 and bfloat16) and gets no softmax confidence.
+UNSEEN_CLASS_BIAS = -1.0e4
+
+
+def suppress_unseen_classes(model: L2HNet, label_pixels: Sequence[int]) -> list[int]:
+    """Make the classes with no labelled training pixel impossible to predict; their codes.
+
+    ``label_pixels``: labelled pixels per class index the network was trained on. A class the
+    coarse labels never showed (e.g. no building in a forest tile) has an untrained output that can
+    still win the argmax on pixels unlike anything in the labels; its classifier bias is set to
+    :data:`UNSEEN_CLASS_BIAS`, which the exported ONNX model carries too.
+    """
+    counts = [int(n) for n in label_pixels]
+    if len(counts) != model.num_classes:
+        raise ValueError(f"label_pixels needs {model.num_classes} counts, got {len(counts)}")
+    unseen = [k for k, n in enumerate(counts) if n <= 0]
+    if len(unseen) == model.num_classes:
+        raise ValueError("the network saw no labelled pixel of any class")
+    with torch.no_grad():
+        for k in unseen:
+            model.classifier.weight[k].zero_()
+            model.classifier.bias[k] = UNSEEN_CLASS_BIAS
+    return [index_to_code(k) for k in unseen]
+
+
 # ---------------------------------------------------------------------------------------------
 # cost
 

@@ -19,6 +19,7 @@ from rasterio.windows import Window, from_bounds
 from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
 
+from l2h.chunks import expand_manifests, forget_chunk_of
 from l2h.classes import NODATA, colormap
 from l2h.errors import InputError
 from l2h.harmonize import iter_windows
@@ -29,16 +30,19 @@ WINDOW = 2048
 GDAL_CACHE_MB = 64  # GDAL's block cache; its default (5 % of RAM) would let memory grow with the area
 
 
-def _footprint(path: str | Path) -> tuple[float, float, float, float]:
-    """A block prediction's bounds; a file GDAL cannot read is named and removed (rerun recomputes it)."""
+def _footprint(path: str, manifests: dict[str, str]) -> tuple[float, float, float, float]:
+    """A block prediction's bounds; a file GDAL cannot read is named and removed, with the chunk
+    manifest listing it (``manifests``: file -> manifest), so that the next run predicts it again."""
     try:
         with rasterio.open(path) as src:
             src.read(1, window=Window(0, 0, 1, 1))  # a truncated file may still open
             return tuple(src.bounds)
     except rasterio.errors.RasterioIOError as exc:
         Path(path).unlink(missing_ok=True)
-        raise InputError(f"block prediction {path}: unreadable or truncated ({exc}); it was removed so that "
-                         f"the next run predicts the block again") from None
+        manifest = forget_chunk_of(path, manifests)
+        also = f" with its chunk manifest {manifest}" if manifest else ""
+        raise InputError(f"block prediction {path}: unreadable or truncated ({exc}); it was removed{also} so "
+                         f"that the next run predicts the block again") from None
 
 
 LAYERS = {"classes": "mode", "confidence": "average"}  # layer -> overview resampling
@@ -50,15 +54,18 @@ def _check_layer(layer: str) -> None:
 
 
 def merge_blocks(block_paths: Sequence[str | Path], geometry, crs: str, resolution: float, out_tif: str | Path,
-                 window: int = WINDOW, layer: str = "classes") -> None:
+                 window: int = WINDOW, layer: str = "classes", region: str | None = None) -> None:
     """Write the blocks into one class GeoTIFF over `geometry`'s extent, clipped to it, window by window.
 
-    Each output window opens only the blocks that overlap it (a national run has thousands).
+    ``block_paths``: GeoTIFFs and/or chunk manifests (``.json``, :mod:`l2h.chunks`), whose blocks of
+    ``layer`` touching ``region`` (every block when None) are used. Each output window opens only
+    the blocks that overlap it (a national run has thousands).
     """
     _check_layer(layer)
-    if not block_paths:
+    files, manifests = expand_manifests(block_paths, layer, region)
+    if not files:
         raise InputError("mosaic: no block predictions to merge")
-    footprints = [(str(p), _footprint(p)) for p in block_paths]
+    footprints = [(p, _footprint(p, manifests)) for p in files]
     res = resolution
     west, south, east, north = geometry.bounds
     west, south = np.floor(west / res) * res, np.floor(south / res) * res
@@ -107,12 +114,13 @@ def to_cog(src_tif: str | Path, out_cog: str | Path, layer: str = "classes") -> 
 
 
 def mosaic(block_paths: Sequence[str | Path], geometry, crs: str, resolution: float, out_cog: str | Path,
-           layer: str = "classes") -> None:
-    """Blocks -> clipped GeoTIFF -> COG, through a temporary file next to `out_cog`."""
+           layer: str = "classes", region: str | None = None) -> None:
+    """Blocks (GeoTIFFs or chunk manifests, see :func:`merge_blocks`) -> clipped GeoTIFF -> COG,
+    through a temporary file next to `out_cog`."""
     scratch = Path(out_cog).with_name(f".{Path(out_cog).stem}.merge.tif")
     try:
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
-            merge_blocks(block_paths, geometry, crs, resolution, scratch, layer=layer)
+            merge_blocks(block_paths, geometry, crs, resolution, scratch, layer=layer, region=region)
             to_cog(scratch, out_cog, layer=layer)
     finally:
         scratch.unlink(missing_ok=True)

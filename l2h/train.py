@@ -42,7 +42,8 @@ from l2h.data import TrainingSpec, TrainingWindows, band_statistics, specs_diges
 from l2h.errors import ConfigError, InputError, L2HError
 from l2h.io import atomic_path
 from l2h.loss import MODES, L2HLoss
-from l2h.model import L2HNet, load_tagged_checkpoint, model_metadata, save_checkpoint_model
+from l2h.model import (L2HNet, index_to_code, load_tagged_checkpoint, model_metadata, save_checkpoint_model,
+                       suppress_unseen_classes)
 
 log = logging.getLogger("l2h.train")
 
@@ -232,7 +233,7 @@ def _check_resumable(path: Path, payload: dict, cfg: TrainConfig, bands: list[st
 
 
 def _write_checkpoint(path: Path, model, optimiser, scheduler, step: int, cfg: TrainConfig, bands: list[str],
-                      normalisation: dict, digest: str, elapsed_s: float) -> None:
+                      normalisation: dict, digest: str, elapsed_s: float, label_pixels: torch.Tensor) -> None:
     payload = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
@@ -246,6 +247,7 @@ def _write_checkpoint(path: Path, model, optimiser, scheduler, step: int, cfg: T
         "normalisation": {"mean": list(normalisation["mean"]), "std": list(normalisation["std"])},
         "data_digest": digest,
         "elapsed_s": float(elapsed_s),
+        "label_pixels": [int(n) for n in label_pixels],
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -359,7 +361,14 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
                       balance_power=cfg.balance_power)
 
     start, elapsed_before = 0, 0.0
+    # labelled pixels per class index in the batches so far (classes never shown are suppressed)
+    label_pixels = torch.zeros(model.num_classes, dtype=torch.int64)
     if payload is not None:
+        if "label_pixels" in payload:
+            label_pixels = torch.as_tensor(payload["label_pixels"], dtype=torch.int64)
+        else:
+            log.warning("%s predates label counting: classes are counted from step %d on", ckpt_path,
+                        int(payload["step"]))
         optimiser.load_state_dict(payload["optimiser"])
         scheduler.load_state_dict(payload["scheduler"])
         if payload["cfg"].get("steps") != cfg.steps:
@@ -392,6 +401,8 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
         with open(metrics_path, "a", newline="", encoding="utf-8") as mf:
             writer = csv.writer(mf)
             for image, target in loader:
+                label_pixels += torch.bincount(target[target != loss_fn.ignore_index].flatten().long(),
+                                               minlength=model.num_classes)[:model.num_classes]
                 image = image.to(device, non_blocking=cuda)
                 target = target.to(device, non_blocking=cuda)
                 if cuda:
@@ -419,7 +430,7 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
                 bar.set_postfix(loss=f"{last['total']:.3f}", agree=f"{last['agreement']:.3f}", refresh=False)
                 if step % cfg.checkpoint_every == 0 or step == stop:
                     _write_checkpoint(ckpt_path, model, optimiser, scheduler, step, cfg, bands, normalisation,
-                                      digest, elapsed_before + now - t_start)
+                                      digest, elapsed_before + now - t_start, label_pixels)
     finally:
         bar.close()
         dataset.close()
@@ -427,7 +438,8 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
     if step == start and start < stop:  # pragma: no cover - the loader yielded nothing
         raise L2HError("training produced no batches")
     if start == stop and not ckpt_path.exists():  # pragma: no cover - defensive
-        _write_checkpoint(ckpt_path, model, optimiser, scheduler, step, cfg, bands, normalisation, digest, 0.0)
+        _write_checkpoint(ckpt_path, model, optimiser, scheduler, step, cfg, bands, normalisation, digest, 0.0,
+                          label_pixels)
 
     steps_run = step - start
     pixels = steps_run * cfg.batch_size * cfg.patch_size**2
@@ -450,6 +462,9 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
         return result
 
     model = model.to("cpu", memory_format=torch.contiguous_format).eval()
+    unseen = suppress_unseen_classes(model, label_pixels.tolist())
+    if unseen:
+        log.warning("no training label showed class(es) %s: the model will never predict them", unseen)
     extra = {
         "steps": step,
         "seed": cfg.seed,
@@ -459,6 +474,8 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
         "metrics": summary,
         "seconds": elapsed_before + seconds,
         "device": str(device),
+        "label_pixels": {index_to_code(k): int(n) for k, n in enumerate(label_pixels.tolist())},
+        "suppressed_classes": unseen,
     }
     meta = model_metadata(model, bands, normalisation, cfg.tau, cfg.gamma, extra=extra)
     save_checkpoint_model(out_model, model, meta)

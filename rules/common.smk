@@ -14,6 +14,7 @@ from l2h.errors import L2HError
 from l2h.grid import check_label_resolution, resolve_grid
 from l2h.provenance import code_version
 from l2h.blocks import blocks_for_regions
+from l2h.chunks import chunk_blocks, chunk_manifest_path
 from l2h.regions import dissolved_regions, region_bounds_lonlat, region_geometries
 
 PROJECT_ROOT = Path(workflow.basedir)
@@ -72,29 +73,34 @@ def imagery_for_region(region):
     return f"resources/imagery/{region}.vrt" if IMAGERY_CACHED else IMAGERY_MOSAIC
 
 
-# Lookups by block and by region, built once: input functions run once per job (tens of thousands
-# in a national run), so none of them may scan the whole block list.
-BLOCK_TOUCHES = {b.id: b.touches for b in BLOCKS}
-REGION_PREDICTIONS = {r: [] for r in REGION_SLUGS}
-for _block in BLOCKS:
-    for _region in _block.touches:
-        REGION_PREDICTIONS[_region].append(f"resources/pred/{_block.region}/{_block.id}.tif")
+# Lookups by chunk and by region, built once: input functions run once per job (thousands in a
+# national run), so none of them may scan the whole block list. An inference job predicts one
+# chunk: `infer.blocks_per_job` consecutive blocks of the region owning them (l2h.chunks).
+CHUNKS = chunk_blocks(BLOCKS, CFG["infer"]["blocks_per_job"])
+REGION_CHUNKS = {r: set() for r in REGION_SLUGS}
+for _region, _chunks in CHUNKS.items():
+    for _n, _chunk in enumerate(_chunks):
+        for _block in _chunk:
+            for _touched in _block.touches:
+                REGION_CHUNKS[_touched].add((_region, _n))
+REGION_CHUNKS = {r: [chunk_manifest_path(*c) for c in sorted(chunks)] for r, chunks in REGION_CHUNKS.items()}
 
 
-def block_masks(wildcards):
-    """The region polygons a block's prediction is clipped to: the regions it touches (only they
-    can hold its pixel centres), not every region of the run."""
-    return [f"resources/regions/{r}.gpkg" for r in BLOCK_TOUCHES[wildcards.block]]
+def chunk_of(wildcards):
+    """The blocks of an inference job."""
+    return CHUNKS[wildcards.region][int(wildcards.chunk)]
 
 
-def region_block_predictions(wildcards):
-    """Every block prediction a region's map needs: the blocks that touch it, whoever owns them."""
-    return list(REGION_PREDICTIONS[wildcards.region])
+def chunk_masks(wildcards):
+    """The region polygons a chunk's predictions are clipped to: the regions its blocks touch (only
+    they can hold their pixel centres), not every region of the run."""
+    return sorted({f"resources/regions/{r}.gpkg" for b in chunk_of(wildcards) for r in b.touches})
 
 
-def region_block_confidences(wildcards):
-    """The confidence layers of the same blocks (infer.confidence: true)."""
-    return [p.replace(".tif", "_confidence.tif") for p in region_block_predictions(wildcards)]
+def region_chunk_manifests(wildcards):
+    """The chunk manifests a region's map needs: every chunk with a block touching the region,
+    whoever owns it (the mosaic reads only those blocks from them)."""
+    return list(REGION_CHUNKS[wildcards.region])
 
 
 def product_manifests(wildcards=None):

@@ -1,39 +1,42 @@
-# Inference: one job per block (a SLURM GPU job in a national run; the slurm profile groups them).
+# Inference: one job per chunk of `infer.blocks_per_job` blocks of a region (a SLURM GPU job in a
+# national run). Each block is written as resources/pred/{region}/<block>.tif (+ _confidence.tif);
+# the job's declared output is the chunk's manifest, which the mosaics read (l2h/chunks.py).
 
 
 rule infer:
     message:
-        "Block {wildcards.block} of {wildcards.region}: 1 m land cover with onnxruntime"
+        "Chunk {wildcards.chunk} of {wildcards.region}: {params.n} block(s) of 1 m land cover with onnxruntime"
     input:
         model="results/model/l2hnet.onnx",
         imagery=lambda w: imagery_for_region(w.region),
-        masks=block_masks,
+        masks=chunk_masks,
     output:
-        classes="resources/pred/{region}/{block}.tif",
-        **({"confidence": "resources/pred/{region}/{block}_confidence.tif"} if CFG["infer"]["confidence"] else {}),
+        "resources/pred/{region}/chunk_{chunk}.json",
     params:
+        # the block ids are a parameter: a changed grid or chunking reruns the job
+        blocks=lambda w: " ".join(b.id for b in chunk_of(w)),
+        n=lambda w: len(chunk_of(w)),
         block_size=CFG["grid"]["block_size"],
         resolution=GRID.resolution,
         crs=GRID.crs,
         tile=CFG["infer"]["tile"],
         batch=CFG["infer"]["batch"],
         device=CFG["infer"]["device"],
-        confidence=lambda w, output: f"--confidence {shlex.quote(output.confidence)}" if "confidence" in output.keys() else "",
+        confidence="--confidence" if CFG["infer"]["confidence"] else "",
         strict="--strict" if CFG["infer"]["strict"] else "",
-        code_version=code_version("infer", "norm", "blocks", "regions", "io"),
+        code_version=code_version("infer", "chunks", "norm", "blocks", "regions", "io"),
     log:
-        "logs/infer/{region}/{block}.log",
+        "logs/infer/{region}/chunk_{chunk}.log",
     benchmark:
-        "benchmarks/infer/{region}/{block}.tsv"
+        "benchmarks/infer/{region}/chunk_{chunk}.tsv"
     threads: CFG["infer"]["threads"]
     resources:
         mem_mb=3000,
-    group:
-        "infer"
     conda:
         "../envs/ort-gpu.yaml"
     shell:
-        "l2h --log {log} infer --model {input.model:q} --imagery {input.imagery:q} --block {wildcards.block}"
+        "l2h --log {log} infer --model {input.model:q} --imagery {input.imagery:q} --blocks {params.blocks}"
         " --block-size {params.block_size} --resolution {params.resolution} --crs {params.crs:q}"
-        " --mask {input.masks:q} --out {output.classes:q} {params.confidence} --tile {params.tile}"
-        " --batch {params.batch} --threads {threads} --device {params.device} {params.strict}"
+        " --mask {input.masks:q} --region {wildcards.region} --out-dir resources/pred/{wildcards.region}"
+        " --manifest {output:q} {params.confidence} --tile {params.tile} --batch {params.batch}"
+        " --threads {threads} --device {params.device} {params.strict}"

@@ -5,7 +5,7 @@ rule mosaic_region:
     message:
         "Region {wildcards.region}: COG of its blocks"
     input:
-        blocks=region_block_predictions,
+        chunks=region_chunk_manifests,
         region="resources/regions/{region}.gpkg",
     output:
         cog="results/maps/{region}.tif",
@@ -13,7 +13,7 @@ rule mosaic_region:
                          caption="../report/map_quicklook.rst"),
     params:
         resolution=GRID.resolution,
-        code_version=code_version("mosaic", "quicklook", "io"),
+        code_version=code_version("mosaic", "chunks", "quicklook", "io"),
     log:
         "logs/mosaic_region/{region}.log",
     benchmark:
@@ -24,7 +24,7 @@ rule mosaic_region:
     conda:
         "../envs/geo.yaml"
     shell:
-        "l2h --log {log} mosaic --blocks {input.blocks:q} --region {input.region:q}"
+        "l2h --log {log} mosaic --blocks {input.chunks:q} --region {input.region:q}"
         " --resolution {params.resolution} --out {output.cog:q} --quicklook {output.quicklook:q}"
 
 
@@ -42,7 +42,7 @@ rule mosaic_national:
         n=len(REGION_SLUGS),
         resolution=GRID.resolution,
         title=CFG["run"]["name"],
-        code_version=code_version("mosaic", "quicklook", "io"),
+        code_version=code_version("mosaic", "chunks", "quicklook", "io"),
     log:
         "logs/mosaic_national.log",
     benchmark:
@@ -61,7 +61,7 @@ rule mosaic_confidence_region:
     message:
         "Region {wildcards.region}: COG of its blocks' confidence"
     input:
-        blocks=region_block_confidences,
+        chunks=region_chunk_manifests,
         region="resources/regions/{region}.gpkg",
     output:
         cog="results/maps/confidence/{region}.tif",
@@ -70,7 +70,7 @@ rule mosaic_confidence_region:
                          caption="../report/confidence_quicklook.rst"),
     params:
         resolution=GRID.resolution,
-        code_version=code_version("mosaic", "quicklook", "io"),
+        code_version=code_version("mosaic", "chunks", "quicklook", "io"),
     log:
         "logs/mosaic_confidence_region/{region}.log",
     benchmark:
@@ -81,7 +81,7 @@ rule mosaic_confidence_region:
     conda:
         "../envs/geo.yaml"
     shell:
-        "l2h --log {log} mosaic --layer confidence --blocks {input.blocks:q} --region {input.region:q}"
+        "l2h --log {log} mosaic --layer confidence --blocks {input.chunks:q} --region {input.region:q}"
         " --resolution {params.resolution} --out {output.cog:q} --quicklook {output.quicklook:q}"
 
 
@@ -100,7 +100,7 @@ rule mosaic_confidence_national:
         n=len(REGION_SLUGS),
         resolution=GRID.resolution,
         title=CFG["run"]["name"],
-        code_version=code_version("mosaic", "quicklook", "io"),
+        code_version=code_version("mosaic", "chunks", "quicklook", "io"),
     log:
         "logs/mosaic_confidence_national.log",
     benchmark:

@@ -291,3 +291,20 @@ def test_imagery_off_the_run_grid_is_warped(synthetic, tmp_path):
     assert not valid[25:45, 25:55].any() and (target[~valid] == 255).all()  # the empty box
     # band 2 is the world column + 1: interpolated from every other column it stays within 1
     np.testing.assert_allclose(image[1][5, 5:95], 100 + np.arange(5, 95) + 1, atol=1.0)
+
+
+def test_band_statistics_redraw_windows_without_imagery(synthetic):
+    """Imagery covering a small part of the blocks (scattered patches, e.g. examples/own-data.yaml):
+    windows that miss it are drawn again, as training draws them, instead of failing the run."""
+    image = synthetic["specs"][0].imagery  # the 200 x 200 m world in the north-west corner
+    spec = TrainingSpec("big", "synth", (X0, Y0 - 1000, X0 + 1000, Y0), synthetic["specs"][0].label, image)
+    first_draws = TrainingWindows([spec], patch_size=50, seed=0, min_labelled=0.0, augment=False)
+    first = [int(first_draws.raw(i, 0)[2].sum()) for i in range(40)]
+    first_draws.close()
+    assert first.count(0) >= 20  # the first draw of most windows finds no imagery
+    stats = band_statistics([spec], patch_size=50, n_samples=40, seed=0)
+    assert stats["mean"][3] == pytest.approx(7.0)  # only imagery pixels are counted
+    assert stats["pixels"] > 2 * sum(first)  # windows without imagery were drawn again
+    far = TrainingSpec("far", "synth", (X0 + 5000, Y0 - 1000, X0 + 6000, Y0), spec.label, image)
+    with pytest.raises(InputError, match=r"no imagery found in 3 windows \(\d+ draws each\)"):
+        band_statistics([far], patch_size=50, n_samples=3, seed=0)

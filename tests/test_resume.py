@@ -143,8 +143,9 @@ def assert_maps_equal(workdir: Path, reference: Path) -> None:
 
 # Temporary names a killed job may leave: l2h.io.atomic_path's `.<stem>.<random>.tmp.<suffix>`,
 # the mosaic's `.<stem>.merge.tif`, and the COG's hidden scratch folder `.<stem>.cog.<random>/`
-# (rio-cogeo's intermediate file and the COG before its rename).
-TEMPORARY = re.compile(r"\..+\.(tmp\.(tif|png)|merge\.tif)(\.aux\.xml)?")
+# (rio-cogeo's intermediate file and the COG before its rename); and an inference chunk's
+# progress file `.chunk_<n>.progress.json` (whole, written atomically: what the rerun keeps).
+TEMPORARY = re.compile(r"\..+\.(tmp\.(tif|png|json)|merge\.tif)(\.aux\.xml)?|\.chunk_\d+\.progress\.json")
 
 
 def assert_nothing_half_written(workdir: Path) -> None:
@@ -223,24 +224,30 @@ def test_kill_during_inference_keeps_finished_blocks(reference, config, tmp_path
     for folder in ("resources/pred", "results/maps"):  # Snakemake remakes missing files a target needs
         shutil.rmtree(work / folder)
     blocks = block_outputs(reference)
-    assert len(blocks) == 6
+    chunks = sorted(p.relative_to(reference).as_posix() for p in (reference / "resources/pred").glob("*/chunk_*.json"))
+    assert len(blocks) == 6 and len(chunks) == 3  # infer.blocks_per_job 4: each province's 2 blocks in one job
 
-    def one_block_done() -> bool:
-        return any(all(complete(work, p) for p in outs) for outs in blocks.values())
+    def done_blocks() -> set[str]:  # block files are written atomically: present = finished
+        return {b for b, outs in blocks.items() if all((work / p).exists() for p in outs)}
 
-    kill_when(work, config, one_block_done, "a finished block")
-    done = {b for b, outs in blocks.items() if all(complete(work, p) for p in outs)}
-    assert done and len(done) < len(blocks), done
+    kill_when(work, config, lambda: bool(done_blocks()), "a finished block")
+    done = done_blocks()
+    finished_chunks = [c for c in chunks if complete(work, c)]
+    assert done and len(finished_chunks) < len(chunks), (done, finished_chunks)
     before = {p: (work / p).stat().st_mtime_ns for b in done for p in blocks[b]}
     assert_nothing_half_written(work)
 
     unlock_like_make_demo(work, config)
     output = run_ok(work, config, TARGET)
 
-    assert job_counts(output)["infer"] == len(blocks) - len(done)
+    # only the unfinished chunks ran again, and they kept the blocks the killed run had finished
+    assert job_counts(output)["infer"] == len(chunks) - len(finished_chunks)
     assert {p: (work / p).stat().st_mtime_ns for p in before} == before
-    for b in set(blocks) - done:
-        assert all(complete(work, p) for p in blocks[b]), b
+    logs = "".join(p.read_text() for p in (work / "logs/infer").rglob("*.log"))
+    kept = sum(int(n) for n in re.findall(r"(\d+) kept from an interrupted attempt", logs))
+    assert kept == len(done) - 2 * len(finished_chunks)
+    assert all(complete(work, c) for c in chunks)
+    assert not list((work / "resources/pred").rglob(".*progress*"))  # dropped once a chunk is done
     assert_maps_equal(work, reference)
     assert_nothing_half_written(work)
 
@@ -279,10 +286,12 @@ def test_one_province_rerun_touches_only_its_files(reference, config, tmp_path):
 
     # README: snakemake results/maps/northmoor.tif --forcerun mosaic_region
     assert rerun_changes("--forcerun", "mosaic_region") == ({"mosaic_region": 1}, own_map)
-    # README: snakemake results/maps/northmoor.tif --forcerun resources/pred/northmoor/*.tif
-    own_blocks = sorted(str(p.relative_to(work)) for p in (work / "resources/pred/northmoor").glob("*.tif"))
-    assert len(own_blocks) == 4  # 2 blocks, classes + confidence
-    counts, changed = rerun_changes("--forcerun", *own_blocks)
-    assert counts == {"infer": 2, "mosaic_region": 1}
-    assert changed == set(own_blocks) | own_map
+    # README: snakemake results/maps/northmoor.tif --forcerun resources/pred/northmoor/chunk_*.json
+    own = work / "resources/pred/northmoor"
+    own_chunks = sorted(str(p.relative_to(work)) for p in own.glob("chunk_*.json"))
+    own_blocks = {str(p.relative_to(work)) for p in own.glob("*.tif")}
+    assert len(own_chunks) == 1 and len(own_blocks) == 4  # 2 blocks, classes + confidence, one job
+    counts, changed = rerun_changes("--forcerun", *own_chunks)
+    assert counts == {"infer": 1, "mosaic_region": 1}
+    assert changed == set(own_chunks) | own_blocks | own_map
     assert_maps_equal(work, reference)

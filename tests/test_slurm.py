@@ -104,11 +104,11 @@ def test_jobs_went_through_slurm_with_a_gpu_for_training_and_inference(slurm_and
     for job_id, path in SUBMITTED.findall(log):
         kind = Path(path).relative_to(workdir / ".snakemake" / "slurm_logs").parts[0]
         submitted.setdefault(kind, []).append((job_id, Path(path)))
-    gpu_kinds = {"group_model_export_train", "group_infer_infer"}
+    gpu_kinds = {"group_model_export_train", "rule_infer"}
     assert submitted.keys() == {"group_labels_block_stats_harmonize_region_geometry_roads", "rule_sample",
                                 *gpu_kinds, "rule_mosaic_region"}, submitted
     assert len(submitted["group_labels_block_stats_harmonize_region_geometry_roads"]) == 1  # one province
-    assert len(submitted["group_infer_infer"]) == 1  # the province's blocks in one submission
+    assert len(submitted["rule_infer"]) == 1  # the province's 2 blocks in one job (infer.blocks_per_job 4)
     assert re.search(r"Finished jobid: \d+ \(Rule: fetch_product\)", log)  # a local rule: ran here
     for kind, jobs in submitted.items():
         for job_id, slurm_log in jobs:
@@ -150,5 +150,7 @@ def test_cluster_profile_dry_run_groups_the_jobs(small_config, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
-    # a labels job per province, training + export in one GPU job, the 4 blocks in one GPU job
-    assert [out.count(f"Group job {group} ") for group in ("labels", "model", "infer")] == [3, 1, 1], out[-3000:]
+    # a labels job per province, training + export in one GPU job; the 4 blocks the province's map
+    # needs (its own 2 and a neighbour's 2 that touch it) in 2 inference jobs (infer.blocks_per_job 4)
+    assert [out.count(f"Group job {group} ") for group in ("labels", "model")] == [3, 1], out[-3000:]
+    assert re.search(r"^infer\s+2$", out, re.M), out[-3000:]

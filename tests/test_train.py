@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 
 from l2h.data import TrainingSpec
 from l2h.errors import ConfigError
-from l2h.model import load_model
+from l2h.model import load_model, logits_to_codes
 from l2h.train import TrainConfig, read_metrics, train
 from test_data import _demo_label
 
@@ -144,3 +145,28 @@ def test_config_is_validated():
     with pytest.raises(ConfigError, match="balance_power"):
         TrainConfig(balance_power=-1)
     assert TrainConfig.from_dict({"width": 16}).width == 16
+
+
+def test_classes_no_label_showed_are_never_predicted(specs, tmp_path):
+    """A coarse label without some classes (e.g. no building in a forest tile): their untrained
+    outputs must not win anywhere on the map; the model says which classes it suppressed."""
+    with rasterio.open(specs[0].label) as src:
+        label, profile = src.read(1), src.profile
+    kept = (1, 4, 7)
+    label[~np.isin(label, kept) & (label != 0)] = 255
+    path = tmp_path / "label_3_classes.tif"
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(label, 1)
+    narrow = [dataclasses.replace(s, label=str(path)) for s in specs]
+    train(narrow, BANDS, _cfg(steps=4), tmp_path / "m.pt", tmp_path / "w", progress=False)
+    model, meta = load_model(tmp_path / "m.pt")
+    seen = {int(c): n for c, n in meta["extra"]["label_pixels"].items()}
+    suppressed = meta["extra"]["suppressed_classes"]
+    assert {c for c, n in seen.items() if n > 0} <= set(kept)
+    assert suppressed == sorted(c for c, n in seen.items() if n == 0) and len(suppressed) >= 8
+    torch.manual_seed(0)
+    with torch.no_grad():
+        codes = logits_to_codes(model(torch.randn(2, 4, 96, 96) * 5))
+    assert not set(codes.unique().tolist()) & set(suppressed)
+    assert torch.load(tmp_path / "w" / "checkpoint.pt", weights_only=False)["label_pixels"] == [
+        seen[c] for c in range(1, 12)]  # a resumed run continues the count
