@@ -48,12 +48,14 @@ from rasterio.transform import from_origin
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from l2h.classes import CLASS_CODES
 from l2h.errors import ConfigError, InputError
 from l2h.imagery import describe_source, is_xml
 from l2h.norm import normalise
 from l2h.loss import codes_to_targets
 
 IGNORE_INDEX = 255
+NUM_CLASSES = len(CLASS_CODES)  # class indices 0..10 of codes 1..11
 DEFAULT_MAX_ATTEMPTS = 8
 _EPS = 1e-6
 
@@ -452,20 +454,25 @@ def band_statistics(specs: Sequence[TrainingSpec], patch_size: int = 128, n_samp
     the training blocks (deterministic for a given seed) -> {"mean": [...], "std": [...],
     "pixels": n}. A window without imagery is drawn again (up to the training windows' attempts),
     as training does, so imagery covering a small part of the blocks still gets its statistics.
-    A band with (almost) no spread gets std 1. Raises InputError when no draw finds imagery."""
+    A band with (almost) no spread gets std 1. Raises InputError when no draw finds imagery.
+    Also ``"class_pixels"``: the labelled pixels of each class index in the same windows (the
+    label's class frequencies, for fixed class weights)."""
     if n_samples < 1:
         raise ConfigError(f"stats_samples must be >= 1, got {n_samples}")
     ds = TrainingWindows(specs, patch_size, seed, in_channels=in_channels, min_labelled=0.0, augment=False)
     c = ds.in_channels
     total = np.zeros(c, np.float64)
     total_sq = np.zeros(c, np.float64)
+    class_pixels = np.zeros(NUM_CLASSES, np.int64)
     n = 0
     try:
         for i in range(n_samples):
             for attempt in range(ds.max_attempts):
-                image, _, valid, _ = ds.raw(i, attempt)
+                image, target, valid, _ = ds.raw(i, attempt)
                 if valid.any():
                     break
+            labelled = target[target != IGNORE_INDEX]
+            class_pixels += np.bincount(labelled.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
             pixels = image[:, valid].astype(np.float64)
             total += pixels.sum(axis=1)
             total_sq += np.square(pixels).sum(axis=1)
@@ -480,7 +487,8 @@ def band_statistics(specs: Sequence[TrainingSpec], patch_size: int = 128, n_samp
     var = np.maximum(total_sq / n - mean**2, 0.0)
     std = np.sqrt(var)
     std = np.where(std > 1e-6 * np.maximum(np.abs(mean), 1.0), std, 1.0)
-    return {"mean": [float(v) for v in mean], "std": [float(v) for v in std], "pixels": int(n)}
+    return {"mean": [float(v) for v in mean], "std": [float(v) for v in std], "pixels": int(n),
+            "class_pixels": [int(v) for v in class_pixels]}
 
 
 def worker_count(requested: int) -> int:

@@ -111,9 +111,19 @@ def class_balanced_weights(label: torch.Tensor, num_classes: int, ignore_index: 
         raise LossConfigError(f"balance power must be >= 0, got {power}")
     label = _check_label(label.reshape(-1), num_classes, ignore_index)
     label = label[label != ignore_index]
-    counts = torch.bincount(label, minlength=num_classes).to(torch.float32)
+    return weights_from_counts(torch.bincount(label, minlength=num_classes), power)
+
+
+def weights_from_counts(counts: Sequence[int] | torch.Tensor, power: float = 0.5) -> torch.Tensor:
+    """Per-class weights = count_c ** -power, scaled to mean 1 over the classes with a count; 0 for
+    the others (float32, on the counts' device when a tensor)."""
+    if power < 0:
+        raise LossConfigError(f"balance power must be >= 0, got {power}")
+    counts = torch.as_tensor(counts).to(torch.float32)
+    if counts.dim() != 1 or bool((counts < 0).any()):
+        raise LossConfigError(f"class counts must be a list of numbers >= 0, got {counts.tolist()}")
     present = counts > 0
-    weights = torch.zeros(num_classes, dtype=torch.float32, device=counts.device)
+    weights = torch.zeros(counts.numel(), dtype=torch.float32, device=counts.device)
     if bool(present.any()):
         w = counts[present].pow(-power)
         weights[present] = w / w.mean()

@@ -41,7 +41,7 @@ import torch
 from l2h.data import TrainingSpec, TrainingWindows, band_statistics, specs_digest
 from l2h.errors import ConfigError, InputError, L2HError
 from l2h.io import atomic_path
-from l2h.loss import MODES, L2HLoss
+from l2h.loss import MODES, L2HLoss, weights_from_counts
 from l2h.model import (L2HNet, index_to_code, load_tagged_checkpoint, model_metadata, save_checkpoint_model,
                        suppress_unseen_classes)
 
@@ -58,6 +58,7 @@ SUMMARY_WINDOW = 10  # steps averaged for the "first" / "final" metrics
 
 
 OPTIMIZERS = ("sgd", "adamw")
+CLASS_WEIGHTS = ("batch", "labels")
 
 
 @dataclass
@@ -76,8 +77,11 @@ class TrainConfig:
     gamma: weight of the dynamic vague-area loss L_DVA.
     confidence: confident-area rule, "label_prob" (p[label] >= tau) or "argmax" (Paraformer).
     min_class_share: per-class floor of the confident area (guards against majority collapse).
-    balance_power: class weights of the cross-entropy = (class pixel count in the batch) ** -power;
-        0 = plain cross-entropy (the label's class frequencies act as the prior).
+    balance_power: class weights of the cross-entropy = (class pixel count) ** -power; 0 = plain
+        cross-entropy (the label's class frequencies act as the prior).
+    class_weights: where the counts come from: "batch" (each batch's confident pixels) or "labels"
+        (the label's class frequencies in the stats_samples windows, fixed for the whole run: a
+        rare class does not get a huge weight in the one batch where it has a few pixels).
     warmup_steps: steps during which every labelled pixel counts as confident and L_DVA is off.
     min_labelled: windows with a smaller labelled share are re-drawn.
     checkpoint_every: steps between checkpoints (one is always written at the end).
@@ -101,6 +105,7 @@ class TrainConfig:
     confidence: str = "label_prob"
     min_class_share: float = 0.2
     balance_power: float = 0.5
+    class_weights: str = "batch"
     warmup_steps: int = 50
     min_labelled: float = 0.3
     checkpoint_every: int = 50
@@ -130,6 +135,9 @@ class TrainConfig:
                                   f"{'' if high == math.inf else f' and <= {high}'}, got {value!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise ConfigError(f"train.class_weights must be one of {', '.join(CLASS_WEIGHTS)}, got "
+                              f"{self.class_weights!r}")
         if self.confidence not in MODES:
             raise ConfigError(f"train.confidence must be one of {', '.join(MODES)}, got {self.confidence!r}")
         if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
@@ -217,8 +225,9 @@ def _check_resumable(path: Path, payload: dict, cfg: TrainConfig, bands: list[st
     if old.get("width") != cfg.width:
         raise ConfigError(f"training checkpoint {path} was trained with width {old.get('width')}, this "
                           f"run has width {cfg.width}; {hint}")
-    diffs = [f"{k}: checkpoint {old.get(k)!r}, now {v!r}" for k, v in asdict(cfg).items()
-             if k not in RESUMABLE_FIELDS and old.get(k) != v]
+    defaults = asdict(TrainConfig())  # a setting newer than the checkpoint had its default value
+    diffs = [f"{k}: checkpoint {old.get(k, defaults[k])!r}, now {v!r}" for k, v in asdict(cfg).items()
+             if k not in RESUMABLE_FIELDS and old.get(k, defaults[k]) != v]
     if diffs:
         raise ConfigError(f"training checkpoint {path} was written with other settings ({'; '.join(diffs)}); {hint}")
     if list(payload.get("bands", [])) != list(bands):
@@ -233,7 +242,8 @@ def _check_resumable(path: Path, payload: dict, cfg: TrainConfig, bands: list[st
 
 
 def _write_checkpoint(path: Path, model, optimiser, scheduler, step: int, cfg: TrainConfig, bands: list[str],
-                      normalisation: dict, digest: str, elapsed_s: float, label_pixels: torch.Tensor) -> None:
+                      normalisation: dict, class_pixels: list[int], digest: str, elapsed_s: float,
+                      label_pixels: torch.Tensor) -> None:
     payload = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
@@ -245,6 +255,7 @@ def _write_checkpoint(path: Path, model, optimiser, scheduler, step: int, cfg: T
         "cfg": asdict(cfg),
         "bands": list(bands),
         "normalisation": {"mean": list(normalisation["mean"]), "std": list(normalisation["std"])},
+        "class_pixels": list(class_pixels),
         "data_digest": digest,
         "elapsed_s": float(elapsed_s),
         "label_pixels": [int(n) for n in label_pixels],
@@ -339,9 +350,14 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
 
     if payload is not None:
         normalisation = payload["normalisation"]
+        class_pixels = payload.get("class_pixels")
+        if class_pixels is None and cfg.class_weights == "labels":
+            raise ConfigError(f"training checkpoint {ckpt_path} predates class_weights: labels; delete "
+                              f"{ckpt_path.parent} to start afresh")
     else:
-        normalisation = band_statistics(specs, cfg.patch_size, cfg.stats_samples, cfg.seed, in_channels=len(bands))
-        normalisation = {"mean": normalisation["mean"], "std": normalisation["std"]}
+        stats = band_statistics(specs, cfg.patch_size, cfg.stats_samples, cfg.seed, in_channels=len(bands))
+        normalisation = {"mean": stats["mean"], "std": stats["std"]}
+        class_pixels = stats["class_pixels"]
     dataset = TrainingWindows(specs, cfg.patch_size, cfg.seed, in_channels=len(bands), normalisation=normalisation,
                               min_labelled=cfg.min_labelled, augment=True)
 
@@ -358,7 +374,9 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: poly_factor(s, steps, cfg.poly_power))
     loss_fn = L2HLoss(num_classes=model.num_classes, tau=cfg.tau, gamma=cfg.gamma, mode=cfg.confidence,
                       min_class_share=cfg.min_class_share, warmup_steps=cfg.warmup_steps,
-                      balance_power=cfg.balance_power)
+                      balance_power=cfg.balance_power,
+                      class_weights=(weights_from_counts(class_pixels, cfg.balance_power)
+                                     if cfg.class_weights == "labels" else None))
 
     start, elapsed_before = 0, 0.0
     # labelled pixels per class index in the batches so far (classes never shown are suppressed)
@@ -430,7 +448,7 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
                 bar.set_postfix(loss=f"{last['total']:.3f}", agree=f"{last['agreement']:.3f}", refresh=False)
                 if step % cfg.checkpoint_every == 0 or step == stop:
                     _write_checkpoint(ckpt_path, model, optimiser, scheduler, step, cfg, bands, normalisation,
-                                      digest, elapsed_before + now - t_start, label_pixels)
+                                      class_pixels, digest, elapsed_before + now - t_start, label_pixels)
     finally:
         bar.close()
         dataset.close()
@@ -438,8 +456,8 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
     if step == start and start < stop:  # pragma: no cover - the loader yielded nothing
         raise L2HError("training produced no batches")
     if start == stop and not ckpt_path.exists():  # pragma: no cover - defensive
-        _write_checkpoint(ckpt_path, model, optimiser, scheduler, step, cfg, bands, normalisation, digest, 0.0,
-                          label_pixels)
+        _write_checkpoint(ckpt_path, model, optimiser, scheduler, step, cfg, bands, normalisation, class_pixels,
+                          digest, 0.0, label_pixels)
 
     steps_run = step - start
     pixels = steps_run * cfg.batch_size * cfg.patch_size**2
