@@ -308,3 +308,16 @@ def test_band_statistics_redraw_windows_without_imagery(synthetic):
     far = TrainingSpec("far", "synth", (X0 + 5000, Y0 - 1000, X0 + 6000, Y0), spec.label, image)
     with pytest.raises(InputError, match=r"no imagery found in 3 windows \(\d+ draws each\)"):
         band_statistics([far], patch_size=50, n_samples=3, seed=0)
+
+
+def test_band_statistics_count_the_label_classes(synthetic):
+    """The class frequencies behind train.class_weights: labels, from the same windows."""
+    stats = band_statistics(synthetic["specs"], patch_size=50, n_samples=40, seed=0)
+    ds = TrainingWindows(synthetic["specs"], patch_size=50, seed=0, min_labelled=0.0, augment=False)
+    counts = np.zeros(11, np.int64)
+    for i in range(40):
+        target = next(t for t, v in (ds.raw(i, a)[1:3] for a in range(ds.max_attempts)) if v.any())
+        counts += np.bincount(target[target != 255], minlength=11)
+    ds.close()
+    assert stats["class_pixels"] == counts.tolist()
+    assert sum(stats["class_pixels"]) > 0 and len(stats["class_pixels"]) == 11

@@ -15,6 +15,7 @@ from l2h.loss import (
     codes_to_targets,
     confident_mask,
     dva_loss,
+    weights_from_counts,
 )
 
 IGN = 255
@@ -101,6 +102,24 @@ def test_class_balanced_weights_toy():
     assert class_balanced_weights(torch.full((2, 2), IGN), 3).tolist() == [0.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="codes_to_targets"):
         class_balanced_weights(torch.tensor([0, 3]), 3)
+
+
+def test_fixed_weights_from_label_counts():
+    """train.class_weights: labels -- the same formula on counts taken once from the label."""
+    assert torch.allclose(weights_from_counts([400, 100, 0], power=1.0), torch.tensor([0.4, 1.6, 0.0]))
+    assert torch.equal(weights_from_counts([4, 1, 0], 0.5), class_balanced_weights(torch.tensor([0, 0, 0, 0, 1]), 3))
+    with pytest.raises(ConfigError, match=">= 0"):
+        weights_from_counts([3, -1], 1.0)
+    # fixed weights replace the per-batch ones: a batch holding one pixel of a rare class gives it
+    # the label-wide weight, not a weight set by that batch
+    logits, label = torch.zeros(1, 2, 1, 4), torch.tensor([[[0, 0, 0, 1]]])
+    fixed = L2HLoss(num_classes=2, warmup_steps=10, balance_power=1.0, class_weights=weights_from_counts([9, 1], 1.0))
+    per_batch = L2HLoss(num_classes=2, warmup_steps=10, balance_power=1.0)
+    feats = torch.zeros(1, 4, 1, 4)
+    assert torch.isclose(fixed(logits, feats, label, 0)["ce"], per_batch(logits, feats, label, 0)["ce"])  # uniform logits
+    logits[0, 0, 0, 3] = 2.0  # the rare pixel wrong: its share of the weighted mean decides the loss
+    a, b = fixed(logits, feats, label, 0)["ce"], per_batch(logits, feats, label, 0)["ce"]
+    assert a > b  # weight 9x the common class (label-wide) vs 3x (this batch): the error costs more
 
 
 def _ce_setup():
