@@ -210,7 +210,7 @@ def _union_of_regions(paths: list[str]):
 def _train(args: argparse.Namespace) -> None:
     import shutil
 
-    from l2h.data import load_training_specs
+    from l2h.data import load_training_specs, training_class_areas
     from l2h.imagery import band_names
     from l2h.io import atomic_path
     from l2h.train import TrainConfig, train
@@ -219,7 +219,8 @@ def _train(args: argparse.Namespace) -> None:
     specs = load_training_specs(args.blocks, args.training_blocks, args.labels, imagery, crs=args.crs,
                                 resolution=args.resolution)
     cfg = TrainConfig.from_dict(json.loads(args.settings))
-    summary = train(specs, band_names(specs[0].imagery), cfg, args.out, Path(args.work_dir))
+    summary = train(specs, band_names(specs[0].imagery), cfg, args.out, Path(args.work_dir),
+                    class_areas=training_class_areas(args.blocks, args.training_blocks))
     with atomic_path(args.metrics) as tmp:
         shutil.copyfile(Path(args.work_dir) / "metrics.csv", tmp)
     final = summary["metrics"]["final"]

@@ -131,6 +131,26 @@ def load_training_specs(blocks_csv: str | os.PathLike, training_blocks_csv: str 
     return specs
 
 
+def training_class_areas(blocks_csv: str | os.PathLike, training_blocks_csv: str | os.PathLike) -> list[float]:
+    """Labelled km² of each class index (code - 1) over the training blocks, from the block table's
+    area, labelled share and class shares: the label's class frequencies, exact and without reading
+    a raster (for ``train.class_weights: labels``)."""
+    columns = ("block_id", "area_km2", "labelled_share", *(f"share_{c}" for c in CLASS_CODES))
+    table = {r["block_id"]: r for r in _read_table(blocks_csv, columns)}
+    areas = [0.0] * NUM_CLASSES
+    for row in _read_table(training_blocks_csv, ("block_id",)):
+        block = table.get(row["block_id"])
+        if block is None:
+            raise InputError(f"{training_blocks_csv}: block {row['block_id']} is not in {blocks_csv}")
+        try:
+            labelled = float(block["area_km2"]) * float(block["labelled_share"])
+            for k, code in enumerate(CLASS_CODES):
+                areas[k] += labelled * float(block[f"share_{code}"])
+        except ValueError as exc:
+            raise InputError(f"{blocks_csv}: block {row['block_id']} has a non-numeric area or share ({exc})") from None
+    return areas
+
+
 def specs_digest(specs: Sequence[TrainingSpec]) -> str:
     """A short hash of the training data description (to refuse resuming on other data)."""
     text = json.dumps([asdict(s) for s in specs], sort_keys=True, default=str)
@@ -454,25 +474,20 @@ def band_statistics(specs: Sequence[TrainingSpec], patch_size: int = 128, n_samp
     the training blocks (deterministic for a given seed) -> {"mean": [...], "std": [...],
     "pixels": n}. A window without imagery is drawn again (up to the training windows' attempts),
     as training does, so imagery covering a small part of the blocks still gets its statistics.
-    A band with (almost) no spread gets std 1. Raises InputError when no draw finds imagery.
-    Also ``"class_pixels"``: the labelled pixels of each class index in the same windows (the
-    label's class frequencies, for fixed class weights)."""
+    A band with (almost) no spread gets std 1. Raises InputError when no draw finds imagery."""
     if n_samples < 1:
         raise ConfigError(f"stats_samples must be >= 1, got {n_samples}")
     ds = TrainingWindows(specs, patch_size, seed, in_channels=in_channels, min_labelled=0.0, augment=False)
     c = ds.in_channels
     total = np.zeros(c, np.float64)
     total_sq = np.zeros(c, np.float64)
-    class_pixels = np.zeros(NUM_CLASSES, np.int64)
     n = 0
     try:
         for i in range(n_samples):
             for attempt in range(ds.max_attempts):
-                image, target, valid, _ = ds.raw(i, attempt)
+                image, _, valid, _ = ds.raw(i, attempt)
                 if valid.any():
                     break
-            labelled = target[target != IGNORE_INDEX]
-            class_pixels += np.bincount(labelled.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
             pixels = image[:, valid].astype(np.float64)
             total += pixels.sum(axis=1)
             total_sq += np.square(pixels).sum(axis=1)
@@ -487,8 +502,7 @@ def band_statistics(specs: Sequence[TrainingSpec], patch_size: int = 128, n_samp
     var = np.maximum(total_sq / n - mean**2, 0.0)
     std = np.sqrt(var)
     std = np.where(std > 1e-6 * np.maximum(np.abs(mean), 1.0), std, 1.0)
-    return {"mean": [float(v) for v in mean], "std": [float(v) for v in std], "pixels": int(n),
-            "class_pixels": [int(v) for v in class_pixels]}
+    return {"mean": [float(v) for v in mean], "std": [float(v) for v in std], "pixels": int(n)}
 
 
 def worker_count(requested: int) -> int:
@@ -501,4 +515,5 @@ def worker_count(requested: int) -> int:
 
 
 __all__ = ["TrainingSpec", "TrainingWindows", "WindowDraw", "band_statistics", "load_training_specs",
+           "training_class_areas",
            "specs_digest", "worker_count", "IGNORE_INDEX"]

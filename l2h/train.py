@@ -80,8 +80,8 @@ class TrainConfig:
     balance_power: class weights of the cross-entropy = (class pixel count) ** -power; 0 = plain
         cross-entropy (the label's class frequencies act as the prior).
     class_weights: where the counts come from: "batch" (each batch's confident pixels) or "labels"
-        (the label's class frequencies in the stats_samples windows, fixed for the whole run: a
-        rare class does not get a huge weight in the one batch where it has a few pixels).
+        (the label's class areas over all training blocks, fixed for the whole run: a rare class
+        does not get a huge weight in the one batch where it has a few pixels).
     warmup_steps: steps during which every labelled pixel counts as confident and L_DVA is off.
     min_labelled: windows with a smaller labelled share are re-drawn.
     checkpoint_every: steps between checkpoints (one is always written at the end).
@@ -242,8 +242,7 @@ def _check_resumable(path: Path, payload: dict, cfg: TrainConfig, bands: list[st
 
 
 def _write_checkpoint(path: Path, model, optimiser, scheduler, step: int, cfg: TrainConfig, bands: list[str],
-                      normalisation: dict, class_pixels: list[int], digest: str, elapsed_s: float,
-                      label_pixels: torch.Tensor) -> None:
+                      normalisation: dict, digest: str, elapsed_s: float, label_pixels: torch.Tensor) -> None:
     payload = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
@@ -255,7 +254,6 @@ def _write_checkpoint(path: Path, model, optimiser, scheduler, step: int, cfg: T
         "cfg": asdict(cfg),
         "bands": list(bands),
         "normalisation": {"mean": list(normalisation["mean"]), "std": list(normalisation["std"])},
-        "class_pixels": list(class_pixels),
         "data_digest": digest,
         "elapsed_s": float(elapsed_s),
         "label_pixels": [int(n) for n in label_pixels],
@@ -316,13 +314,16 @@ def _batches(start: int, stop: int, batch: int):
 
 
 def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_model: str | os.PathLike,
-          work_dir: str | os.PathLike, progress: bool = True, stop_after: int | None = None) -> dict:
+          work_dir: str | os.PathLike, progress: bool = True, stop_after: int | None = None,
+          class_areas: list[float] | None = None) -> dict:
     """Train (or resume training) L2HNet and write ``out_model``; see the module doc.
 
     ``specs``: the training blocks; ``bands``: names of the imagery bands, in order (the imagery
     must have exactly this many); ``work_dir``: checkpoint + metrics (resumed when a checkpoint is
     there). ``stop_after``: stop after this many steps of *this call* (checkpointing, without
     writing ``out_model``) -- for wall-time-limited jobs that resume in the next one.
+    ``class_areas``: labelled area per class index over the training blocks
+    (:func:`l2h.data.training_class_areas`); needed by ``class_weights: labels``.
 
     Returns a summary: steps (completed), steps_run (this call), resumed_from, complete,
     seconds, pixels_per_s (training pixels per second this call), device, normalisation and
@@ -335,6 +336,9 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
         raise ConfigError("no band names given (train needs one name per imagery band)")
     if stop_after is not None and stop_after < 1:
         raise ConfigError(f"stop_after must be >= 1, got {stop_after}")
+    if cfg.class_weights == "labels" and (class_areas is None or not any(a > 0 for a in class_areas)):
+        raise ConfigError("train.class_weights: labels needs the training blocks' labelled class areas "
+                          f"(got {class_areas})")
     out_model, work_dir = Path(out_model), Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, metrics_path = work_dir / CHECKPOINT_NAME, work_dir / METRICS_NAME
@@ -350,14 +354,9 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
 
     if payload is not None:
         normalisation = payload["normalisation"]
-        class_pixels = payload.get("class_pixels")
-        if class_pixels is None and cfg.class_weights == "labels":
-            raise ConfigError(f"training checkpoint {ckpt_path} predates class_weights: labels; delete "
-                              f"{ckpt_path.parent} to start afresh")
     else:
-        stats = band_statistics(specs, cfg.patch_size, cfg.stats_samples, cfg.seed, in_channels=len(bands))
-        normalisation = {"mean": stats["mean"], "std": stats["std"]}
-        class_pixels = stats["class_pixels"]
+        normalisation = band_statistics(specs, cfg.patch_size, cfg.stats_samples, cfg.seed, in_channels=len(bands))
+        normalisation = {"mean": normalisation["mean"], "std": normalisation["std"]}
     dataset = TrainingWindows(specs, cfg.patch_size, cfg.seed, in_channels=len(bands), normalisation=normalisation,
                               min_labelled=cfg.min_labelled, augment=True)
 
@@ -375,7 +374,7 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
     loss_fn = L2HLoss(num_classes=model.num_classes, tau=cfg.tau, gamma=cfg.gamma, mode=cfg.confidence,
                       min_class_share=cfg.min_class_share, warmup_steps=cfg.warmup_steps,
                       balance_power=cfg.balance_power,
-                      class_weights=(weights_from_counts(class_pixels, cfg.balance_power)
+                      class_weights=(weights_from_counts(class_areas, cfg.balance_power)
                                      if cfg.class_weights == "labels" else None))
 
     start, elapsed_before = 0, 0.0
@@ -448,7 +447,7 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
                 bar.set_postfix(loss=f"{last['total']:.3f}", agree=f"{last['agreement']:.3f}", refresh=False)
                 if step % cfg.checkpoint_every == 0 or step == stop:
                     _write_checkpoint(ckpt_path, model, optimiser, scheduler, step, cfg, bands, normalisation,
-                                      class_pixels, digest, elapsed_before + now - t_start, label_pixels)
+                                      digest, elapsed_before + now - t_start, label_pixels)
     finally:
         bar.close()
         dataset.close()
@@ -456,8 +455,8 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
     if step == start and start < stop:  # pragma: no cover - the loader yielded nothing
         raise L2HError("training produced no batches")
     if start == stop and not ckpt_path.exists():  # pragma: no cover - defensive
-        _write_checkpoint(ckpt_path, model, optimiser, scheduler, step, cfg, bands, normalisation, class_pixels,
-                          digest, 0.0, label_pixels)
+        _write_checkpoint(ckpt_path, model, optimiser, scheduler, step, cfg, bands, normalisation, digest, 0.0,
+                          label_pixels)
 
     steps_run = step - start
     pixels = steps_run * cfg.batch_size * cfg.patch_size**2

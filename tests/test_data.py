@@ -13,7 +13,7 @@ from rasterio.enums import Resampling
 from rasterio.transform import from_origin
 from rasterio.warp import reproject
 
-from l2h.data import TrainingSpec, TrainingWindows, band_statistics, load_training_specs
+from l2h.data import TrainingSpec, TrainingWindows, band_statistics, load_training_specs, training_class_areas
 from l2h.errors import InputError
 from l2h.loss import codes_to_targets
 
@@ -277,6 +277,23 @@ def test_specs_from_block_tables(synthetic, tmp_path):
         load_training_specs(blocks, chosen, labels="x.tif", imagery="y.tif")
 
 
+def test_training_class_areas_sum_the_chosen_blocks(tmp_path):
+    blocks = tmp_path / "blocks.csv"
+    shares = {"a": (2.0, 0.5, {1: 0.9, 4: 0.1}), "b": (1.0, 1.0, {4: 0.5, 3: 0.5}), "c": (5.0, 1.0, {7: 1.0})}
+    with open(blocks, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["block_id", "region", "area_km2", "labelled_share", *(f"share_{c}" for c in range(1, 12))])
+        for block, (area, labelled, by_class) in shares.items():
+            w.writerow([block, "r", area, labelled, *(by_class.get(c, 0) for c in range(1, 12))])
+    chosen = tmp_path / "training_blocks.csv"
+    chosen.write_text("block_id\na\nb\n")  # c (all water) is not a training block
+    areas = training_class_areas(blocks, chosen)
+    assert areas == pytest.approx([0.9, 0, 0.5, 0.1 + 0.5, 0, 0, 0, 0, 0, 0, 0])  # index = code - 1
+    chosen.write_text("block_id\nz\n")
+    with pytest.raises(InputError, match="block z is not in"):
+        training_class_areas(blocks, chosen)
+
+
 def test_imagery_off_the_run_grid_is_warped(synthetic, tmp_path):
     # the same imagery at 2 m (every other pixel): read through a WarpedVRT onto the 1 m window
     coarse = synthetic["image"][:, ::2, ::2]
@@ -309,15 +326,3 @@ def test_band_statistics_redraw_windows_without_imagery(synthetic):
     with pytest.raises(InputError, match=r"no imagery found in 3 windows \(\d+ draws each\)"):
         band_statistics([far], patch_size=50, n_samples=3, seed=0)
 
-
-def test_band_statistics_count_the_label_classes(synthetic):
-    """The class frequencies behind train.class_weights: labels, from the same windows."""
-    stats = band_statistics(synthetic["specs"], patch_size=50, n_samples=40, seed=0)
-    ds = TrainingWindows(synthetic["specs"], patch_size=50, seed=0, min_labelled=0.0, augment=False)
-    counts = np.zeros(11, np.int64)
-    for i in range(40):
-        target = next(t for t, v in (ds.raw(i, a)[1:3] for a in range(ds.max_attempts)) if v.any())
-        counts += np.bincount(target[target != 255], minlength=11)
-    ds.close()
-    assert stats["class_pixels"] == counts.tolist()
-    assert sum(stats["class_pixels"]) > 0 and len(stats["class_pixels"]) == 11

@@ -170,3 +170,15 @@ def test_classes_no_label_showed_are_never_predicted(specs, tmp_path):
     assert not set(codes.unique().tolist()) & set(suppressed)
     assert torch.load(tmp_path / "w" / "checkpoint.pt", weights_only=False)["label_pixels"] == [
         seen[c] for c in range(1, 12)]  # a resumed run continues the count
+
+
+def test_class_weights_from_the_label_need_its_class_areas(specs, tmp_path):
+    cfg = _cfg(steps=2, warmup_steps=1, class_weights="labels", balance_power=1.0)
+    with pytest.raises(ConfigError, match="class_weights: labels needs"):
+        train(specs, BANDS, cfg, tmp_path / "m.pt", tmp_path / "w", progress=False)
+    areas = [0.5, 0, 0.2, 0.3, 0, 0, 0.01, 0, 0, 0, 0]
+    train(specs, BANDS, cfg, tmp_path / "m.pt", tmp_path / "w", progress=False, class_areas=areas)
+    batch = _cfg(steps=2, warmup_steps=1, balance_power=1.0)
+    train(specs, BANDS, batch, tmp_path / "b.pt", tmp_path / "wb", progress=False)
+    fixed, per_batch = _weights(tmp_path / "m.pt"), _weights(tmp_path / "b.pt")
+    assert any(not torch.equal(fixed[k], per_batch[k]) for k in fixed)  # the weights reached the loss
