@@ -31,7 +31,7 @@ log = logging.getLogger("l2h.chunks")
 
 MANIFEST_FORMAT = "l2h-block-chunk"
 MANIFEST_VERSION = 1
-LAYER_KEYS = {"classes": "classes", "confidence": "confidence"}
+LAYERS = ("classes", "confidence")  # the files a manifest lists per block
 
 
 def chunk_blocks(blocks: Iterable[Block], per_job: int) -> dict[str, list[tuple[Block, ...]]]:
@@ -153,8 +153,8 @@ def expand_manifests(paths: Sequence[str | Path], layer: str = "classes",
 
     ``region``: keep only the blocks touching this region. Returns (files, {file: manifest}).
     """
-    if layer not in LAYER_KEYS:
-        raise ValueError(f"layer must be one of {', '.join(LAYER_KEYS)}, got {layer!r}")
+    if layer not in LAYERS:
+        raise ValueError(f"layer must be one of {', '.join(LAYERS)}, got {layer!r}")
     files: list[str] = []
     origin: dict[str, str] = {}
     for path in map(str, paths):
@@ -164,7 +164,7 @@ def expand_manifests(paths: Sequence[str | Path], layer: str = "classes",
         for entry in read_manifest(path):
             if region is not None and region not in entry.get("touches", [region]):
                 continue
-            file = entry.get(LAYER_KEYS[layer])
+            file = entry.get(layer)
             if file is None:
                 raise InputError(f"chunk manifest {path}: block {entry.get('id')} has no {layer} layer "
                                  f"(infer.confidence was false when it was predicted); delete it and rerun")
