@@ -1,6 +1,7 @@
 """The block grid: fixed squares of the run's output grid, the unit of training-region sampling and
-of inference (an inference job predicts a chunk of them, :mod:`l2h.chunks`). Blocks are anchored at the CRS origin (edges at multiples of block_size pixels),
-computed from region geometries at DAG-parse time (no checkpoint)."""
+of inference (an inference job predicts a chunk of them, :mod:`l2h.chunks`). Blocks are anchored
+at the CRS origin (edges at multiples of block_size pixels), computed from region geometries at
+DAG-parse time (no checkpoint)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from l2h.blocks import Block
 from l2h.errors import InputError
-from l2h.io import atomic_path
+from l2h.io import atomic_path, sha256_file
 
 log = logging.getLogger("l2h.chunks")
 
@@ -57,19 +57,10 @@ def block_paths(out_dir: str | Path, block: str) -> dict[str, str]:
             "confidence": str(Path(out_dir) / f"{block}_confidence.tif")}
 
 
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for part in iter(lambda: f.read(1 << 20), b""):
-            h.update(part)
-    return h.hexdigest()
-
-
 def chunk_key(settings: Mapping, files: Sequence[str | Path]) -> str:
     """What a chunk's blocks depend on: the job's settings and the contents of its input files
     (model, region masks). A killed attempt's blocks are reused only under the same key."""
-    text = json.dumps({"settings": settings, "files": [file_digest(p) for p in files]}, sort_keys=True,
+    text = json.dumps({"settings": settings, "files": [sha256_file(p) for p in files]}, sort_keys=True,
                       default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -264,9 +264,9 @@ def _infer(args: argparse.Namespace) -> None:
     block_m = args.block_size * args.resolution
     blocks = [(b, block_bounds(*parse_block_id(b), block_m)) for b in args.blocks]
     settings = {k: v for k, v in vars(args).items() if k not in ("func", "log", "verbose", "threads", "device")}
-    imagery = Path(args.imagery)
-    if imagery.is_file():  # a mosaic VRT or a file rewritten since: new imagery (too big to hash)
-        settings["imagery_file"] = [imagery.stat().st_size, imagery.stat().st_mtime_ns]
+    if Path(args.imagery).is_file():  # a mosaic VRT or a file rewritten since: new imagery (too big to hash)
+        stat = Path(args.imagery).stat()
+        settings["imagery_file"] = [stat.st_size, stat.st_mtime_ns]
     key = chunk_key(settings, [args.model, *args.mask])
     model = load_onnx(args.model, threads=args.threads, device=args.device)
     stats = predict_chunk(model, args.imagery, blocks, args.resolution, args.crs,

@@ -105,6 +105,18 @@ def _read_table(path, needed: Sequence[str]) -> list[dict]:
         return list(reader)
 
 
+def _training_rows(blocks_csv, training_blocks_csv, columns: Sequence[str]) -> list[dict]:
+    """The block table's rows (needing ``columns``) of the blocks ``training_blocks_csv`` lists, in
+    its order; a listed block missing from the table -> InputError."""
+    table = {r["block_id"]: r for r in _read_table(blocks_csv, ("block_id", *columns))}
+    rows = []
+    for chosen in _read_table(training_blocks_csv, ("block_id",)):
+        if chosen["block_id"] not in table:
+            raise InputError(f"{training_blocks_csv}: block {chosen['block_id']} is not in {blocks_csv}")
+        rows.append(table[chosen["block_id"]])
+    return rows
+
+
 def load_training_specs(blocks_csv: str | os.PathLike, training_blocks_csv: str | os.PathLike,
                         labels: str | Mapping[str, str], imagery: str | Mapping[str, str],
                         crs: str | None = None, resolution: float = 1.0) -> list[TrainingSpec]:
@@ -115,14 +127,9 @@ def load_training_specs(blocks_csv: str | os.PathLike, training_blocks_csv: str 
     ``{region}`` is replaced by the region (e.g. ``resources/labels/{region}.tif``), one path for
     every region, or a mapping region -> path.
     """
-    table = {r["block_id"]: r for r in _read_table(blocks_csv, ("block_id", "region", "xmin", "ymin", "xmax", "ymax"))}
-    chosen = [r["block_id"] for r in _read_table(training_blocks_csv, ("block_id",))]
     specs = []
-    for block in chosen:
-        if block not in table:
-            raise InputError(f"{training_blocks_csv}: block {block} is not in {blocks_csv}")
-        row = table[block]
-        region = row["region"]
+    for row in _training_rows(blocks_csv, training_blocks_csv, ("region", "xmin", "ymin", "xmax", "ymax")):
+        block, region = row["block_id"], row["region"]
         bounds = tuple(float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
         specs.append(TrainingSpec(block, region, bounds, _per_region(labels, region, "label"),
                                   _per_region(imagery, region, "imagery"), crs, float(resolution)))
@@ -135,17 +142,13 @@ def training_class_areas(blocks_csv: str | os.PathLike, training_blocks_csv: str
     """Labelled km² of each class index (code - 1) over the training blocks, from the block table's
     area, labelled share and class shares: the label's class frequencies, exact and without reading
     a raster (for ``train.class_weights: labels``)."""
-    columns = ("block_id", "area_km2", "labelled_share", *(f"share_{c}" for c in CLASS_CODES))
-    table = {r["block_id"]: r for r in _read_table(blocks_csv, columns)}
     areas = [0.0] * NUM_CLASSES
-    for row in _read_table(training_blocks_csv, ("block_id",)):
-        block = table.get(row["block_id"])
-        if block is None:
-            raise InputError(f"{training_blocks_csv}: block {row['block_id']} is not in {blocks_csv}")
+    columns = ("area_km2", "labelled_share", *(f"share_{c}" for c in CLASS_CODES))
+    for row in _training_rows(blocks_csv, training_blocks_csv, columns):
         try:
-            labelled = float(block["area_km2"]) * float(block["labelled_share"])
+            labelled = float(row["area_km2"]) * float(row["labelled_share"])
             for k, code in enumerate(CLASS_CODES):
-                areas[k] += labelled * float(block[f"share_{code}"])
+                areas[k] += labelled * float(row[f"share_{code}"])
         except ValueError as exc:
             raise InputError(f"{blocks_csv}: block {row['block_id']} has a non-numeric area or share ({exc})") from None
     return areas

@@ -8,7 +8,6 @@ or complete. Secrets in URL query strings never reach messages or logs (see `red
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -24,7 +23,7 @@ import requests
 from tqdm import tqdm
 
 from l2h.errors import L2HError
-from l2h.io import atomic_path
+from l2h.io import atomic_path, sha256_file
 
 log = logging.getLogger("l2h.download")
 
@@ -71,20 +70,12 @@ def _error(url: str, label: str, problem: str, not_found: bool = False) -> Downl
     return DownloadError(redact(f"{label}: cannot download {url}: {problem}"), not_found=not_found)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK * 4):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _mismatch(path: Path, expected_size: int | None, sha256: str | None) -> str | None:
     """What is wrong with the file at `path` (size, then checksum), or None if it verifies."""
     size = path.stat().st_size
     if expected_size is not None and size != expected_size:
         return f"size mismatch: got {size} bytes, expected {expected_size}"
-    if sha256 is not None and (actual := _sha256(path)) != sha256.lower():
+    if sha256 is not None and (actual := sha256_file(path)) != sha256.lower():
         return f"sha256 mismatch: got {actual}, expected {sha256.lower()}"
     return None
 

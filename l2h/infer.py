@@ -165,12 +165,12 @@ def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tu
         if block in state.done:
             continue
         paths = block_paths(out_dir, block)
+        confidence_out = paths["confidence"] if confidence else None
         t0 = time.perf_counter()
         stats = predict_block(model, imagery, bounds, resolution, crs, mask, paths["classes"],
-                              confidence_out=paths["confidence"] if confidence else None, tile=tile,
-                              batch=batch, strict=strict, progress=False)
+                              confidence_out=confidence_out, tile=tile, batch=batch, strict=strict, progress=False)
         state.record({"id": block, "bounds": list(bounds), "touches": list(regions_touching(bounds, regions)),
-                      "classes": paths["classes"], "confidence": paths["confidence"] if confidence else None,
+                      "classes": paths["classes"], "confidence": confidence_out,
                       "valid_pixels": stats["valid_pixels"], "seconds": round(time.perf_counter() - t0, 3)})
         pixels += stats["pixels"]
         valid += stats["valid_pixels"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -14,6 +15,15 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 
 from l2h.classes import NODATA, colormap
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 (hex) of a file's bytes, read in 1 MiB parts."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while part := f.read(1 << 20):
+            digest.update(part)
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

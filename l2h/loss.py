@@ -107,8 +107,6 @@ def class_balanced_weights(label: torch.Tensor, num_classes: int, ignore_index: 
     Classes absent from ``label`` (ignoring ``ignore_index``) get weight 0; ``power=0`` gives 1 for
     every present class. Float32 on the label's device.
     """
-    if power < 0:
-        raise LossConfigError(f"balance power must be >= 0, got {power}")
     label = _check_label(label.reshape(-1), num_classes, ignore_index)
     label = label[label != ignore_index]
     return weights_from_counts(torch.bincount(label, minlength=num_classes), power)

@@ -77,13 +77,13 @@ def imagery_for_region(region):
 # national run), so none of them may scan the whole block list. An inference job predicts one
 # chunk: `infer.blocks_per_job` consecutive blocks of the region owning them (l2h.chunks).
 CHUNKS = chunk_blocks(BLOCKS, CFG["infer"]["blocks_per_job"])
-REGION_CHUNKS = {r: set() for r in REGION_SLUGS}
+_touching_chunks = {r: set() for r in REGION_SLUGS}
 for _region, _chunks in CHUNKS.items():
     for _n, _chunk in enumerate(_chunks):
         for _block in _chunk:
             for _touched in _block.touches:
-                REGION_CHUNKS[_touched].add((_region, _n))
-REGION_CHUNKS = {r: [chunk_manifest_path(*c) for c in sorted(chunks)] for r, chunks in REGION_CHUNKS.items()}
+                _touching_chunks[_touched].add((_region, _n))
+REGION_CHUNKS = {r: [chunk_manifest_path(*c) for c in sorted(chunks)] for r, chunks in _touching_chunks.items()}
 
 
 def chunk_of(wildcards):

@@ -11,7 +11,7 @@ rule infer:
         imagery=lambda w: imagery_for_region(w.region),
         masks=chunk_masks,
     output:
-        "resources/pred/{region}/chunk_{chunk}.json",
+        chunk_manifest_path("{region}", "{chunk}"),
     params:
         # the block ids are a parameter: a changed grid or chunking reruns the job
         blocks=lambda w: " ".join(b.id for b in chunk_of(w)),

@@ -15,12 +15,7 @@ from l2h.errors import InputError
 from l2h.infer import load_onnx, predict_block, predict_chunk
 from l2h.mosaic import merge_blocks
 from l2h.regions import dissolved_regions, region_geometries
-from test_infer import CRS, export_tiny_model
-
-
-@pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory):
-    return export_tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx")
+from test_infer import CRS, tiny_onnx  # noqa: F401  (tiny_onnx: test_infer's model fixture)
 
 
 @pytest.fixture(scope="module")

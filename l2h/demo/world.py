@@ -21,7 +21,6 @@ Same seed and size give byte-identical files.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -39,7 +38,7 @@ from l2h.demo.osm import write_osm
 from l2h.demo.products import TEMPLATES, make_products
 from l2h.demo.regions import Province, country_outline, split_provinces, to_lonlat, write_provinces
 from l2h.errors import ConfigError
-from l2h.io import atomic_path, write_class_raster
+from l2h.io import atomic_path, sha256_file, write_class_raster
 from l2h.quicklook import save_class_quicklook
 from l2h.refpoints import allocate
 
@@ -68,14 +67,6 @@ QUICKLOOK_PATH = "quicklook.png"
 MANIFEST_PATH = "manifest.json"
 N_REFERENCE_POINTS = 2000
 MIN_POINTS_PER_CLASS = 60
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -217,7 +208,7 @@ def generate_demo_world(outdir: Path, seed: int = 42, width_m: int = 4096, heigh
         "paths": {"truth": TRUTH_PATH, "provinces": PROVINCES_PATH, "imagery": IMAGERY_PATH, "osm": OSM_PATH,
                   "reference_points": POINTS_PATH, "strata": STRATA_PATH, "survey": SURVEY_PATH, "quicklook": QUICKLOOK_PATH},
         "files": [
-            {"path": rel, "bytes": (outdir / rel).stat().st_size, "sha256": _sha256(outdir / rel)}
+            {"path": rel, "bytes": (outdir / rel).stat().st_size, "sha256": sha256_file(outdir / rel)}
             for rel in sorted(written)
         ],
     }
