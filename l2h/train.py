@@ -380,12 +380,13 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
     start, elapsed_before = 0, 0.0
     # labelled pixels per class index in the batches so far (classes never shown are suppressed)
     label_pixels = torch.zeros(model.num_classes, dtype=torch.int64)
+    counted_all = payload is None or "label_pixels" in payload
     if payload is not None:
-        if "label_pixels" in payload:
+        if counted_all:
             label_pixels = torch.as_tensor(payload["label_pixels"], dtype=torch.int64)
         else:
-            log.warning("%s predates label counting: classes are counted from step %d on", ckpt_path,
-                        int(payload["step"]))
+            log.warning("%s predates label counting: which classes its first %d steps showed is unknown, so "
+                        "no class will be suppressed", ckpt_path, int(payload["step"]))
         optimiser.load_state_dict(payload["optimiser"])
         scheduler.load_state_dict(payload["scheduler"])
         if payload["cfg"].get("steps") != cfg.steps:
@@ -479,7 +480,7 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
         return result
 
     model = model.to("cpu", memory_format=torch.contiguous_format).eval()
-    unseen = suppress_unseen_classes(model, label_pixels.tolist())
+    unseen = suppress_unseen_classes(model, label_pixels.tolist()) if counted_all else []
     if unseen:
         log.warning("no training label showed class(es) %s: the model will never predict them", unseen)
     extra = {
@@ -491,7 +492,8 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
         "metrics": summary,
         "seconds": elapsed_before + seconds,
         "device": str(device),
-        "label_pixels": {index_to_code(k): int(n) for k, n in enumerate(label_pixels.tolist())},
+        "label_pixels": ({index_to_code(k): int(n) for k, n in enumerate(label_pixels.tolist())}
+                         if counted_all else None),
         "suppressed_classes": unseen,
     }
     meta = model_metadata(model, bands, normalisation, cfg.tau, cfg.gamma, extra=extra)

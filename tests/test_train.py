@@ -182,3 +182,19 @@ def test_class_weights_from_the_label_need_its_class_areas(specs, tmp_path):
     train(specs, BANDS, batch, tmp_path / "b.pt", tmp_path / "wb", progress=False)
     fixed, per_batch = _weights(tmp_path / "m.pt"), _weights(tmp_path / "b.pt")
     assert any(not torch.equal(fixed[k], per_batch[k]) for k in fixed)  # the weights reached the loss
+
+
+def test_a_checkpoint_from_before_label_counting_still_finishes(specs, tmp_path):
+    """A finished run of an older l2h (its checkpoint has no label counts) whose model file is
+    missing: training ends at once, without suppressing classes it cannot know were unseen."""
+    cfg = _cfg(steps=2, warmup_steps=1, checkpoint_every=2)
+    train(specs, BANDS, cfg, tmp_path / "m.pt", tmp_path / "w", progress=False)
+    checkpoint = tmp_path / "w" / "checkpoint.pt"
+    old = torch.load(checkpoint, weights_only=False)
+    del old["label_pixels"]
+    torch.save(old, checkpoint)
+    (tmp_path / "m.pt").unlink()
+    summary = train(specs, BANDS, cfg, tmp_path / "m.pt", tmp_path / "w", progress=False)
+    _, meta = load_model(tmp_path / "m.pt")
+    assert summary["steps_run"] == 0 and meta["extra"]["suppressed_classes"] == []
+    assert meta["extra"]["label_pixels"] is None
