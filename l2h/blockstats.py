@@ -8,7 +8,9 @@ Each label pixel is counted in the block holding its centre.
 
 from __future__ import annotations
 
+import csv
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,3 +80,37 @@ def write_table(table: pd.DataFrame, out: str | Path) -> None:
     """Write a block table as CSV, atomically."""
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.12g")
+
+
+def read_table(path, needed: Sequence[str]) -> list[dict]:
+    """The rows of a block-table CSV that has the ``needed`` columns (InputError otherwise)."""
+    if not Path(path).is_file():
+        raise InputError(f"block table {path} does not exist")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in needed if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(f"{path}: lacks column(s) {', '.join(missing)} (has {reader.fieldnames})")
+        return list(reader)
+
+
+def training_rows(blocks_csv, training_blocks_csv, columns: Sequence[str]) -> list[dict]:
+    """The block table's rows (needing ``columns``) of the blocks ``training_blocks_csv`` lists, in
+    its order; a listed block missing from the table -> InputError."""
+    table = {r["block_id"]: r for r in read_table(blocks_csv, ("block_id", *columns))}
+    rows = []
+    for chosen in read_table(training_blocks_csv, ("block_id",)):
+        if chosen["block_id"] not in table:
+            raise InputError(f"{training_blocks_csv}: block {chosen['block_id']} is not in {blocks_csv}")
+        rows.append(table[chosen["block_id"]])
+    return rows
+
+
+def training_block_bounds(blocks_csv: str | os.PathLike,
+                          training_blocks_csv: str | os.PathLike) -> list[tuple[float, float, float, float]]:
+    """(xmin, ymin, xmax, ymax) of every training block, in the run's CRS (from the block table)."""
+    rows = training_rows(blocks_csv, training_blocks_csv, ("xmin", "ymin", "xmax", "ymax"))
+    try:
+        return [tuple(float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax")) for r in rows]
+    except ValueError as exc:
+        raise InputError(f"{blocks_csv}: a training block has non-numeric bounds ({exc})") from None

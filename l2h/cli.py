@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -80,7 +81,8 @@ def _harmonize(args: argparse.Namespace) -> None:
     products = [read_manifest(m) for m in args.product]
     burn = road_burner(read_roads(args.roads), args.min_cover) if args.roads else None
     stats = harmonize_region(region.geometry, region.crs, products, args.out, resolution=args.resolution,
-                             rule=args.agreement, window=args.window, burn=burn, region_name=region.slug)
+                             rule=args.agreement, window=args.window, burn=burn, region_name=region.slug,
+                             sets_out=args.sets_out)
     summary = summarize(stats, region.slug)
     write_stats(summary, args.stats_csv, args.stats_json)
     quicklook_from_file(args.quicklook, args.out, f"{region.name}: training label ({args.resolution:g} m)")
@@ -112,13 +114,24 @@ def _block_stats(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    from l2h.blockstats import training_block_bounds
     from l2h.evaluate import evaluate
     from l2h.regions import dissolved_regions
 
     regions = dissolved_regions(args.regions, args.name_field, args.layer, args.slug_field)
+    training = None
+    if args.training_blocks:
+        if not (args.blocks and args.crs):
+            raise L2HError("evaluate: --training-blocks needs --blocks (the block table) and --crs (the run's CRS)")
+        training = (training_block_bounds(args.blocks, args.training_blocks), args.crs)
     doc = evaluate(json.loads(args.settings), args.map, args.product, args.out_dir, regions=regions,
-                   run_name=args.run_name)
-    log.info("accuracy: map OA %.3f on %d points; %s", doc["map"]["oa"], doc["map"]["n_points"],
+                   run_name=args.run_name, training_blocks=training)
+    for part in ("held_out", "in_training_blocks"):
+        if part in doc:
+            log.info("accuracy, %s: map OA %.3f on %d points; %s", part.replace("_", " "), doc[part]["map"]["oa"],
+                     doc[part]["map"]["n_points"],
+                     ", ".join(f"{k} OA {v['oa']:.3f}" for k, v in doc[part]["products"].items()))
+    log.info("accuracy, all points: map OA %.3f on %d points; %s", doc["map"]["oa"], doc["map"]["n_points"],
              ", ".join(f"{k} OA {v['oa']:.3f}" for k, v in doc["products"].items()))
 
 
@@ -217,7 +230,7 @@ def _train(args: argparse.Namespace) -> None:
 
     imagery = json.loads(args.imagery)
     specs = load_training_specs(args.blocks, args.training_blocks, args.labels, imagery, crs=args.crs,
-                                resolution=args.resolution)
+                                resolution=args.resolution, label_sets=args.label_sets)
     cfg = TrainConfig.from_dict(json.loads(args.settings))
     summary = train(specs, band_names(specs[0].imagery), cfg, args.out, Path(args.work_dir),
                     class_areas=training_class_areas(args.blocks, args.training_blocks))
@@ -259,6 +272,7 @@ def _infer(args: argparse.Namespace) -> None:
     from l2h.blocks import block_bounds, parse_block_id
     from l2h.chunks import chunk_key
     from l2h.infer import load_onnx, predict_chunk
+    from l2h.labelprior import LabelPrior
 
     _, regions = _union_of_regions(args.mask)
     block_m = args.block_size * args.resolution
@@ -267,11 +281,17 @@ def _infer(args: argparse.Namespace) -> None:
     if Path(args.imagery).is_file():  # a mosaic VRT or a file rewritten since: new imagery (too big to hash)
         stat = Path(args.imagery).stat()
         settings["imagery_file"] = [stat.st_size, stat.st_mtime_ns]
-    key = chunk_key(settings, [args.model, *args.mask])
+    if args.label_prior > 0 and not args.label_sets:
+        raise L2HError("infer: --label-prior needs the class-set labels of the regions (--label-sets)")
+    sets = args.label_sets if args.label_prior > 0 else []
+    key = chunk_key(settings, [args.model, *args.mask, *sets])
     model = load_onnx(args.model, threads=args.threads, device=args.device)
-    stats = predict_chunk(model, args.imagery, blocks, args.resolution, args.crs,
-                          {r.slug: r.geometry for r in regions}, args.out_dir, args.manifest, key, args.region,
-                          confidence=args.confidence, tile=args.tile, batch=args.batch, strict=args.strict)
+    with contextlib.ExitStack() as stack:
+        prior = stack.enter_context(LabelPrior(sets, args.label_prior)) if sets else None
+        stats = predict_chunk(model, args.imagery, blocks, args.resolution, args.crs,
+                              {r.slug: r.geometry for r in regions}, args.out_dir, args.manifest, key, args.region,
+                              confidence=args.confidence, tile=args.tile, batch=args.batch, strict=args.strict,
+                              prior=prior)
     seconds = max(stats["seconds"], 1e-9)
     log.info("%d block(s) predicted, %d kept from an interrupted attempt: %d of %d pixels mapped in %.1f s "
              "(%.0f pixels/s, %s)", stats["blocks"] - stats["kept"], stats["kept"], stats["valid_pixels"],
@@ -324,6 +344,43 @@ def _reference_points(args: argparse.Namespace) -> None:
     log.info("%d reference points written to %s (%s): %s", len(points), args.out,
              "stratified by class" if args.stratified else "simple random",
              ", ".join(f"class {c}: {s['points']} of {s['pixels']} px" for c, s in stats.items()))
+
+
+def _score_pixels(args: argparse.Namespace) -> None:
+    from l2h.blockstats import training_block_bounds
+    from l2h.evaluate import Legend
+    from l2h.fetch import read_manifest
+    from l2h.io import atomic_path
+    from l2h.pixelscore import score_pixels
+    from l2h.regions import read_region_geometry
+
+    settings = json.loads(args.settings)
+    legend = Legend.from_config(settings["legend"], settings["mapping"])
+    crosswalks = {}
+    for item in args.crosswalk:
+        pid, sep, table = item.partition("=")
+        try:
+            crosswalks[pid] = json.loads(table) if sep else None
+        except json.JSONDecodeError:
+            crosswalks[pid] = None
+        if not isinstance(crosswalks[pid], dict):
+            raise L2HError(f"--crosswalk {item!r}: expected PRODUCT={{\"code\": reference class, ...}}")
+    regions = None
+    if args.region:
+        geoms = [read_region_geometry(r) for r in args.region]
+        regions = ([g.geometry for g in geoms], geoms[0].crs)
+    exclude = None
+    if args.training_blocks:
+        if not (args.blocks and args.crs):
+            raise L2HError("score-pixels: --training-blocks needs --blocks (the block table) and --crs")
+        exclude = (training_block_bounds(args.blocks, args.training_blocks), args.crs)
+    result = score_pixels(args.map, args.reference, legend, _parse_recode(args.recode),
+                          [read_manifest(m) for m in args.product], crosswalks, regions, exclude)
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    log.info("%s pixels scored (%s in training blocks left out): %s", f"{result['n_pixels']:,}",
+             f"{result['excluded_pixels']:,}",
+             ", ".join(f"{k} OA {v['oa']:.3f} mIoU {v['miou']:.3f}" for k, v in result["sources"].items()))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -392,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agreement", choices=["all", "majority"], default="all", help="agreement rule")
     p.add_argument("--window", type=int, default=1024, help="processing window in label pixels")
     p.add_argument("--out", required=True, help="label GeoTIFF")
+    p.add_argument("--sets-out", default=None, help="class-set label GeoTIFF (uint16 bitmask of the classes "
+                                                  "the products leave possible)")
     p.add_argument("--stats-csv", required=True, help="class statistics CSV")
     p.add_argument("--stats-json", required=True, help="full statistics JSON")
     p.add_argument("--quicklook", required=True, help="quicklook PNG")
@@ -462,6 +521,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--product", action="append", default=[], help="product manifest (repeat)")
     _region_file_args(p)
     p.add_argument("--run-name", default="run", help="run name for the report")
+    p.add_argument("--blocks", default=None, help="block table (resources/blocks.csv)")
+    p.add_argument("--training-blocks", default=None,
+                   help="selected blocks (resources/training_blocks.csv): score the points outside them "
+                        "(held out) and inside them apart")
+    p.add_argument("--crs", default=None, help="the run's CRS (of the block table)")
     p.add_argument("--out-dir", required=True, help="folder for accuracy.json, tables and figures")
     p.set_defaults(func=_evaluate)
 
@@ -482,6 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blocks", required=True, help="block table (resources/blocks.csv)")
     p.add_argument("--training-blocks", required=True, help="selected blocks (resources/training_blocks.csv)")
     p.add_argument("--labels", required=True, help="label path template with {region}")
+    p.add_argument("--label-sets", default=None, help="class-set label path template with {region} (for "
+                                                       "train.partial_labels)")
     p.add_argument("--imagery", required=True, help="JSON object {region: imagery GDAL dataset name}")
     p.add_argument("--crs", required=True, help="the run's CRS")
     p.add_argument("--resolution", type=float, required=True, help="output pixel size in metres")
@@ -529,6 +595,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="execution provider")
     p.add_argument("--strict", action="store_true", help="a block without imagery is an error")
+    p.add_argument("--label-prior", type=float, default=0.0, metavar="NATS",
+                   help="bonus on the logits of the classes the coarse label allows (0 = off)")
+    p.add_argument("--label-sets", nargs="*", default=[],
+                   help="class-set labels (from harmonize) of the regions the blocks touch, for --label-prior")
     p.set_defaults(func=_infer)
 
     p = sub.add_parser("footprint", help="write a region file covering the footprints of raster files",
@@ -557,6 +627,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output CSV (x, y, crs, class)")
     p.add_argument("--strata-areas", default=None, help="also write stratum,area_km2 per class")
     p.set_defaults(func=_reference_points)
+
+    p = sub.add_parser("score-pixels", help="score the map and products pixel by pixel against reference rasters",
+                       description="Wall-to-wall accuracy against reference class rasters (e.g. a 1 m land-cover "
+                                   "map): the map and each product on the same pixels, in the reference legend, "
+                                   "optionally only inside some regions and outside the training blocks (spatial "
+                                   "cross-validation). Writes a JSON of OA, kappa, per-class IoU and confusion.")
+    p.add_argument("--map", required=True, help="our map (a region or the national COG)")
+    p.add_argument("--reference", nargs="+", required=True, help="reference class raster(s)")
+    p.add_argument("--settings", required=True,
+                   help="JSON with the reference `legend` and the `mapping` of our classes (the config's "
+                        "evaluation.points section serves)")
+    p.add_argument("--recode", nargs="*", default=[], metavar="FROM=TO",
+                   help="merge reference codes first, e.g. 5=4 6=4")
+    p.add_argument("--product", action="append", default=[], help="product manifest to score too (repeat)")
+    p.add_argument("--crosswalk", action="append", default=[], metavar="PRODUCT=JSON",
+                   help='hard mapping of a product\'s codes to reference classes, e.g. nlcd=\'{"41": 2, "21": 3}\' '
+                        "(default: a code is right when the reference is in its class set)")
+    p.add_argument("--region", action="append", default=[],
+                   help="region GeoPackage (from region-geometry) to score inside (repeat; default everywhere)")
+    p.add_argument("--blocks", default=None, help="block table (resources/blocks.csv)")
+    p.add_argument("--training-blocks", default=None, help="leave out the pixels of these blocks")
+    p.add_argument("--crs", default=None, help="the run's CRS (of the block table)")
+    p.add_argument("--out", required=True, help="output JSON")
+    p.set_defaults(func=_score_pixels)
 
     p = sub.add_parser("mosaic", help="merge block predictions (or region maps) into a clipped COG + quicklook",
                        description="Stream the inputs window by window into a GeoTIFF clipped to the region(s), "

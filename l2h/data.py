@@ -29,7 +29,6 @@ picklable and must not cross a ``fork``).
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import json
 import os
@@ -48,6 +47,7 @@ from rasterio.transform import from_origin
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from l2h.blockstats import training_rows
 from l2h.classes import CLASS_CODES
 from l2h.errors import ConfigError, InputError
 from l2h.imagery import describe_source, is_xml
@@ -57,6 +57,7 @@ from l2h.loss import codes_to_targets
 IGNORE_INDEX = 255
 NUM_CLASSES = len(CLASS_CODES)  # class indices 0..10 of codes 1..11
 DEFAULT_MAX_ATTEMPTS = 8
+_JITTER_STREAM = 7919  # the colour jitter's generator: (seed, i, this), apart from the window draws
 _EPS = 1e-6
 
 
@@ -66,6 +67,8 @@ class TrainingSpec:
 
     ``bounds``: (xmin, ymin, xmax, ymax) in the run's CRS, edges on the run grid.
     ``label``: path of the region's coarse label raster (codes 1..11, 255 ignore, 0 outside).
+    ``label_sets``: path of the region's class-set label (uint16, bit c = class code c possible;
+    :mod:`l2h.harmonize`), read only when training learns from ambiguous pixels.
     ``imagery``: a GDAL dataset name (path, VRT, ``/vsicurl/`` URL or GDAL XML text); may differ
     per region. ``crs``: the run's CRS (None = the label's CRS, which the workflow writes in the
     run's CRS). ``resolution``: the run grid's pixel size (metres).
@@ -78,6 +81,7 @@ class TrainingSpec:
     imagery: str
     crs: str | None = None
     resolution: float = 1.0
+    label_sets: str | None = None
 
     @property
     def area(self) -> float:
@@ -94,45 +98,24 @@ def _per_region(value: str | Mapping[str, str], region: str, what: str) -> str:
     return value.replace("{region}", region) if not is_xml(value) else value
 
 
-def _read_table(path, needed: Sequence[str]) -> list[dict]:
-    if not Path(path).is_file():
-        raise InputError(f"block table {path} does not exist")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in needed if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InputError(f"{path}: lacks column(s) {', '.join(missing)} (has {reader.fieldnames})")
-        return list(reader)
-
-
-def _training_rows(blocks_csv, training_blocks_csv, columns: Sequence[str]) -> list[dict]:
-    """The block table's rows (needing ``columns``) of the blocks ``training_blocks_csv`` lists, in
-    its order; a listed block missing from the table -> InputError."""
-    table = {r["block_id"]: r for r in _read_table(blocks_csv, ("block_id", *columns))}
-    rows = []
-    for chosen in _read_table(training_blocks_csv, ("block_id",)):
-        if chosen["block_id"] not in table:
-            raise InputError(f"{training_blocks_csv}: block {chosen['block_id']} is not in {blocks_csv}")
-        rows.append(table[chosen["block_id"]])
-    return rows
-
-
 def load_training_specs(blocks_csv: str | os.PathLike, training_blocks_csv: str | os.PathLike,
                         labels: str | Mapping[str, str], imagery: str | Mapping[str, str],
-                        crs: str | None = None, resolution: float = 1.0) -> list[TrainingSpec]:
+                        crs: str | None = None, resolution: float = 1.0,
+                        label_sets: str | Mapping[str, str] | None = None) -> list[TrainingSpec]:
     """The training blocks as :class:`TrainingSpec` s, in the order of ``training_blocks_csv``.
 
     ``blocks_csv``: the block table (columns block_id, region, xmin, ymin, xmax, ymax, ...);
-    ``training_blocks_csv``: column block_id. ``labels`` / ``imagery``: a path template where
-    ``{region}`` is replaced by the region (e.g. ``resources/labels/{region}.tif``), one path for
-    every region, or a mapping region -> path.
+    ``training_blocks_csv``: column block_id. ``labels`` / ``imagery`` / ``label_sets`` (optional):
+    a path template where ``{region}`` is replaced by the region (e.g.
+    ``resources/labels/{region}.tif``), one path for every region, or a mapping region -> path.
     """
     specs = []
-    for row in _training_rows(blocks_csv, training_blocks_csv, ("region", "xmin", "ymin", "xmax", "ymax")):
+    for row in training_rows(blocks_csv, training_blocks_csv, ("region", "xmin", "ymin", "xmax", "ymax")):
         block, region = row["block_id"], row["region"]
         bounds = tuple(float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax"))
+        sets = _per_region(label_sets, region, "class-set label") if label_sets is not None else None
         specs.append(TrainingSpec(block, region, bounds, _per_region(labels, region, "label"),
-                                  _per_region(imagery, region, "imagery"), crs, float(resolution)))
+                                  _per_region(imagery, region, "imagery"), crs, float(resolution), sets))
     if not specs:
         raise InputError(f"{training_blocks_csv} lists no training blocks")
     return specs
@@ -144,7 +127,7 @@ def training_class_areas(blocks_csv: str | os.PathLike, training_blocks_csv: str
     a raster (for ``train.class_weights: labels``)."""
     areas = [0.0] * NUM_CLASSES
     columns = ("area_km2", "labelled_share", *(f"share_{c}" for c in CLASS_CODES))
-    for row in _training_rows(blocks_csv, training_blocks_csv, columns):
+    for row in training_rows(blocks_csv, training_blocks_csv, columns):
         try:
             labelled = float(row["area_km2"]) * float(row["labelled_share"])
             for k, code in enumerate(CLASS_CODES):
@@ -227,18 +210,25 @@ class TrainingWindows(torch.utils.data.Dataset):
     all sources must agree); ``normalisation``: {"mean": [...], "std": [...]} per band (None =
     raw values); ``min_labelled``: minimum labelled share of a window before it is re-drawn;
     ``augment``: random rot90 + flip; ``length``: the nominal dataset length (indices are
-    unbounded in practice).
+    unbounded in practice); ``sets``: also return each window's class sets (from the specs'
+    ``label_sets``), for the partial-label loss; ``colour_jitter`` j (with ``augment``): the raw
+    imagery of a window is scaled by a brightness factor and one factor per band, each drawn
+    uniformly from [1 - j, 1 + j] (another acquisition has another radiometry); ``rare_draws`` k > 1:
+    draw k candidate windows and keep the one whose label has the highest mean ``class_rarity``
+    (a weight per class index, e.g. its inverse frequency; unlabelled pixels count 0), so that
+    windows holding rare classes are seen more often.
 
     Construction opens every label and imagery source once to check them (missing label,
     band count, CRS, grid) and closes them again; ``__getitem__`` reopens lazily per process.
-    ``item(i)`` -> ``(image float32 [C, H, W], target int64 [H, W])``; ``draw(i)`` tells where
-    sample ``i`` came from.
+    ``self[i]`` -> ``(image float32 [C, H, W], target int64 [H, W])``, plus ``sets int64 [H, W]``
+    (bit k = class index k possible) with ``sets``; ``draw(i)`` tells where sample ``i`` came from.
     """
 
     def __init__(self, specs: Sequence[TrainingSpec], patch_size: int = 128, seed: int = 0,
                  in_channels: int | None = None, normalisation: Mapping[str, Sequence[float]] | None = None,
                  min_labelled: float = 0.3, augment: bool = True, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-                 length: int = 2**31 - 1):
+                 length: int = 2**31 - 1, sets: bool = False, colour_jitter: float = 0.0,
+                 rare_draws: int = 1, class_rarity: Sequence[float] | None = None):
         specs = list(specs)
         if not specs:
             raise ConfigError("no training blocks given (the training block list is empty)")
@@ -257,6 +247,23 @@ class TrainingWindows(torch.utils.data.Dataset):
         self.augment = bool(augment)
         self.max_attempts = int(max_attempts)
         self.length = int(length)
+        self.sets = bool(sets)
+        if not 0.0 <= colour_jitter < 1.0:
+            raise ConfigError(f"colour_jitter must be within [0, 1), got {colour_jitter}")
+        self.colour_jitter = float(colour_jitter)
+        if not isinstance(rare_draws, int) or rare_draws < 1:
+            raise ConfigError(f"rare_draws must be an integer >= 1, got {rare_draws!r}")
+        self.rare_draws = rare_draws
+        self._code_rarity = np.zeros(256, np.float64)  # label code -> weight of its class
+        if rare_draws > 1:
+            if class_rarity is None or len(class_rarity) != NUM_CLASSES:
+                raise ConfigError(f"rare_draws > 1 needs one rarity weight per class ({NUM_CLASSES}), got "
+                                  f"{class_rarity!r}")
+            self._code_rarity[list(CLASS_CODES)] = np.asarray(class_rarity, np.float64)
+        missing = [s.block_id for s in specs if s.label_sets is None]
+        if self.sets and missing:
+            raise ConfigError(f"training blocks {', '.join(missing[:5])} have no class-set label (label_sets), "
+                              f"which learning from ambiguous pixels needs")
 
         self._grid: list[tuple[CRS, float, int, int]] = []  # crs, res, block width px, height px
         areas = []
@@ -288,24 +295,25 @@ class TrainingWindows(torch.utils.data.Dataset):
         labels: dict[str, tuple] = {}
         counts: dict[str, int] = {}
         for s in self.specs:
-            if s.label not in labels:
-                if not Path(s.label).is_file():
-                    raise InputError(f"training label {s.label} (region {s.region}) does not exist")
+            for path in [s.label] + ([s.label_sets] if self.sets else []):
+                if path not in labels:
+                    if not Path(path).is_file():
+                        raise InputError(f"training label {path} (region {s.region}) does not exist")
+                    try:
+                        with rasterio.open(path) as src:
+                            labels[path] = (src.crs, src.transform, src.count)
+                    except RasterioError as exc:
+                        raise InputError(f"training label {path}: cannot be read: {exc}") from None
+                lcrs, ltransform, _ = labels[path]
+                if lcrs is None or not _north_up(ltransform):
+                    raise InputError(f"training label {path}: needs a CRS and a north-up grid")
                 try:
-                    with rasterio.open(s.label) as src:
-                        labels[s.label] = (src.crs, src.transform, src.count)
-                except RasterioError as exc:
-                    raise InputError(f"training label {s.label}: cannot be read: {exc}") from None
-            lcrs, ltransform, _ = labels[s.label]
-            if lcrs is None or not _north_up(ltransform):
-                raise InputError(f"training label {s.label}: needs a CRS and a north-up grid")
-            try:
-                crs = CRS.from_user_input(s.crs) if s.crs else lcrs
-            except CRSError as exc:
-                raise ConfigError(f"training block {s.block_id}: bad CRS {s.crs!r}: {exc}") from None
-            if crs != lcrs:
-                raise InputError(f"training label {s.label} is in {lcrs}, the run's CRS is {crs}; "
-                                 f"labels must be on the run's grid")
+                    crs = CRS.from_user_input(s.crs) if s.crs else lcrs
+                except CRSError as exc:
+                    raise ConfigError(f"training block {s.block_id}: bad CRS {s.crs!r}: {exc}") from None
+                if crs != lcrs:
+                    raise InputError(f"training label {path} is in {lcrs}, the run's CRS is {crs}; "
+                                     f"labels must be on the run's grid")
             w = round((s.bounds[2] - s.bounds[0]) / s.resolution)
             h = round((s.bounds[3] - s.bounds[1]) / s.resolution)
             self._grid.append((crs, float(s.resolution), w, h))
@@ -403,18 +411,28 @@ class TrainingWindows(torch.utils.data.Dataset):
         image[:, ~valid] = 0
         return image, valid
 
-    def _read_codes(self, spec: TrainingSpec, res: float, x0: float, ytop: float) -> np.ndarray:
-        """Label codes (P, P) uint8 at the centres of the window's pixels (nearest; 0 outside)."""
+    def _read_codes(self, path: str, res: float, x0: float, ytop: float, dtype: str = "uint8") -> np.ndarray:
+        """A label raster's values (P, P) at the centres of the window's pixels (nearest; 0 outside)."""
         p = self.patch_size
-        ds = self._handle("label", spec.label)
+        ds = self._handle("label", path)
         t = ds.transform
         centres = (np.arange(p) + 0.5) * res
         cols = np.floor((x0 + centres - t.c) / t.a).astype(np.int64)
         rows = np.floor((ytop - centres - t.f) / t.e).astype(np.int64)
         c0, r0 = int(cols[0]), int(rows[0])
         data, _ = _read_clipped(ds, [1], c0, r0, int(cols[-1]) - c0 + 1, int(rows[-1]) - r0 + 1,
-                                "uint8", 0)
+                                dtype, 0)
         return data[0][(rows - r0)[:, None], (cols - c0)[None, :]]
+
+    def _read_sets(self, b: int, col: int, row: int, valid: np.ndarray) -> np.ndarray:
+        """The class sets (P, P) int64 of a window: bit k = class index k possible (code k + 1);
+        0 where nothing is known or there is no imagery."""
+        spec = self.specs[b]
+        x0, ytop = self._window(b, col, row)
+        bits = self._read_codes(spec.label_sets, self._grid[b][1], x0, ytop, "uint16").astype(np.int64)
+        bits = (bits >> 1) & ((1 << NUM_CLASSES) - 1)  # code bits 1..11 -> class index bits 0..10
+        bits[~valid] = 0
+        return bits
 
     def _window(self, b: int, col: int, row: int) -> tuple[float, float]:
         spec = self.specs[b]
@@ -430,45 +448,66 @@ class TrainingWindows(torch.utils.data.Dataset):
         crs, res = self._grid[b][:2]
         x0, ytop = self._window(b, col, row)
         image, valid = self._read_image(spec, crs, res, x0, ytop)
-        codes = self._read_codes(spec, res, x0, ytop)
+        codes = self._read_codes(spec.label, res, x0, ytop)
         target = codes_to_targets(torch.from_numpy(codes)).numpy()
         target[~valid] = IGNORE_INDEX
         return image, target, valid, loc
 
-    def _sample(self, i: int) -> tuple[np.ndarray, np.ndarray, WindowDraw]:
+    def _rarest_attempt(self, i: int) -> int:
+        """Of the first ``rare_draws`` candidate windows of sample ``i``, the one whose labelled
+        pixels are of the rarest classes (the first of equals); only labels are read."""
+        scores = []
+        for attempt in range(self.rare_draws):
+            b, col, row = self._locate(i, attempt)[:3]
+            x0, ytop = self._window(b, col, row)
+            codes = self._read_codes(self.specs[b].label, self._grid[b][1], x0, ytop)
+            scores.append(float(self._code_rarity[codes].mean()))
+        return int(np.argmax(scores))
+
+    def _sample(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, WindowDraw]:
         best = None
-        for attempt in range(self.max_attempts):
-            image, target, _, loc = self.raw(i, attempt)
+        attempts = range(self.max_attempts)
+        if self.rare_draws > 1:  # the rarest candidate first; further draws only if it lacks labels
+            attempts = [self._rarest_attempt(i), *range(self.rare_draws, self.rare_draws + self.max_attempts - 1)]
+        for attempt in attempts:
+            image, target, valid, loc = self.raw(i, attempt)
             share = float(np.mean(target != IGNORE_INDEX))
-            if best is None or share > best[3]:
-                best = (image, target, loc, share, attempt)
+            if best is None or share > best[4]:
+                best = (image, target, valid, loc, share, attempt)
             if share >= self.min_labelled:
                 break
-        image, target, (b, col, row, k, flip), share, attempt = best
+        image, target, valid, (b, col, row, k, flip), share, attempt = best
+        sets = self._read_sets(b, col, row, valid) if self.sets else None
         x0, ytop = self._window(b, col, row)
         res = self._grid[b][1]
         p = self.patch_size
         draw = WindowDraw(b, (x0, ytop - p * res, x0 + p * res, ytop), col, row, attempt, share,
                           k if self.augment else 0, flip if self.augment else False)
-        return image, target, draw
+        return image, target, sets, draw
 
     def draw(self, i: int) -> WindowDraw:
         """Where sample ``i`` comes from (block, window bounds, attempt, augmentation)."""
-        return self._sample(i)[2]
+        return self._sample(i)[3]
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         if i < 0:
             raise IndexError(f"sample index must be >= 0, got {i}")
-        image, target, draw = self._sample(int(i))
+        image, target, sets, draw = self._sample(int(i))
+        if self.augment and self.colour_jitter > 0:
+            rng = np.random.default_rng([self.seed, int(i), _JITTER_STREAM])
+            j = self.colour_jitter
+            gain = rng.uniform(1 - j, 1 + j) * rng.uniform(1 - j, 1 + j, size=image.shape[0])
+            image = image * gain.astype(np.float32)[:, None, None]
         image = normalise(image, self.mean, self.std)
+        rasters = [target] if sets is None else [target, sets]
         if draw.rot90:
             image = np.rot90(image, draw.rot90, axes=(1, 2))
-            target = np.rot90(target, draw.rot90, axes=(0, 1))
+            rasters = [np.rot90(r, draw.rot90, axes=(0, 1)) for r in rasters]
         if draw.flip:
             image = image[:, :, ::-1]
-            target = target[:, ::-1]
+            rasters = [r[:, ::-1] for r in rasters]
         return (torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
-                torch.from_numpy(np.ascontiguousarray(target, dtype=np.int64)))
+                *(torch.from_numpy(np.ascontiguousarray(r, dtype=np.int64)) for r in rasters))
 
 
 def band_statistics(specs: Sequence[TrainingSpec], patch_size: int = 128, n_samples: int = 64,

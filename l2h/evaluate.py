@@ -290,10 +290,16 @@ class SourceResult:
 
 
 def score_source(name: str, pred: np.ndarray, points: Points, legend: Legend, iterations: int, seed: int,
-                 stratum_area: dict | None) -> SourceResult:
-    """Scores, bootstrap intervals, OA per region and (stratified) area-weighted estimates of one source."""
+                 stratum_area: dict | None, subset: np.ndarray | None = None) -> SourceResult:
+    """Scores, bootstrap intervals, OA per region and (stratified) area-weighted estimates of one
+    source; ``subset`` (bool per point): score only those points (no area weighting then)."""
+    if subset is not None:
+        pred = np.where(subset, pred, OUTSIDE)
+        stratum_area = None
     valid = pred >= 0
     status = {"scored": int(valid.sum())} | {s: int((pred == c).sum()) for c, s in STATUS_NAMES.items()}
+    if subset is not None:
+        status["outside"] -= int((~subset).sum())
     ref, p = points.ref[valid], pred[valid]
     cm = confusion_matrix(ref, p, legend.k)
     strata = points.strata[valid] if points.strata is not None else None
@@ -325,10 +331,30 @@ def summary(r: SourceResult) -> dict:
     return out
 
 
+def in_boxes(points: Points, boxes: Sequence[tuple[float, float, float, float]], crs) -> np.ndarray:
+    """Whether each point lies inside one of the boxes (xmin, ymin, xmax, ymax) given in `crs`."""
+    xs, ys = points.coords_in(crs)
+    inside = np.zeros(len(points), bool)
+    for xmin, ymin, xmax, ymax in boxes:
+        inside |= (xs >= xmin) & (xs < xmax) & (ys > ymin) & (ys <= ymax)
+    return inside
+
+
+def _subset_entry(n_points: int, results: dict[str, SourceResult]) -> dict:
+    return {"n_points": n_points, "map": summary(results["map"]),
+            "products": {name: summary(r) for name, r in results.items() if name != "map"}}
+
+
 def evaluate(points_cfg: dict, map_path: str | Path, manifests: Sequence[str], out_dir: str | Path,
-             regions=None, run_name: str = "run") -> dict:
+             regions=None, run_name: str = "run",
+             training_blocks: tuple[Sequence[tuple[float, float, float, float]], str] | None = None) -> dict:
     """Score our map and every product at the reference points; write accuracy.json, the CSV
-    tables and the figures into `out_dir`; return the JSON document."""
+    tables and the figures into `out_dir`; return the JSON document.
+
+    ``training_blocks``: (the training blocks' bounds, their CRS). The points are then also scored
+    in two parts, ``held_out`` (outside every training block: land the network never saw; the
+    honest measure) and ``in_training_blocks`` (in-sample), each for the map and every product.
+    """
     from l2h import reportfigs
 
     legend = Legend.from_config(points_cfg["legend"], points_cfg["mapping"])
@@ -355,15 +381,24 @@ def evaluate(points_cfg: dict, map_path: str | Path, manifests: Sequence[str], o
         preds[product_id] = pred
     results = {name: score_source(name, pred, points, legend, iterations, seed, stratum_area)
                for name, pred in preds.items()}
-    for r in results.values():
-        log.info("%s: OA %.3f [%.3f, %.3f], kappa %.3f, mIoU %.3f on %d of %d points (%s)", r.name,
-                 r.scores["oa"], *r.ci["oa"], r.scores["kappa"], r.scores["miou"], r.n, len(points),
-                 ", ".join(f"{k} {v}" for k, v in r.status.items() if k != "scored" and v))
+    parts, part_sizes = {}, {}
+    if training_blocks is not None:
+        inside = in_boxes(points, *training_blocks)
+        for part, subset in (("held_out", ~inside), ("in_training_blocks", inside)):
+            parts[part] = {name: score_source(name, pred, points, legend, iterations, seed, None, subset)
+                           for name, pred in preds.items()}
+            part_sizes[part] = int(subset.sum())
+    for part, scored in [*parts.items(), ("all points", results)]:
+        for r in scored.values():
+            log.info("%s, %s: OA %.3f [%.3f, %.3f], kappa %.3f, mIoU %.3f on %d points (%s)", part, r.name,
+                     r.scores["oa"], *r.ci["oa"], r.scores["kappa"], r.scores["miou"], r.n,
+                     ", ".join(f"{k} {v}" for k, v in r.status.items() if k != "scored" and v) or "all scored")
     common = np.logical_and.reduce([p >= 0 for p in preds.values()])
     doc = {
         "run": run_name,
         "reference": {"file": points.path, "n_points": len(points), "legend": dict(zip(legend.codes, legend.names)),
                       "stratified": stratum_area is not None, "bootstrap": iterations, "seed": seed},
+        **{part: _subset_entry(part_sizes[part], scored) for part, scored in parts.items()},
         "map": summary(results["map"]),
         "products": {name: summary(r) for name, r in results.items() if name != "map"},
         "common_points": {"n_points": int(common.sum()),
@@ -374,7 +409,7 @@ def evaluate(points_cfg: dict, map_path: str | Path, manifests: Sequence[str], o
     write_tables(out_dir, results, legend)
     reportfigs.confusion_figure(out_dir / "confusion.png", results, legend)
     reportfigs.region_oa_figure(out_dir / "region_oa.png", results)
-    reportfigs.sources_figure(out_dir / "sources.png", results)
+    reportfigs.sources_figure(out_dir / "sources.png", results, parts.get("held_out"))
     reportfigs.legend_figure(out_dir / "legend.png", legend)
     with atomic_path(out_dir / "accuracy.json") as tmp:
         tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -2,11 +2,20 @@
 10 m grid, its codes mapped to sets of our classes, and a pixel labelled with class c only where the
 products agree on exactly {c}; 255 (ignore) elsewhere, 0 outside the region.
 
+Beside that hard label, :func:`harmonize_region` can write the **class-set label**: per pixel the
+set S of our classes the products leave possible, as a uint16 bitmask (bit c = class code c; 0 =
+outside the region or no product has information). Where the hard label has class c, S = {c};
+where it is 255, S holds what the ambiguity allows -- a code's own set (NLCD 21 developed open
+space -> {grass, tree}), the classes a majority of products support, or, where the products
+contradict each other, the union of their sets -- and training can learn from it with a
+partial-label loss (:mod:`l2h.loss`) instead of ignoring the pixel.
+
 The region is processed window by window, so memory is bounded by the window, not the region.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -77,12 +86,40 @@ def consensus(masks: Sequence[np.ndarray], rule: str = "all") -> np.ndarray:
             acc = np.where(m != 0, acc & m, acc)
         out = _SINGLE_CLASS[acc]
         return np.where(acc == 0xFFFF, IGNORE, out).astype(np.uint8)
+    return _SINGLE_CLASS[_majority_winners(masks)]
+
+
+def consensus_sets(masks: Sequence[np.ndarray], rule: str = "all") -> np.ndarray:
+    """The set of classes the products leave possible (uint16 bitmask, 0 = no product has data).
+
+    `all`: the intersection of the available products' sets, or their union where it is empty (they
+    contradict each other); `majority`: the classes in the sets of more than half of the available
+    products, or the union where no class has a majority. Where :func:`consensus` gives class c
+    this is exactly {c}.
+    """
+    if rule not in ("all", "majority"):
+        raise ValueError(f"agreement rule must be 'all' or 'majority', got {rule!r}")
+    union = np.zeros(masks[0].shape, np.uint16)
+    for m in masks:
+        union |= m
+    if rule == "all":
+        acc = np.full(masks[0].shape, 0xFFFF, np.uint16)
+        for m in masks:
+            acc = np.where(m != 0, acc & m, acc)
+        agreed = np.where(acc == 0xFFFF, 0, acc).astype(np.uint16)
+    else:
+        agreed = _majority_winners(masks)
+    return np.where(agreed != 0, agreed, union).astype(np.uint16)
+
+
+def _majority_winners(masks: Sequence[np.ndarray]) -> np.ndarray:
+    """Bitmask of the classes in the sets of more than half of the products with data."""
     available = sum((m != 0).astype(np.uint8) for m in masks)
-    winners = np.zeros(shape, np.uint16)
+    winners = np.zeros(masks[0].shape, np.uint16)
     for c in CLASS_CODES:
         votes = sum(((m >> c) & 1).astype(np.uint8) for m in masks)
         winners |= np.where(2 * votes > available, 1 << c, 0).astype(np.uint16)
-    return _SINGLE_CLASS[winners]
+    return winners
 
 
 def region_label_grid(geometry, resolution: float) -> tuple[rasterio.Affine, int, int]:
@@ -103,10 +140,10 @@ def iter_windows(width: int, height: int, size: int) -> Iterator[Window]:
             yield Window(col, row, min(size, width - col), min(size, height - row))
 
 
-_NO_FILE = 0xFFFF  # composite value where no file of the product has data (codes are 0..255)
+NO_FILE = 0xFFFF  # composite value where no file of the product has data (codes are 0..255)
 
 
-class _OpenProduct:
+class OpenProduct:
     """A product's files opened once, with their footprints in the run CRS."""
 
     def __init__(self, product: ProductFiles, crs: str):
@@ -146,16 +183,16 @@ class _OpenProduct:
                              f"preset says {res}")
 
     def read(self, transform, crs: str, shape: tuple[int, int], bounds) -> np.ndarray:
-        """Product codes on the window grid as uint16, _NO_FILE where no file has data; tiles composited
+        """Product codes on the window grid as uint16, NO_FILE where no file has data; tiles composited
         in order (code 0 may be a real class of a custom product)."""
-        out = np.full(shape, _NO_FILE, np.uint16)
+        out = np.full(shape, NO_FILE, np.uint16)
         window_box = box(*bounds)
         for i, (src, footprint, label, path) in enumerate(self.sources):
             if not footprint.intersects(window_box):
                 continue
             try:
                 reproject(source=rasterio.band(src, 1), destination=out, src_nodata=self.product.nodata[0],
-                          dst_nodata=_NO_FILE, dst_transform=transform, dst_crs=crs,
+                          dst_nodata=NO_FILE, dst_transform=transform, dst_crs=crs,
                           resampling=Resampling.nearest, init_dest_nodata=False)
             except RasterioError as exc:
                 raise self._bad(i, label, str(exc)) from None
@@ -195,34 +232,46 @@ GDAL_CACHE_MB = 64  # GDAL's block cache; its default (5 % of RAM) would let mem
 
 def harmonize_region(geometry, crs: str, products: Sequence[ProductFiles], out: str | Path,
                      resolution: float = 10.0, rule: str = "all", window: int = 1024,
-                     burn=None, region_name: str = "region") -> LabelStats:
+                     burn=None, region_name: str = "region", sets_out: str | Path | None = None) -> LabelStats:
     """Write the consensus label of one region (uint8 GeoTIFF, palette) and return its statistics.
 
     `geometry` is the region polygon in `crs`. `burn(label, transform, bounds)`, if given, edits each
-    window in place after the consensus (used to burn roads as class 11).
+    window in place after the consensus (used to burn roads as class 11; a burnt pixel's class set
+    becomes {road}). `sets_out`: also write the class-set label there (uint16 bitmask on the same
+    grid, see the module doc).
     """
     if not products:
         raise InputError(f"region {region_name}: no product configured (config key 'products')")
     transform, width, height = region_label_grid(geometry, resolution)
     stats = LabelStats(product_pixels={p.id: 0 for p in products},
                        unknown_codes={p.id: {} for p in products})
-    opened: list[_OpenProduct] = []
+    opened: list[OpenProduct] = []
     try:
         for product in products:
-            opened.append(_OpenProduct(product, crs))
+            opened.append(OpenProduct(product, crs))
         profile = class_raster_profile(width, height, crs, transform)
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), atomic_path(out) as tmp, \
-                rasterio.open(tmp, "w", **profile) as dst:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
+            dst = stack.enter_context(rasterio.open(stack.enter_context(atomic_path(out)), "w", **profile))
             dst.write_colormap(1, colormap())
+            sets_dst = None
+            if sets_out is not None:
+                sets_dst = stack.enter_context(rasterio.open(stack.enter_context(atomic_path(sets_out)), "w",
+                                                             **dict(profile, dtype="uint16")))
+                sets_dst.update_tags(ns="l2h", content="class-set label: bit c = class code c possible")
             for win in iter_windows(width, height, window):
-                label = _label_window(win, dst.window_transform(win), crs, geometry, opened, rule, stats,
-                                      window_bounds(win, transform))
+                label, sets = _label_window(win, dst.window_transform(win), crs, geometry, opened, rule, stats,
+                                            window_bounds(win, transform))
                 if burn is not None:
                     before = label == 11
                     burn(label, dst.window_transform(win), window_bounds(win, transform))
-                    stats.road_pixels += int(((label == 11) & ~before).sum())
+                    burnt = (label == 11) & ~before
+                    stats.road_pixels += int(burnt.sum())
+                    sets[burnt] = 1 << 11
                 _count(label, stats)
                 dst.write(label, 1, window=win)
+                if sets_dst is not None:
+                    sets_dst.write(sets, 1, window=win)
     except _BadFile as exc:
         for path in exc.paths:
             Path(path).unlink(missing_ok=True)
@@ -234,7 +283,9 @@ def harmonize_region(geometry, crs: str, products: Sequence[ProductFiles], out: 
         raise InputError(f"region {region_name}: its polygon covers no pixel of the {resolution} m grid")
     uncovered = [p for p, n in stats.product_pixels.items() if n == 0]
     if len(uncovered) == len(products):
-        Path(out).unlink(missing_ok=True)
+        for written in (out, sets_out):
+            if written is not None:
+                Path(written).unlink(missing_ok=True)
         raise InputError(f"region {region_name}: no product covers it ({', '.join(uncovered)} have no "
                          f"data inside the region); check the products' tiles or base_url")
     for p in uncovered:
@@ -246,13 +297,14 @@ def harmonize_region(geometry, crs: str, products: Sequence[ProductFiles], out: 
     return stats
 
 
-def _label_window(win, transform, crs, geometry, opened, rule, stats: LabelStats, bounds) -> np.ndarray:
+def _label_window(win, transform, crs, geometry, opened, rule, stats: LabelStats,
+                  bounds) -> tuple[np.ndarray, np.ndarray]:
     shape = (int(win.height), int(win.width))
     inside = ~geometry_mask([geometry], out_shape=shape, transform=transform, all_touched=False)
     masks = {}
     for o in opened:
         composite = o.read(transform, crs, shape, bounds)
-        covered = composite != _NO_FILE
+        covered = composite != NO_FILE
         codes = np.where(covered, composite, 0).astype(np.uint8)
         unknown = o.unknown[codes] & inside & covered
         if unknown.any():
@@ -273,7 +325,7 @@ def _label_window(win, transform, crs, geometry, opened, rule, stats: LabelStats
             pair[1] += int(both.sum())
     label = consensus(list(masks.values()), rule)
     label[~inside] = NODATA
-    return label
+    return label, consensus_sets(list(masks.values()), rule)
 
 
 def _count(label: np.ndarray, stats: LabelStats) -> None:

@@ -34,6 +34,7 @@ from l2h.classes import NODATA, colormap
 from l2h.norm import normalise
 from l2h.errors import InputError, L2HError
 from l2h.io import atomic_path, class_raster_profile
+from l2h.labelprior import LabelPrior
 
 log = logging.getLogger("l2h.infer")
 
@@ -86,11 +87,13 @@ def tile_windows(width: int, height: int, tile: int) -> Iterator[Window]:
 
 def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, float, float], resolution: float,
                   crs: str, mask_geometry, out: str | Path, confidence_out: str | Path | None = None,
-                  tile: int = 512, batch: int = 4, strict: bool = False, progress: bool = True) -> dict:
+                  tile: int = 512, batch: int = 4, strict: bool = False, progress: bool = True,
+                  prior: LabelPrior | None = None) -> dict:
     """Predict one block and write its class GeoTIFF (and optionally a confidence GeoTIFF).
 
     `bounds` is the block in the run's CRS; pixels outside `mask_geometry` (the mapped area, in
-    `crs`) or where the imagery has no data are nodata (0). Returns counts for the log/benchmark.
+    `crs`) or where the imagery has no data are nodata (0). `prior`: the coarse label's bonus on
+    the logits (:mod:`l2h.labelprior`). Returns counts for the log/benchmark.
     A block without any imagery is written as nodata with a warning, or is an error when `strict`.
     """
     west, south, east, north = bounds
@@ -118,8 +121,11 @@ def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, fl
                              f"onto the run's grid (imagery.cache: true)")
         cores = list(tile_windows(width, height, tile))
         block_window = from_bounds(west, south, east, north, transform=src.transform)
+        bonus = None if prior is None else (
+            lambda core: prior.bonus(transform * rasterio.Affine.translation(core.col_off, core.row_off),
+                                     (int(core.height), int(core.width))))
         stats = _run_pipeline(model, src, block_window, cores, tile, halo, mean, std, batch, classes, confidence,
-                              progress)
+                              progress, bonus)
     valid = inside & stats.pop("valid")
     classes[~valid] = NODATA
     if confidence is not None:
@@ -145,12 +151,14 @@ def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, fl
 def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tuple[float, float, float, float]]],
                   resolution: float, crs: str, regions: Mapping[str, object], out_dir: str | Path,
                   manifest: str | Path, key: str, region: str, confidence: bool = True, tile: int = 512,
-                  batch: int = 4, strict: bool = False, progress: bool = True) -> dict:
+                  batch: int = 4, strict: bool = False, progress: bool = True,
+                  prior: LabelPrior | None = None) -> dict:
     """Predict a chunk's blocks ((id, bounds) pairs) into ``out_dir`` and write its ``manifest``.
 
     ``regions``: slug -> geometry (in ``crs``) of every region the blocks touch; pixels outside
     all of them are nodata. ``key`` (:func:`l2h.chunks.chunk_key`): blocks a killed attempt with
-    the same key finished are kept, not predicted again. Returns counts for the log.
+    the same key finished are kept, not predicted again. ``prior``: the coarse label as a prior
+    (:mod:`l2h.labelprior`). Returns counts for the log.
     """
     from shapely import union_all
 
@@ -168,7 +176,8 @@ def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tu
         confidence_out = paths["confidence"] if confidence else None
         t0 = time.perf_counter()
         stats = predict_block(model, imagery, bounds, resolution, crs, mask, paths["classes"],
-                              confidence_out=confidence_out, tile=tile, batch=batch, strict=strict, progress=False)
+                              confidence_out=confidence_out, tile=tile, batch=batch, strict=strict, progress=False,
+                              prior=prior)
         state.record({"id": block, "bounds": list(bounds), "touches": list(regions_touching(bounds, regions)),
                       "classes": paths["classes"], "confidence": confidence_out,
                       "valid_pixels": stats["valid_pixels"], "seconds": round(time.perf_counter() - t0, 3)})
@@ -180,8 +189,9 @@ def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tu
 
 
 def _run_pipeline(model, src, block_window, cores, tile, halo, mean, std, batch, classes, confidence,
-                  progress) -> dict:
-    """Reader thread -> batched onnxruntime -> writer thread; returns the valid mask and timings."""
+                  progress, bonus=None) -> dict:
+    """Reader thread -> batched onnxruntime -> writer thread; returns the valid mask and timings.
+    ``bonus(core)``: a (K, h, w) addition to the core's logits (the label prior), or None."""
     tiles: queue.Queue = queue.Queue(maxsize=2 * batch)
     results: queue.Queue = queue.Queue(maxsize=2 * batch)
     valid = np.zeros(classes.shape, bool)
@@ -205,6 +215,9 @@ def _run_pipeline(model, src, block_window, cores, tile, halo, mean, std, batch,
             core, logits, has_data = item
             h, w = int(core.height), int(core.width)
             core_logits = logits[:, halo:halo + h, halo:halo + w]
+            extra = bonus(core) if bonus is not None else None
+            if extra is not None:
+                core_logits = core_logits + extra
             rows, cols = slice(int(core.row_off), int(core.row_off) + h), slice(int(core.col_off), int(core.col_off) + w)
             classes[rows, cols] = core_logits.argmax(axis=0).astype(np.uint8) + 1
             valid[rows, cols] = has_data[halo:halo + h, halo:halo + w]

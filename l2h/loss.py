@@ -17,6 +17,18 @@ L = L_CE + gamma * L_DVA, where
   the pixels that enter the CE (the confident ones) unless fixed weights are given;
 * L_DVA (:func:`dva_loss`) is a feature-similarity loss pulling each VA pixel's feature toward the
   nearest CA class prototype.
+
+**Partial labels.** Given the class sets of the pixels (``sets``: int64 bitmasks, bit k = class
+index k possible, from the class-set label of :mod:`l2h.harmonize`), a pixel without a single
+class but with a set S of two or more classes (NLCD 21 developed open space -> {grass, tree};
+products that disagree -> the union of their sets) is not ignored: its loss is
+-log sum_{c in S} p_c (:func:`set_nll`), so the network may choose any class of S but is taught
+that the others are wrong. Its weight is the class weight it would get as a pixel of the class
+the network currently prefers within S (the weights averaged with the network's detached
+probabilities renormalised over S; with per-batch weights a class without single-class pixels in
+the batch counts with the mean weight, 1); it is confident when sum_{c in S} p_c >= tau
+(``label_prob``) or the argmax is in S (``argmax``), and the per-class floor counts single-class
+pixels only.
 """
 
 from __future__ import annotations
@@ -169,6 +181,26 @@ def dva_loss(features: torch.Tensor, label: torch.Tensor, confident: torch.Tenso
     return (1.0 - similarity.max(dim=1).values).mean()
 
 
+def set_members(sets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(...,) int64 bitmasks -> (..., K) bool: class k is in the pixel's set."""
+    bits = torch.arange(num_classes, device=sets.device)
+    return ((sets.unsqueeze(-1) >> bits) & 1).bool()
+
+
+def set_nll(log_p: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+    """-log sum_{c in S} p_c per pixel from log-probabilities (M, K) and sets (M, K) bool (each
+    non-empty); for a set of one class it is the cross-entropy."""
+    return -log_p.masked_fill(~members, float("-inf")).logsumexp(dim=-1)
+
+
+_POPCOUNT = torch.tensor([bin(v).count("1") for v in range(1 << 12)], dtype=torch.int64)
+
+
+def _popcount(bits: torch.Tensor) -> torch.Tensor:
+    """Number of set bits of int64 bitmasks below 2**12."""
+    return _POPCOUNT.to(bits.device)[bits]
+
+
 class L2HLoss:
     """L = class-balanced CE on the confident area + gamma * L_DVA (see the module doc).
 
@@ -212,18 +244,31 @@ class L2HLoss:
             self.class_weights = cw
 
     def __call__(self, logits: torch.Tensor, features: torch.Tensor, label: torch.Tensor,
-                 step: int) -> dict[str, torch.Tensor]:
+                 step: int, sets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The losses of one batch; ``sets`` (N, H, W) int64 class-set bitmasks switch on the
+        partial-label loss of the ambiguous pixels (see the module doc)."""
         if logits.dim() != 4 or logits.shape[1] != self.num_classes:
             raise ValueError(f"logits (N, {self.num_classes}, H, W) expected, got {tuple(logits.shape)}")
         label = _check_label(label, self.num_classes, self.ignore_index)
         labelled = label != self.ignore_index
         probs = logits.detach().softmax(dim=1)
+        ambiguous = torch.zeros_like(labelled)
+        if sets is not None:
+            if sets.shape != label.shape:
+                raise ValueError(f"sets {tuple(sets.shape)} and label {tuple(label.shape)} must have one shape")
+            size = _popcount(sets & ((1 << self.num_classes) - 1))
+            ambiguous = ~labelled & (size >= 2) & (size < self.num_classes)
+        members = set_members(sets[ambiguous], self.num_classes) if bool(ambiguous.any()) else None
         if step < self.warmup_steps:
             confident = labelled
+            confident_set = ambiguous
             dva = features.sum() * 0.0
         else:
             confident = confident_mask(probs, label, self.tau, self.mode, self.min_class_share, self.ignore_index)
-            vague = labelled & ~confident
+            confident_set = ambiguous.clone()
+            if members is not None:
+                confident_set[ambiguous] = self._set_confident(probs.permute(0, 2, 3, 1)[ambiguous], members)
+            vague = (labelled & ~confident) | (ambiguous & ~confident_set)
             dva = dva_loss(features, label, confident, vague)
 
         target = torch.where(confident, label, torch.full_like(label, self.ignore_index))
@@ -232,16 +277,51 @@ class L2HLoss:
         else:
             weights = class_balanced_weights(target, self.num_classes, self.ignore_index,
                                              self.balance_power).to(logits.dtype)
-        # the weighted mean is over the confident pixels whose class has weight > 0
-        has_ce = bool(confident.any()) and bool((weights[label[confident]] > 0).any())
-        if has_ce:
-            ce = F.cross_entropy(logits, target, weight=weights, ignore_index=self.ignore_index)
+        if members is None:
+            # the weighted mean is over the confident pixels whose class has weight > 0
+            has_ce = bool(confident.any()) and bool((weights[label[confident]] > 0).any())
+            if has_ce:
+                ce = F.cross_entropy(logits, target, weight=weights, ignore_index=self.ignore_index)
+            else:
+                ce = logits.sum() * 0.0
         else:
-            ce = logits.sum() * 0.0
+            ce = self._partial_ce(logits, probs, label, confident, ambiguous, confident_set, members, weights)
         total = ce + self.gamma * dva
 
         n_labelled = labelled.sum().clamp(min=1).to(torch.float32)
+        if members is not None:
+            confident = confident | confident_set
+            n_labelled = (labelled | ambiguous).sum().clamp(min=1).to(torch.float32)
         confident_share = confident.sum().to(torch.float32) / n_labelled
-        agreement = ((probs.argmax(dim=1) == label) & labelled).sum().to(torch.float32) / n_labelled
+        agreement = (((probs.argmax(dim=1) == label) & labelled).sum().to(torch.float32)
+                     / labelled.sum().clamp(min=1).to(torch.float32))
         return {"total": total, "ce": ce, "dva": dva, "confident_share": confident_share,
                 "agreement": agreement}
+
+    def _set_confident(self, probs: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+        """Confident ambiguous pixels ((M, K) probabilities and sets): p(S) >= tau, or the argmax in S
+        (``argmax`` mode)."""
+        if self.mode == "argmax":
+            return members.gather(1, probs.argmax(dim=1, keepdim=True)).squeeze(1)
+        return (probs * members).sum(dim=1) >= self.tau
+
+    def _partial_ce(self, logits, probs, label, confident, ambiguous, confident_set, members, weights) -> torch.Tensor:
+        """Weighted mean of the cross-entropy of the confident single-class pixels and the set NLL of
+        the confident ambiguous ones; an ambiguous pixel weighs sum_c q_c w_c, q = the network's
+        (detached) probabilities renormalised over its set."""
+        log_p = logits.log_softmax(dim=1)
+        safe = torch.where(confident, label, torch.zeros_like(label))
+        single_nll = -log_p.gather(1, safe.unsqueeze(1)).squeeze(1)[confident]
+        single_w = weights[label[confident]]
+        keep = confident_set[ambiguous]  # which ambiguous pixels are confident, in ambiguous order
+        set_members_ = members[keep]
+        q = probs.permute(0, 2, 3, 1)[ambiguous][keep] * set_members_
+        q = q / q.sum(dim=1, keepdim=True).clamp(min=1e-12)
+        if self.class_weights is None:  # a class without confident single-class pixels here: mean weight
+            weights = torch.where(weights > 0, weights, torch.ones_like(weights))
+        set_w = (q * weights).sum(dim=1)
+        set_nll_ = set_nll(log_p.permute(0, 2, 3, 1)[ambiguous][keep], set_members_)
+        total_w = single_w.sum() + set_w.sum()
+        if not bool(total_w > 0):
+            return logits.sum() * 0.0
+        return ((single_w * single_nll).sum() + (set_w * set_nll_).sum()) / total_w

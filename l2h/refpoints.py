@@ -44,7 +44,8 @@ def allocate(counts: Mapping[int, int], n: int, min_per_class: int) -> dict[int,
     return alloc
 
 
-def _recode_table(recode: Mapping[int, int], exclude: Sequence[int]) -> np.ndarray:
+def recode_table(recode: Mapping[int, int], exclude: Sequence[int]) -> np.ndarray:
+    """256-entry lookup of a reference raster's codes: `recode` applied, `exclude` -> -1."""
     table = np.arange(256, dtype=np.int16)
     for src, dst in recode.items():
         if not (0 <= int(src) <= 255 and 0 <= int(dst) <= 255):
@@ -59,7 +60,7 @@ def _crs_name(crs) -> str:
     return f"EPSG:{epsg}" if epsg else crs.to_wkt()
 
 
-def _windows(path: str):
+def class_windows(path: str):
     """(dataset, window, codes) of every window of a single-band class raster."""
     try:
         src = rasterio.open(path)
@@ -75,7 +76,7 @@ def _windows(path: str):
             yield src, win, src.read(1, window=win)
 
 
-def _valid_classes(src, codes: np.ndarray, table: np.ndarray, path: str) -> np.ndarray:
+def valid_classes(src, codes: np.ndarray, table: np.ndarray, path: str) -> np.ndarray:
     """Recoded classes of a window; -1 where excluded or nodata."""
     if codes.size and (codes.min() < 0 or codes.max() > 255):
         raise InputError(f"reference raster {path}: class codes outside 0..255")
@@ -99,12 +100,12 @@ def draw_reference_points(rasters: Sequence[str], n: int, seed: int = 0, stratif
         raise ConfigError(f"number of points must be >= 1, got {n}")
     if not rasters:
         raise ConfigError("no reference raster given")
-    table = _recode_table(recode or {}, exclude)
+    table = recode_table(recode or {}, exclude)
     pixels: dict[int, int] = {}
     area: dict[int, float] = {}
     for path in rasters:
-        for src, _, codes in _windows(path):
-            classes = _valid_classes(src, codes, table, path)
+        for src, _, codes in class_windows(path):
+            classes = valid_classes(src, codes, table, path)
             counts = np.bincount(classes[classes >= 0].ravel(), minlength=256)
             pixel_area = abs(src.transform.a * src.transform.e) / 1e6
             for c in np.flatnonzero(counts).tolist():
@@ -123,8 +124,8 @@ def draw_reference_points(rasters: Sequence[str], n: int, seed: int = 0, stratif
     points: list[tuple[float, float, str, int]] = []
     seen = {key: 0 for key in picks}
     for path in rasters:
-        for src, win, codes in _windows(path):
-            classes = _valid_classes(src, codes, table, path)
+        for src, win, codes in class_windows(path):
+            classes = valid_classes(src, codes, table, path)
             crs = _crs_name(src.crs)
             for key, ranks in picks.items():
                 flat = np.flatnonzero((classes >= 0) if key is None else (classes == key))

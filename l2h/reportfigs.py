@@ -78,18 +78,21 @@ def region_oa_figure(path, results: dict) -> None:
     _save(fig, path)
 
 
-def sources_figure(path, results: dict) -> None:
-    """Bars of OA, kappa, mIoU (and area-weighted OA when stratified) per source, with 95 % intervals."""
+def sources_figure(path, results: dict, held_out: dict | None = None) -> None:
+    """Bars of OA, kappa, mIoU (and area-weighted OA when stratified) per source, with 95 % intervals;
+    with ``held_out`` (the same sources scored outside the training blocks) their OA and mIoU first."""
     metrics = ["oa", "kappa", "miou"]
     weighted = all(r.weighted for r in results.values())
-    labels = ["OA", "kappa", "mIoU"] + (["OA (area-weighted)"] if weighted else [])
+    first = ["OA, held out", "mIoU, held out"] if held_out else []
+    labels = first + ["OA", "kappa", "mIoU"] + (["OA (area-weighted)"] if weighted else [])
     fig = _figure(2.0 + 1.6 * len(labels), 4.0)
     ax = fig.add_subplot()
     width = 0.8 / len(results)
     for s, r in enumerate(results.values()):
-        values = [float(r.scores[m]) for m in metrics]
-        lows = [float(r.ci[m][0]) for m in metrics]
-        highs = [float(r.ci[m][1]) for m in metrics]
+        before = [held_out[r.name]] * 2 if held_out else []
+        values = [float(h.scores[m]) for h, m in zip(before, ("oa", "miou"))] + [float(r.scores[m]) for m in metrics]
+        lows = [float(h.ci[m][0]) for h, m in zip(before, ("oa", "miou"))] + [float(r.ci[m][0]) for m in metrics]
+        highs = [float(h.ci[m][1]) for h, m in zip(before, ("oa", "miou"))] + [float(r.ci[m][1]) for m in metrics]
         if weighted:
             oa, se = r.weighted["oa"]
             values.append(oa)

@@ -19,7 +19,9 @@ percentage point of a rare class costs more than one of a common class. Constrai
 * only *eligible* blocks can be chosen: ``labelled_share >= min_labelled_share`` and, when
   ``train_regions`` is given, a region in that list;
 * selected area within ``(target_fraction +- tolerance) * total area``, the total being the area
-  of **all** blocks (SinoLC-1's 30 % is of the country);
+  of **all** blocks (SinoLC-1's 30 % is of the country), or of the blocks of ``train_regions``
+  when training is restricted to them (e.g. spatial cross-validation: all of the training regions
+  with ``target_fraction`` 1);
 * at least ``min_blocks_per_region`` blocks in every region that has eligible blocks (with
   ``train_regions``: in every listed region).
 
@@ -244,13 +246,10 @@ def _build_problem(df: pd.DataFrame, target_fraction, tolerance, k, min_labelled
     if total_lab <= 0:
         raise InputError("no block has a labelled area (labelled_share is 0 everywhere)")
     overall = class_area_all.sum(axis=0) / total_lab
-    total_area = float(area_all.sum())
-    lo = max(0.0, (target_fraction - tolerance) * total_area)
-    hi = min(total_area, (target_fraction + tolerance) * total_area)
-
     known = sorted(df["region"].unique())
     regions_all = df["region"].to_numpy()
     eligible = ls_all >= min_labelled_share
+    in_scope = np.ones(len(df), bool)  # the area the target fraction is of
     if train_regions is not None:
         if isinstance(train_regions, str) or not isinstance(train_regions, Iterable):
             raise ConfigError(f"'train_regions' must be a list of region names, got {train_regions!r}")
@@ -262,7 +261,11 @@ def _build_problem(df: pd.DataFrame, target_fraction, tolerance, k, min_labelled
             raise InfeasibleSelectionError(
                 f"train_regions names unknown region(s) {', '.join(unknown)}; the block table has "
                 f"{len(known)} regions: {', '.join(known[:40])}{' ...' if len(known) > 40 else ''}")
-        eligible &= np.isin(regions_all, train_regions)
+        in_scope = np.isin(regions_all, train_regions)
+        eligible &= in_scope
+    total_area = float(area_all[in_scope].sum())
+    lo = max(0.0, (target_fraction - tolerance) * total_area)
+    hi = min(total_area, (target_fraction + tolerance) * total_area)
     where = "" if train_regions is None else " in train_regions"
     if not eligible.any():
         raise InfeasibleSelectionError(
@@ -316,7 +319,7 @@ def _build_problem(df: pd.DataFrame, target_fraction, tolerance, k, min_labelled
     if not active_mask.any():
         raise ConfigError("no class has both a positive overall share and a positive weight")
 
-    T = target_fraction * total_lab
+    T = target_fraction * max(float(lab_all[in_scope].sum()), 1e-12)
     class_area = class_area_all[eligible]
     lab = lab_all[eligible]
     B = (class_area[:, active_mask] - overall[active_mask][None, :] * lab[:, None]) / T

@@ -82,6 +82,14 @@ class TrainConfig:
     class_weights: where the counts come from: "batch" (each batch's confident pixels) or "labels"
         (the label's class areas over all training blocks, fixed for the whole run: a rare class
         does not get a huge weight in the one batch where it has a few pixels).
+    partial_labels: learn from ambiguous pixels too (their class set S, loss -log sum_{c in S} p_c;
+        :mod:`l2h.loss`) instead of ignoring them; needs the class-set labels of the training blocks.
+    rare_draws: candidate windows per training sample; the one whose label holds the rarest classes
+        (by the label's class areas) is used, so rare classes are seen more often (1 = plain draws).
+    colour_jitter: radiometric augmentation of the training windows (brightness and per-band gains
+        within 1 +- colour_jitter; 0 = off).
+    ema: decay of an exponential moving average of the weights (and BatchNorm statistics) that
+        becomes the trained model (0 = the last step's weights).
     warmup_steps: steps during which every labelled pixel counts as confident and L_DVA is off.
     min_labelled: windows with a smaller labelled share are re-drawn.
     checkpoint_every: steps between checkpoints (one is always written at the end).
@@ -106,6 +114,10 @@ class TrainConfig:
     min_class_share: float = 0.2
     balance_power: float = 0.5
     class_weights: str = "batch"
+    partial_labels: bool = False
+    rare_draws: int = 1
+    colour_jitter: float = 0.0
+    ema: float = 0.0
     warmup_steps: int = 50
     min_labelled: float = 0.3
     checkpoint_every: int = 50
@@ -115,7 +127,7 @@ class TrainConfig:
     stats_samples: int = 64
 
     def __post_init__(self):
-        ints = (("width", 4), ("patch_size", 1), ("batch_size", 1), ("steps", 1), ("warmup_steps", 0),
+        ints = (("width", 4), ("patch_size", 1), ("batch_size", 1), ("steps", 1), ("warmup_steps", 0), ("rare_draws", 1),
                 ("checkpoint_every", 1), ("workers", 0), ("seed", 0), ("stats_samples", 1))
         for name, minimum in ints:
             value = getattr(self, name)
@@ -126,13 +138,16 @@ class TrainConfig:
         floats = (("lr", 0.0, math.inf, False), ("momentum", 0.0, 1.0, True), ("weight_decay", 0.0, math.inf, True),
                   ("poly_power", 0.0, math.inf, True), ("tau", 0.0, 1.0, True), ("gamma", 0.0, math.inf, True),
                   ("min_class_share", 0.0, 1.0, True), ("min_labelled", 0.0, 1.0, True),
-                  ("balance_power", 0.0, math.inf, True))
+                  ("balance_power", 0.0, math.inf, True), ("colour_jitter", 0.0, 0.99, True),
+                  ("ema", 0.0, 0.9999, True))
         for name, low, high, low_ok in floats:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value > high or value < low or (value == low and not low_ok):
                 raise ConfigError(f"train.{name} must be a number {'>=' if low_ok else '>'} {low}"
                                   f"{'' if high == math.inf else f' and <= {high}'}, got {value!r}")
+        if not isinstance(self.partial_labels, bool):
+            raise ConfigError(f"train.partial_labels must be true or false, got {self.partial_labels!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.class_weights not in CLASS_WEIGHTS:
@@ -242,7 +257,8 @@ def _check_resumable(path: Path, payload: dict, cfg: TrainConfig, bands: list[st
 
 
 def _write_checkpoint(path: Path, model, optimiser, scheduler, step: int, cfg: TrainConfig, bands: list[str],
-                      normalisation: dict, digest: str, elapsed_s: float, label_pixels: torch.Tensor) -> None:
+                      normalisation: dict, digest: str, elapsed_s: float, label_pixels: torch.Tensor,
+                      ema=None) -> None:
     payload = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
@@ -258,6 +274,8 @@ def _write_checkpoint(path: Path, model, optimiser, scheduler, step: int, cfg: T
         "elapsed_s": float(elapsed_s),
         "label_pixels": [int(n) for n in label_pixels],
     }
+    if ema is not None:
+        payload["ema"] = {k: v.detach().cpu().clone() for k, v in ema.state_dict().items()}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -336,9 +354,11 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
         raise ConfigError("no band names given (train needs one name per imagery band)")
     if stop_after is not None and stop_after < 1:
         raise ConfigError(f"stop_after must be >= 1, got {stop_after}")
-    if cfg.class_weights == "labels" and (class_areas is None or not any(a > 0 for a in class_areas)):
-        raise ConfigError("train.class_weights: labels needs the training blocks' labelled class areas "
-                          f"(got {class_areas})")
+    needs_areas = [k for k, on in (("class_weights: labels", cfg.class_weights == "labels"),
+                                   ("rare_draws > 1", cfg.rare_draws > 1)) if on]
+    if needs_areas and (class_areas is None or not any(a > 0 for a in class_areas)):
+        raise ConfigError(f"train.{' and train.'.join(needs_areas)} need(s) the training blocks' labelled class "
+                          f"areas (got {class_areas})")
     out_model, work_dir = Path(out_model), Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, metrics_path = work_dir / CHECKPOINT_NAME, work_dir / METRICS_NAME
@@ -358,7 +378,10 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
         normalisation = band_statistics(specs, cfg.patch_size, cfg.stats_samples, cfg.seed, in_channels=len(bands))
         normalisation = {"mean": normalisation["mean"], "std": normalisation["std"]}
     dataset = TrainingWindows(specs, cfg.patch_size, cfg.seed, in_channels=len(bands), normalisation=normalisation,
-                              min_labelled=cfg.min_labelled, augment=True)
+                              min_labelled=cfg.min_labelled, augment=True, sets=cfg.partial_labels,
+                              colour_jitter=cfg.colour_jitter, rare_draws=cfg.rare_draws,
+                              class_rarity=(weights_from_counts(class_areas, 1.0).tolist()
+                                            if cfg.rare_draws > 1 else None))
 
     model = L2HNet(len(bands), 11, cfg.width)  # seeded above: the same init for the same seed
     if payload is not None:
@@ -368,6 +391,10 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
         model = model.to(device, memory_format=torch.channels_last)
     else:
         model = model.to(device)
+    ema = (torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
+                                               use_buffers=True) if cfg.ema > 0 else None)
+    if ema is not None and payload is not None:
+        ema.load_state_dict(payload["ema"])
     optimiser = make_optimiser(model, cfg)
     steps = cfg.steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: poly_factor(s, steps, cfg.poly_power))
@@ -418,17 +445,18 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
     try:
         with open(metrics_path, "a", newline="", encoding="utf-8") as mf:
             writer = csv.writer(mf)
-            for image, target in loader:
+            for image, target, *sets in loader:
                 label_pixels += torch.bincount(target[target != loss_fn.ignore_index].flatten().long(),
                                                minlength=model.num_classes)[:model.num_classes]
                 image = image.to(device, non_blocking=cuda)
                 target = target.to(device, non_blocking=cuda)
+                sets = sets[0].to(device, non_blocking=cuda) if sets else None
                 if cuda:
                     image = image.contiguous(memory_format=torch.channels_last)
                 lr = optimiser.param_groups[0]["lr"]
                 with torch.autocast(device_type="cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext():
                     features, logits = model.forward_features(image)
-                losses = loss_fn(logits.float(), features.float(), target, step)
+                losses = loss_fn(logits.float(), features.float(), target, step, sets=sets)
                 total = losses["total"]
                 if not torch.isfinite(total):
                     raise L2HError(f"training diverged: loss is {float(total)} at step {step} (lower train.lr, "
@@ -437,6 +465,8 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
                 total.backward()
                 optimiser.step()
                 scheduler.step()
+                if ema is not None:
+                    ema.update_parameters(model)
                 step += 1
                 now = time.perf_counter()
                 last = {k: float(v.detach()) for k, v in losses.items()}
@@ -448,7 +478,7 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
                 bar.set_postfix(loss=f"{last['total']:.3f}", agree=f"{last['agreement']:.3f}", refresh=False)
                 if step % cfg.checkpoint_every == 0 or step == stop:
                     _write_checkpoint(ckpt_path, model, optimiser, scheduler, step, cfg, bands, normalisation,
-                                      digest, elapsed_before + now - t_start, label_pixels)
+                                      digest, elapsed_before + now - t_start, label_pixels, ema)
     finally:
         bar.close()
         dataset.close()
@@ -457,7 +487,7 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
         raise L2HError("training produced no batches")
     if start == stop and not ckpt_path.exists():  # pragma: no cover - defensive
         _write_checkpoint(ckpt_path, model, optimiser, scheduler, step, cfg, bands, normalisation, digest, 0.0,
-                          label_pixels)
+                          label_pixels, ema)
 
     steps_run = step - start
     pixels = steps_run * cfg.batch_size * cfg.patch_size**2
@@ -479,6 +509,8 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
         log.info("stopped at step %d of %d; rerun to resume from %s", step, steps, ckpt_path)
         return result
 
+    if ema is not None:
+        model = ema.module
     model = model.to("cpu", memory_format=torch.contiguous_format).eval()
     unseen = suppress_unseen_classes(model, label_pixels.tolist()) if counted_all else []
     if unseen:

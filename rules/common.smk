@@ -97,6 +97,14 @@ def chunk_masks(wildcards):
     return sorted({f"resources/regions/{r}.gpkg" for b in chunk_of(wildcards) for r in b.touches})
 
 
+def chunk_label_sets(wildcards):
+    """The class-set labels of the regions a chunk's blocks touch, when the map uses the coarse
+    label as a prior (infer.label_prior > 0); none otherwise."""
+    if not CFG["infer"]["label_prior"]:
+        return []
+    return sorted({f"resources/labels/{r}_sets.tif" for b in chunk_of(wildcards) for r in b.touches})
+
+
 def region_chunk_manifests(wildcards):
     """The chunk manifests a region's map needs: every chunk with a block touching the region,
     whoever owns it (the mosaic reads only those blocks from them)."""

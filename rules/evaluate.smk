@@ -15,6 +15,8 @@ if EVAL_POINTS:
             map="results/maps/national.tif",
             products=product_manifests,
             points=EVAL_POINTS["file"],
+            blocks="resources/blocks.csv",
+            training_blocks="resources/training_blocks.csv",
         output:
             json="results/reports/accuracy.json",
             class_metrics=report("results/reports/class_metrics.csv", category="Accuracy",
@@ -50,8 +52,9 @@ if EVAL_POINTS:
             products=lambda w, input: " ".join(f"--product {shlex.quote(m)}" for m in input.products),
             region_args=REGION_FILE_ARGS,
             run_name=CFG["run"]["name"],
+            crs=GRID.crs,
             out_dir=lambda w, output: str(Path(output.json).parent),
-            code_version=code_version("evaluate", "metrics", "reportfigs", "fetch", "regions", "io"),
+            code_version=code_version("evaluate", "metrics", "reportfigs", "fetch", "regions", "blockstats", "io"),
         log:
             "logs/evaluate.log",
         benchmark:
@@ -63,7 +66,8 @@ if EVAL_POINTS:
             "../envs/geo.yaml"
         shell:
             "l2h --log {log} evaluate --settings {params.settings:q} --map {input.map:q} {params.products}"
-            " {params.region_args} --run-name {params.run_name:q} --out-dir {params.out_dir:q}"
+            " {params.region_args} --run-name {params.run_name:q} --blocks {input.blocks:q}"
+            " --training-blocks {input.training_blocks:q} --crs {params.crs:q} --out-dir {params.out_dir:q}"
 
 
 if EVAL_SURVEY:

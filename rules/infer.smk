@@ -10,6 +10,7 @@ rule infer:
         model="results/model/l2hnet.onnx",
         imagery=lambda w: imagery_for_region(w.region),
         masks=chunk_masks,
+        label_sets=chunk_label_sets,
     output:
         chunk_manifest_path("{region}", "{chunk}"),
     params:
@@ -24,7 +25,9 @@ rule infer:
         device=CFG["infer"]["device"],
         confidence="--confidence" if CFG["infer"]["confidence"] else "",
         strict="--strict" if CFG["infer"]["strict"] else "",
-        code_version=code_version("infer", "chunks", "norm", "blocks", "regions", "io"),
+        label_prior=lambda w, input: (f"--label-prior {CFG['infer']['label_prior']} --label-sets "
+                                      + " ".join(shlex.quote(p) for p in input.label_sets)) if input.label_sets else "",
+        code_version=code_version("infer", "labelprior", "chunks", "norm", "blocks", "regions", "io"),
     log:
         "logs/infer/{region}/chunk_{chunk}.log",
     benchmark:
@@ -39,4 +42,4 @@ rule infer:
         " --block-size {params.block_size} --resolution {params.resolution} --crs {params.crs:q}"
         " --mask {input.masks:q} --region {wildcards.region} --out-dir resources/pred/{wildcards.region}"
         " --manifest {output:q} {params.confidence} --tile {params.tile} --batch {params.batch}"
-        " --threads {threads} --device {params.device} {params.strict}"
+        " --threads {threads} --device {params.device} {params.strict} {params.label_prior}"

@@ -37,6 +37,7 @@ rule harmonize:
         roads="resources/roads/{region}.gpkg" if OSM else [],
     output:
         label="resources/labels/{region}.tif",
+        sets="resources/labels/{region}_sets.tif",
         stats_csv=report("resources/labels/{region}_stats.csv", category="Training labels",
                          labels={"region": "{region}", "figure": "class statistics"},
                          caption="../report/label_stats.rst"),
@@ -65,5 +66,5 @@ rule harmonize:
     shell:
         "l2h --log {log} harmonize --region {input.region:q} {params.products} {params.roads}"
         " --resolution {params.resolution} --agreement {params.agreement} --window {params.window}"
-        " --out {output.label:q} --stats-csv {output.stats_csv:q} --stats-json {output.stats_json:q}"
+        " --out {output.label:q} --sets-out {output.sets:q} --stats-csv {output.stats_csv:q} --stats-json {output.stats_json:q}"
         " --quicklook {output.quicklook:q}"

@@ -8,6 +8,7 @@ rule train:
         blocks="resources/blocks.csv",
         training_blocks="resources/training_blocks.csv",
         labels=expand("resources/labels/{region}.tif", region=REGION_SLUGS),
+        label_sets=expand("resources/labels/{region}_sets.tif", region=REGION_SLUGS),
         imagery=[imagery_for_region(r) for r in REGION_SLUGS],
     output:
         model="results/model/l2hnet.pt",
@@ -16,6 +17,7 @@ rule train:
     params:
         settings=json.dumps(CFG["train"], sort_keys=True),
         labels=lambda w: "resources/labels/{region}.tif",
+        label_sets=lambda w: "resources/labels/{region}_sets.tif",
         imagery=json.dumps({r: imagery_for_region(r) for r in REGION_SLUGS}, sort_keys=True),
         crs=GRID.crs,
         resolution=GRID.resolution,
@@ -34,7 +36,7 @@ rule train:
         "../envs/torch-gpu.yaml"
     shell:
         "l2h --log {log} train --blocks {input.blocks:q} --training-blocks {input.training_blocks:q}"
-        " --labels {params.labels:q} --imagery {params.imagery:q} --crs {params.crs:q}"
+        " --labels {params.labels:q} --label-sets {params.label_sets:q} --imagery {params.imagery:q} --crs {params.crs:q}"
         " --resolution {params.resolution} --settings {params.settings:q} --work-dir {params.work_dir:q}"
         " --out {output.model:q} --metrics {output.metrics:q}"
 

@@ -326,3 +326,37 @@ def test_band_statistics_redraw_windows_without_imagery(synthetic):
     with pytest.raises(InputError, match=r"no imagery found in 3 windows \(\d+ draws each\)"):
         band_statistics([far], patch_size=50, n_samples=3, seed=0)
 
+
+
+def test_class_sets_come_with_the_window_and_turn_with_it(synthetic, tmp_path):
+    # the class-set label: {code} where labelled, {tree, grass} (codes 1, 4) where the label is 255
+    label = synthetic["label"].astype(np.int64)
+    sets = np.where(label == 255, (1 << 1) | (1 << 4), 1 << label).astype(np.uint16)
+    spath = _write(tmp_path / "sets.tif", sets, 10.0)
+    specs = [TrainingSpec(s.block_id, s.region, s.bounds, s.label, s.imagery, label_sets=spath)
+             for s in synthetic["specs"]]
+    ds = TrainingWindows(specs, patch_size=32, seed=2, min_labelled=0.0, augment=True, sets=True)
+    for i in range(12):
+        x, target, got = ds[i]
+        valid = x.abs().sum(0) > 0
+        lab = target != 255
+        assert (got[lab] == (1 << target[lab])).all()  # class index bits: code c -> bit c - 1
+        assert (got[~lab & valid] == (1 << 0) | (1 << 3)).all()
+        assert (got[~valid] == 0).all()
+    with pytest.raises(Exception, match="class-set label"):
+        TrainingWindows(synthetic["specs"], patch_size=32, sets=True)
+
+
+def test_rare_draws_favour_windows_of_rare_classes(synthetic):
+    rarity = [0.0] * 11
+    rarity[2] = 1.0  # only class index 2 (code 3) counts as rare
+    plain = TrainingWindows(synthetic["specs"], patch_size=20, seed=0, min_labelled=0.0, augment=False)
+    rare = TrainingWindows(synthetic["specs"], patch_size=20, seed=0, min_labelled=0.0, augment=False,
+                           rare_draws=6, class_rarity=rarity)
+    share = lambda ds: np.mean([(ds[i][1] == 2).float().mean() for i in range(60)])  # noqa: E731
+    assert share(rare) > 2 * share(plain)
+    again = TrainingWindows(synthetic["specs"], patch_size=20, seed=0, min_labelled=0.0, augment=False,
+                            rare_draws=6, class_rarity=rarity)
+    assert all(torch.equal(rare[i][1], again[i][1]) for i in range(10))  # still a function of (seed, i)
+    with pytest.raises(Exception, match="rarity"):
+        TrainingWindows(synthetic["specs"], patch_size=20, rare_draws=3)

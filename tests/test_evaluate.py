@@ -228,6 +228,66 @@ def test_set_valued_product_codes_are_scored_leniently(tmp_path):
     assert result.scores["oa"] == pytest.approx(2 / 3)
 
 
+def test_points_in_training_blocks_are_scored_apart(tmp_path):
+    from l2h.evaluate import evaluate
+
+    _tiny_map(tmp_path / "map.tif", nodata_cols=0)
+    # rows 0-1 tree, 2-3 crop: two points right in the training block (x < 500005), one right and
+    # one wrong outside it
+    rows = [(500001.5, 9.5, "EPSG:32650", 1), (500002.5, 7.5, "EPSG:32650", 3),
+            (500007.5, 9.5, "EPSG:32650", 1), (500007.5, 7.5, "EPSG:32650", 4)]
+    cfg = {**_cfg(_write_points(tmp_path / "p.csv", rows)), "bootstrap": 20}
+    doc = evaluate(cfg, tmp_path / "map.tif", [], tmp_path / "out",
+                   training_blocks=([(500000.0, 0.0, 500005.0, 10.0)], "EPSG:32650"))
+    assert doc["held_out"]["n_points"] == 2 and doc["held_out"]["map"]["oa"] == pytest.approx(0.5)
+    assert doc["in_training_blocks"]["n_points"] == 2 and doc["in_training_blocks"]["map"]["oa"] == 1.0
+    assert doc["map"]["oa"] == pytest.approx(0.75)
+    assert list(doc)[:3] == ["run", "reference", "held_out"]  # held out first
+    saved = json.loads((tmp_path / "out" / "accuracy.json").read_text())
+    assert saved["held_out"] == doc["held_out"]
+
+
+def test_pixel_scores_against_a_reference_raster(tmp_path):
+    from l2h.harmonize import ProductFiles
+    from l2h.classes import ProductCode
+    from l2h.pixelscore import score_pixels
+
+    _tiny_map(tmp_path / "map.tif", nodata_cols=0)  # rows: tree, tree, crop, crop, grass, grass, ...
+    # the reference in a 4-class legend on a 0.5 m grid: low vegetation (3) everywhere but the top
+    # two rows (tree, 2); its code 6 (roads) recoded to impervious (4)
+    ref = np.full((20, 20), 3, np.uint8)
+    ref[:4] = 2
+    ref[10:12, :] = 6
+    with rasterio.open(tmp_path / "ref.tif", "w", driver="GTiff", width=20, height=20, count=1, dtype="uint8",
+                       crs="EPSG:32650", transform=from_origin(500000, 10, 0.5, 0.5), nodata=0) as dst:
+        dst.write(ref, 1)
+    legend = Legend.from_config(FOUR["legend"], FOUR["mapping"])
+    # a product saying "developed open space" ({grass, tree}) everywhere: 10 m tiles
+    tile = tmp_path / "p.tif"
+    with rasterio.open(tile, "w", driver="GTiff", width=2, height=2, count=1, dtype="uint8", crs="EPSG:32650",
+                       transform=from_origin(499990, 20, 10, 10)) as dst:
+        dst.write(np.full((2, 2), 21, np.uint8), 1)
+    product = ProductFiles("nlcd", {21: ProductCode(21, "open space", frozenset({1, 4}))}, [str(tile)])
+    out = score_pixels(str(tmp_path / "map.tif"), [str(tmp_path / "ref.tif")], legend, {6: 4}, [product])
+    assert out["n_pixels"] == 400
+    m = out["sources"]["map"]
+    # the map (1 m rows): 0-1 tree (right), 2-3 crop (low veg., right), 4-5 grass (low veg.: right but
+    # on the recoded road, the reference's 0.5 m rows 10-11), 6-7 building and 8-9 water (wrong)
+    assert m["oa"] == pytest.approx((80 + 80 + 40) / 400)
+    assert m["iou"]["4"] == 0.0 and m["iou"]["2"] == 1.0
+    # lenient: {grass, tree} is right wherever the reference is tree or low vegetation
+    assert out["sources"]["nlcd"]["oa"] == pytest.approx((400 - 40) / 400)
+    crosswalked = score_pixels(str(tmp_path / "map.tif"), [str(tmp_path / "ref.tif")], legend, {6: 4}, [product],
+                               crosswalks={"nlcd": {21: 3}})
+    assert crosswalked["sources"]["nlcd"]["oa"] == pytest.approx(280 / 400)
+    assert crosswalked["sources"]["nlcd"]["iou"]["2"] == 0.0
+    # only outside a training block (the map's west half)
+    held = score_pixels(str(tmp_path / "map.tif"), [str(tmp_path / "ref.tif")], legend, {6: 4},
+                        exclude=([(500000.0, 0.0, 500005.0, 10.0)], "EPSG:32650"))
+    assert held["n_pixels"] == 200 and held["excluded_pixels"] == 200
+    assert held["sources"]["map"]["oa"] == pytest.approx(m["oa"])  # rows are uniform across columns
+
+
 # --------------------------------------------------------------------------- survey
 def test_weighted_error_hand_computed():
     assert weighted_error(np.array([0.5, 0.3, 0.2]), np.array([0.6, 0.3, 0.1])) == pytest.approx(

@@ -12,7 +12,7 @@ from shapely.geometry import box
 
 from l2h.classes import ESA_WORLDCOVER, ESRI_LULC_ANNUAL, IGNORE
 from l2h.errors import InputError
-from l2h.harmonize import ProductFiles, code_lookup, consensus, harmonize_region
+from l2h.harmonize import ProductFiles, code_lookup, consensus, consensus_sets, harmonize_region
 
 T, S, C, G, B, W = 1, 2, 3, 4, 5, 7
 
@@ -40,6 +40,26 @@ def test_majority_rule():
     c = np.array([[bits(C), bits(C), bits(S)]], np.uint16)
     # T: 2 of 3; second: T, G, C one each -> none; third: G 2 of 3 and S 2 of 3 -> ambiguous
     assert consensus([a, b, c], "majority").tolist() == [[T, IGNORE, IGNORE]]
+
+
+def test_class_sets_keep_what_the_products_allow():
+    a = np.array([[bits(T), bits(G, T), bits(G), 0, bits(T)]], np.uint16)
+    b = np.array([[bits(T), 0, bits(G, S), 0, bits(W)]], np.uint16)
+    # agreement {T}; one product's own set; the intersection {G}; no data; contradiction -> union
+    assert consensus_sets([a, b], "all").tolist() == [[bits(T), bits(G, T), bits(G), 0, bits(T, W)]]
+    # where the hard label has a class, the set is exactly that class
+    hard = consensus([a, b], "all")
+    sets = consensus_sets([a, b], "all")
+    single = hard != IGNORE
+    assert (sets[single] == (1 << hard[single].astype(np.uint16))).all()
+
+
+def test_class_sets_of_the_majority_rule():
+    a = np.array([[bits(T), bits(T), bits(G, S)]], np.uint16)
+    b = np.array([[bits(T), bits(G), bits(G)]], np.uint16)
+    c = np.array([[bits(C), bits(C), bits(S)]], np.uint16)
+    # T has a majority; no class has one -> the union; G and S both have 2 of 3 -> {G, S}
+    assert consensus_sets([a, b, c], "majority").tolist() == [[bits(T), bits(T, G, C), bits(G, S)]]
 
 
 def test_code_lookup_marks_unknown_codes():
@@ -90,14 +110,20 @@ def test_harmonize_two_crs_agreement_and_region_mask(tmp_path):
     ]
     region = _region(inset=0)
     out = tmp_path / "label.tif"
-    stats = harmonize_region(region, CRS, products, out, resolution=10, window=32)
+    stats = harmonize_region(region, CRS, products, out, resolution=10, window=32,
+                             sets_out=tmp_path / "label_sets.tif")
     with rasterio.open(out) as src:
         label = src.read(1)
         assert src.crs.to_string() == CRS and src.res == (10.0, 10.0) and src.nodata == 0
         assert src.colormap(1)[1][:3] == (0, 100, 0)
+    with rasterio.open(tmp_path / "label_sets.tif") as src:
+        sets = src.read(1)
+        assert src.dtypes[0] == "uint16" and src.transform == rasterio.open(out).transform
     assert label.shape == (100, 100)
     assert (label[20:, 5:45] == T).all()  # both say tree
+    assert (sets[20:, 5:45] == bits(T)).all()
     assert (label[:, 55:] == IGNORE).all()  # tree vs {grass, shrub}: no agreement
+    assert (sets[:, 55:] == bits(T, G, S)).all()  # ... but one of the three
     assert (label[0:10, 0:10] == T).all()  # unknown code abstains; ESA alone decides
     assert stats.unknown_codes["esri_lulc"] == {99: 100}
     assert stats.class_pixels[T] + stats.ignored_pixels == stats.region_pixels == 10000

@@ -162,3 +162,48 @@ def test_corrupt_block_is_named_and_removed(tmp_path, tiny_onnx, small_demo_worl
     with pytest.raises(InputError, match=rf"block prediction .*{b.id}.tif: unreadable or truncated"):
         mosaic([path], box(*b.bounds), CRS, 1.0, tmp_path / "m.tif")
     assert not path.exists() and not (tmp_path / "m.tif").exists()
+
+
+def _sets_raster(path, transform, sets):
+    with rasterio.open(path, "w", driver="GTiff", width=sets.shape[1], height=sets.shape[0], count=1,
+                       dtype="uint16", crs=CRS, transform=transform, nodata=0) as dst:
+        dst.write(sets.astype(np.uint16), 1)
+    return str(path)
+
+
+def test_label_prior_bonus_follows_the_class_sets(tmp_path):
+    from rasterio.transform import from_origin
+
+    from l2h.labelprior import LabelPrior
+
+    # two regions' 10 m class-set labels side by side: tree {1} | {grass 4, tree 1} ; water {7} | nothing
+    west = _sets_raster(tmp_path / "w.tif", from_origin(0, 20, 10, 10), np.array([[1 << 1], [1 << 7]]))
+    east = _sets_raster(tmp_path / "e.tif", from_origin(10, 20, 10, 10), np.array([[(1 << 1) | (1 << 4)], [0]]))
+    with LabelPrior([west, east], 2.5) as prior:
+        bonus = prior.bonus(from_origin(0, 20, 1, 1), (20, 20))  # the 1 m grid of both
+    assert bonus.shape == (11, 20, 20)
+    assert (bonus[0, :10, :10] == 2.5).all() and (bonus[1:, :10, :10] == 0).all()  # tree only
+    assert (bonus[0, :10, 10:] == 2.5).all() and (bonus[3, :10, 10:] == 2.5).all()  # tree and grass
+    assert (bonus[6, 10:, :10] == 2.5).all() and (bonus[:, 10:, 10:] == 0).all()  # water; no information
+
+
+def test_label_prior_keeps_the_coarse_label_where_the_network_is_unsure(tiny_onnx, small_demo_world, country,
+                                                                      tmp_path):
+    from l2h.labelprior import LabelPrior
+
+    geoms, union = country
+    block = blocks_for_regions(geoms, 256)[5]
+    imagery = str(small_demo_world / "imagery" / "demo_imagery.tif")
+    model = load_onnx(tiny_onnx)
+    west, south, east, north = block.bounds
+    sets = np.full((26, 26), 1 << 7, np.uint16)  # "water" everywhere, 10 m cells covering the block
+    path = _sets_raster(tmp_path / "sets.tif", rasterio.transform.from_origin(west, north, 10, 10), sets)
+    maps = {}
+    for strength in (0.0, 0.2, 1e3):
+        with LabelPrior([path], strength) as prior:
+            predict_block(model, imagery, block.bounds, 1.0, CRS, union, tmp_path / f"{strength}.tif",
+                          tmp_path / f"{strength}_c.tif", progress=False, prior=prior)
+        maps[strength] = rasterio.open(tmp_path / f"{strength}.tif").read(1)
+    inside = maps[0.0] > 0
+    water = lambda m: (m[inside] == 7).mean()  # noqa: E731
+    assert water(maps[0.0]) < 0.5 and water(maps[0.2]) > water(maps[0.0]) and water(maps[1e3]) == 1.0

@@ -72,6 +72,22 @@ def test_label_raster_house_style_and_stats(http_run):
     assert (workdir / "resources/roads/cote_verte.gpkg").exists()
 
 
+def test_class_set_label_matches_the_label(http_run):
+    """The class-set label: {c} where the label has class c (roads burnt in too), a set of two or
+    more classes on most ignored land, nothing outside the region."""
+    workdir, _, _ = http_run
+    with rasterio.open(workdir / "resources/labels/cote_verte.tif") as src:
+        label = src.read(1)
+    with rasterio.open(workdir / "resources/labels/cote_verte_sets.tif") as src:
+        sets = src.read(1).astype(np.int64)
+    single = (label != 0) & (label != 255)
+    assert (sets[single] == (1 << label[single].astype(np.int64))).all()
+    assert (sets[label == 11] == 1 << 11).all() and (label == 11).any()
+    assert (sets[label == 0] == 0).all()
+    counts = np.array([bin(v).count("1") for v in sets[label == 255]])
+    assert (counts >= 2).mean() > 0.9
+
+
 def test_truncated_tile_is_refetched_on_rerun(http_run, demo_world):
     workdir, config, _ = http_run
     tile = workdir / "resources/raw/esa_worldcover/v200/N30E114.tif"

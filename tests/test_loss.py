@@ -15,6 +15,8 @@ from l2h.loss import (
     codes_to_targets,
     confident_mask,
     dva_loss,
+    set_members,
+    set_nll,
     weights_from_counts,
 )
 
@@ -281,3 +283,71 @@ def test_vague_pixels_do_not_shape_the_prototypes():
     confident = torch.tensor([[[True, True, False]]])
     # the prototypes stay (1,0) and (0,1): the vague (1,1) is 45 degrees from both
     assert float(dva_loss(f, label, confident, ~confident)) == pytest.approx(1 - 1 / math.sqrt(2), rel=1e-5)
+
+
+# --- partial labels: ambiguous pixels learn from their class set --------------------------------
+
+
+def _bits(*indices):
+    return sum(1 << k for k in indices)
+
+
+def test_set_nll_is_minus_log_of_the_sets_probability():
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    members = torch.tensor([[True, True, False], [False, False, True]])
+    p = logits.softmax(dim=1)
+    expected = -torch.log(torch.stack([p[0, 0] + p[0, 1], p[1, 2]]))
+    assert torch.allclose(set_nll(logits.log_softmax(dim=1), members), expected)
+    assert set_members(torch.tensor([_bits(0, 2)]), 3).tolist() == [[True, False, True]]
+
+
+def test_sets_of_single_classes_change_nothing():
+    logits, label = _ce_setup()
+    features = torch.randn(1, 2, 1, 6)
+    sets = torch.where(label == IGN, torch.zeros_like(label), 1 << label.clamp(max=30))
+    loss = L2HLoss(num_classes=3, gamma=0.0, warmup_steps=5)
+    a, b = loss(logits, features, label, step=0), loss(logits, features, label, step=0, sets=sets)
+    assert float(a["ce"]) == pytest.approx(float(b["ce"]), rel=1e-6)
+
+
+def test_an_ambiguous_pixel_is_taught_its_set_not_one_class():
+    # one labelled pixel of class 0 and one pixel that may be class 1 or 2 (e.g. NLCD 21 -> {grass, tree})
+    label = torch.tensor([[[0, IGN]]])
+    sets = torch.tensor([[[_bits(0), _bits(1, 2)]]])
+    features = torch.zeros(1, 2, 1, 2)
+    loss = L2HLoss(num_classes=3, gamma=0.0, warmup_steps=10, balance_power=0.0)
+    logits = torch.tensor([[[[3.0, 0.0]], [[0.0, 2.0]], [[0.0, -1.0]]]], requires_grad=True)
+    out = loss(logits, features, label, step=0, sets=sets)
+    p = logits.detach().softmax(dim=1)[0, :, 0]
+    expected = (-torch.log(p[0, 0]) - torch.log(p[1, 1] + p[2, 1])) / 2
+    assert float(out["ce"].detach()) == pytest.approx(float(expected), rel=1e-5)
+    out["total"].backward()
+    g = logits.grad[0, :, 0, 1]
+    assert g[0] > 0 and g[1] < 0 and g[2] < 0  # class 0 is pushed down, both members of the set up
+    # ignored without sets
+    plain = loss(logits.detach(), features, label, step=0)
+    assert float(plain["ce"]) == pytest.approx(float(-torch.log(p[0, 0])), rel=1e-5)
+
+
+def test_ambiguous_pixel_weighs_like_the_class_the_network_prefers_in_its_set():
+    # fixed weights: class 1 weighs 3, class 2 weighs 1; the network puts 3x more mass on class 1
+    label = torch.tensor([[[IGN]]])
+    sets = torch.tensor([[[_bits(1, 2)]]])
+    logits = torch.log(torch.tensor([0.2, 0.6, 0.2])).view(1, 3, 1, 1)
+    loss = L2HLoss(num_classes=3, gamma=0.0, warmup_steps=10, class_weights=[1.0, 3.0, 1.0])
+    out = loss(logits, torch.zeros(1, 2, 1, 1), label, step=0, sets=sets)
+    # a single pixel: the weighted mean is its own NLL whatever its weight (0.75 * 3 + 0.25 * 1 > 0)
+    assert float(out["ce"]) == pytest.approx(-math.log(0.8), rel=1e-5)
+    assert float(out["confident_share"]) == 1.0
+
+
+def test_confident_ambiguous_pixels_follow_the_rule():
+    label = torch.tensor([[[0, IGN, IGN]]])
+    sets = torch.tensor([[[_bits(0), _bits(1, 2), _bits(1, 2)]]])
+    # pixel 1: p(S) = 0.7 and argmax in S; pixel 2: p(S) = 0.3, argmax outside S
+    p = torch.tensor([[0.8, 0.1, 0.1], [0.3, 0.4, 0.3], [0.7, 0.2, 0.1]]).t().reshape(1, 3, 1, 3)
+    features = torch.randn(1, 2, 1, 3)
+    for mode in ("label_prob", "argmax"):
+        out = L2HLoss(num_classes=3, tau=0.5, mode=mode, min_class_share=0.0)(
+            torch.log(p), features, label, step=0, sets=sets)
+        assert float(out["confident_share"]) == pytest.approx(2 / 3)  # pixel 2 is vague

@@ -216,7 +216,7 @@ def test_bad_inputs_are_named():
 def _check_constraints(df, res, *, k, min_share, regions, target=0.30, tol=0.02):
     chosen = df[df["block_id"].isin(res.selected)]
     assert len(chosen) == len(res.selected) == len(set(res.selected))
-    total = df["area_km2"].sum()
+    total = df.loc[df["region"].isin(regions), "area_km2"].sum()  # the fraction is of the training regions
     frac = chosen["area_km2"].sum() / total
     assert frac == pytest.approx(res.selected_fraction)
     assert target - tol - 1e-9 <= frac <= target + tol + 1e-9
