@@ -39,7 +39,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "real" / "chesapeake_wv_train"
-OWN_FOLDS = {"west": [0, 1, 2, 5], "east": [3, 4, 6, 7]}
+# examples/chesapeake_wv/folds.geojson: the footprints (`l2h footprint`) of patches 0, 1, 2, 5 (west)
+# and 3, 4, 6, 7 (east), one region per fold
+FOLDS = ROOT / "examples" / "chesapeake_wv" / "folds.geojson"
 # NLCD 2011 -> the Chesapeake 4-class legend (1 water, 2 tree canopy, 3 low vegetation, 4 impervious)
 NLCD_CROSSWALK = {11: 1, 41: 2, 42: 2, 43: 2, 52: 2, 90: 2, 95: 2, 21: 3, 71: 3, 81: 3, 82: 3,
                   22: 4, 23: 4, 24: 4, 31: 4}
@@ -79,7 +81,9 @@ def merge(base: dict, extra: dict) -> dict:
 
 
 def snakemake(workdir: Path, configs: list[Path], cores: int, targets: list[str]) -> float:
-    """Run the workflow in `workdir`; the wall time in seconds."""
+    """Run the workflow in `workdir`; the wall time in seconds. A training checkpoint of another
+    seed's run is removed first (training refuses to resume one written with other settings)."""
+    shutil.rmtree(workdir / "results" / "model" / "training", ignore_errors=True)
     start = time.perf_counter()
     run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
          "--configfile", *map(str, configs), "--cores", str(cores), "--rerun-incomplete", *targets],
@@ -115,9 +119,6 @@ def own_data_folds(work: Path, seeds: list[int], overrides: dict, cores: int) ->
         print(f"own-data skipped: {SHARED} is absent")
         return []
     example = yaml.safe_load((ROOT / "examples" / "own-data.yaml").read_text())
-    regions = work / "own-data" / "folds.geojson"
-    if not regions.exists():
-        _fold_regions(regions)
     settings = example["evaluation"]["points"]
     references = [str(SHARED / f"train{i}_lc.tif") for i in range(8)]
     results = []
@@ -125,7 +126,7 @@ def own_data_folds(work: Path, seeds: list[int], overrides: dict, cores: int) ->
         workdir = work / "own-data" / f"train_{train}"
         workdir.mkdir(parents=True, exist_ok=True)
         for seed in seeds:
-            cfg = merge(overrides, {"regions": {"file": str(regions)},
+            cfg = merge(overrides, {"regions": {"file": str(FOLDS)},
                                     "sampling": {"train_regions": [train]},
                                     "train": {"seed": seed}})
             override = workdir / "fold.yaml"
@@ -139,22 +140,6 @@ def own_data_folds(work: Path, seeds: list[int], overrides: dict, cores: int) ->
                                    miou_classes=("2", "3")))
             _print(results[-1])
     return results
-
-
-def _fold_regions(path: Path) -> None:
-    """One region per fold: the union of its patches' footprints (`l2h footprint`), in one file."""
-    import geopandas as gpd
-    import pandas as pd
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    parts = []
-    for name, patches in OWN_FOLDS.items():
-        one = path.with_name(f"{name}.geojson")
-        run([str(Path(sys.executable).parent / "l2h"), "footprint",
-             *(str(SHARED / f"train{i}_naip.tif") for i in patches), "--name", name, "--out", str(one)],
-            ROOT, path.with_name("folds.log"))
-        parts.append(gpd.read_file(one))
-    pd.concat(parts, ignore_index=True).to_file(path, driver="GeoJSON")
 
 
 def demo_folds(work: Path, seeds: list[int], overrides: dict, cores: int) -> list[dict]:

@@ -24,7 +24,7 @@ rule train:
         work_dir="results/model/training",
         n_regions=len(REGION_SLUGS),
         steps=CFG["train"]["steps"],
-        code_version=code_version("train", "data", "norm", "model", "loss"),
+        code_version=code_version("train", "data", "blockstats", "norm", "model", "loss"),
     log:
         "logs/train.log",
     benchmark:
