@@ -357,7 +357,8 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
     needs_areas = [k for k, on in (("class_weights: labels", cfg.class_weights == "labels"),
                                    ("rare_draws > 1", cfg.rare_draws > 1)) if on]
     if needs_areas and (class_areas is None or not any(a > 0 for a in class_areas)):
-        raise ConfigError(f"train.{' and train.'.join(needs_areas)} need(s) the training blocks' labelled class "
+        verb = "needs" if len(needs_areas) == 1 else "need"
+        raise ConfigError(f"train.{' and train.'.join(needs_areas)} {verb} the training blocks' labelled class "
                           f"areas (got {class_areas})")
     out_model, work_dir = Path(out_model), Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from l2h.cli import build_parser, main
 
 SUBCOMMANDS = {"demo-world", "region-geometry", "download", "roads", "harmonize", "block-stats",
                "imagery-vrt", "fetch-imagery", "sample", "train", "export", "infer", "mosaic",
-               "model-info", "evaluate", "survey", "footprint", "reference-points"}
+               "model-info", "evaluate", "survey", "footprint", "reference-points", "score-pixels"}
 
 
 def _run(*args):
