@@ -77,16 +77,7 @@ def consensus(masks: Sequence[np.ndarray], rule: str = "all") -> np.ndarray:
     `all`: the intersection of every available product's class set is exactly {c}.
     `majority`: c is in the sets of more than half of the available products, and no other class is.
     """
-    if rule not in ("all", "majority"):
-        raise ValueError(f"agreement rule must be 'all' or 'majority', got {rule!r}")
-    shape = masks[0].shape
-    if rule == "all":
-        acc = np.full(shape, 0xFFFF, np.uint16)
-        for m in masks:
-            acc = np.where(m != 0, acc & m, acc)
-        out = _SINGLE_CLASS[acc]
-        return np.where(acc == 0xFFFF, IGNORE, out).astype(np.uint8)
-    return _SINGLE_CLASS[_majority_winners(masks)]
+    return _SINGLE_CLASS[consensus_sets(masks, rule)]
 
 
 def consensus_sets(masks: Sequence[np.ndarray], rule: str = "all") -> np.ndarray:
@@ -323,9 +314,10 @@ def _label_window(win, transform, crs, geometry, opened, rule, stats: LabelStats
             pair = stats.pair_agree.setdefault((a, b), [0, 0])
             pair[0] += int(agree.sum())
             pair[1] += int(both.sum())
-    label = consensus(list(masks.values()), rule)
+    sets = consensus_sets(list(masks.values()), rule)
+    label = _SINGLE_CLASS[sets]
     label[~inside] = NODATA
-    return label, consensus_sets(list(masks.values()), rule)
+    return label, sets
 
 
 def _count(label: np.ndarray, stats: LabelStats) -> None:

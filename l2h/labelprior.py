@@ -52,9 +52,9 @@ class LabelPrior:
         """The class-set bitmasks (bit c = class code c) at the centres of a grid's pixels."""
         out = np.zeros(shape, np.uint16)
         height, width = shape
+        xs = transform.c + (np.arange(width) + 0.5) * transform.a
+        ys = transform.f + (np.arange(height) + 0.5) * transform.e
         for src in self.sources:
-            xs = transform.c + (np.arange(width) + 0.5) * transform.a
-            ys = transform.f + (np.arange(height) + 0.5) * transform.e
             cols = np.floor((xs - src.transform.c) / src.transform.a).astype(np.int64)
             rows = np.floor((ys - src.transform.f) / src.transform.e).astype(np.int64)
             ok_c, ok_r = (cols >= 0) & (cols < src.width), (rows >= 0) & (rows < src.height)
