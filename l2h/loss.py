@@ -144,7 +144,7 @@ def class_prototypes(features: torch.Tensor, label: torch.Tensor, confident: tor
                      num_classes: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(prototypes (K, C) unit vectors, present (K,) bool): per class, the normalised mean of the
     L2-normalised features of its confident pixels; detached (prototypes are targets)."""
-    f = F.normalize(features.detach(), dim=1).permute(0, 2, 3, 1)[confident]  # (M, C)
+    f = F.normalize(features.detach().permute(0, 2, 3, 1)[confident], dim=1)  # (M, C): the confident pixels only
     lab = label.long()[confident]
     if num_classes is None:
         num_classes = int(lab.max()) + 1 if lab.numel() else 0
@@ -176,7 +176,7 @@ def dva_loss(features: torch.Tensor, label: torch.Tensor, confident: torch.Tenso
         return zero
     protos, present = class_prototypes(features, label, confident)
     protos = protos[present]  # (P, C)
-    fv = F.normalize(features, dim=1).permute(0, 2, 3, 1)[vague]  # (V, C)
+    fv = F.normalize(features.permute(0, 2, 3, 1)[vague], dim=1)  # (V, C): the vague pixels only
     similarity = fv @ protos.t()  # (V, P) cosine similarities
     return (1.0 - similarity.max(dim=1).values).mean()
 
