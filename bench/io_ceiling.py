@@ -61,7 +61,7 @@ def run(model_path: Path, imagery: str, sets: list[str], threads: int, prior: bo
         for i, bounds in enumerate(blocks):
             predict_block(model, imagery, bounds, 1.0, "EPSG:32650", box(*bounds), Path(tmp) / f"c{i}.tif",
                           confidence_out=Path(tmp) / f"p{i}.tif" if confidence else None, progress=False,
-                          prior=label_prior if prior else None)
+                          prior=label_prior if prior else None, post_threads=threads)
         seconds = time.perf_counter() - start
     pixels = len(blocks) * BLOCK * BLOCK
     return {"threads": threads, "label_prior": prior, "confidence": confidence, "pixels": pixels,
@@ -74,9 +74,10 @@ def main(demo: Path, labels: Path) -> dict:
     if not sets:
         sys.exit(f"no class-set labels (*_sets.tif) in {labels}: run the demo first")
     with rasterio.open(imagery) as src:
-        west, north = src.bounds.left, src.bounds.top
-    blocks = [(west + i * BLOCK, north - (j + 2) * BLOCK, west + (i + 1) * BLOCK, north - (j + 1) * BLOCK)
-              for i in (1, 2) for j in (1, 2)]
+        cx, cy = (src.bounds.left + src.bounds.right) // 2, (src.bounds.bottom + src.bounds.top) // 2
+    # four blocks around the centre of the country (full of imagery)
+    blocks = [(cx + i * BLOCK, cy + j * BLOCK, cx + (i + 1) * BLOCK, cy + (j + 1) * BLOCK)
+              for i in (-1, 0) for j in (-1, 0)]
     all_cpus = os.sched_getaffinity(0)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:

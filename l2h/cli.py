@@ -291,7 +291,7 @@ def _infer(args: argparse.Namespace) -> None:
         stats = predict_chunk(model, args.imagery, blocks, args.resolution, args.crs,
                               {r.slug: r.geometry for r in regions}, args.out_dir, args.manifest, key, args.region,
                               confidence=args.confidence, tile=args.tile, batch=args.batch, strict=args.strict,
-                              prior=prior)
+                              prior=prior, post_threads=args.threads)
     seconds = max(stats["seconds"], 1e-9)
     log.info("%d block(s) predicted, %d kept from an interrupted attempt: %d of %d pixels mapped in %.1f s "
              "(%.0f pixels/s, %s)", stats["blocks"] - stats["kept"], stats["kept"], stats["valid_pixels"],
@@ -592,7 +592,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write <block>_confidence.tif (max class probability x 255)")
     p.add_argument("--tile", type=int, default=512, help="tile core size in pixels")
     p.add_argument("--batch", type=int, default=4, help="tiles per onnxruntime call")
-    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    p.add_argument("--threads", type=int, default=1,
+                   help="the job's threads: onnxruntime intra-op threads, and as many post-processing threads")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="execution provider")
     p.add_argument("--strict", action="store_true", help="a block without imagery is an error")
     p.add_argument("--label-prior", type=float, default=0.0, metavar="NATS",

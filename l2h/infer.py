@@ -2,8 +2,10 @@
 field, batched through the network, only each tile's core written, so blocks join without seams.
 :func:`predict_chunk` runs one job's blocks (see :mod:`l2h.chunks`), resuming a killed attempt.
 
-Reading, compute and writing overlap: a reader thread fills a bounded queue with tiles, the main
-thread runs the model on batches, a writer thread writes the cores.
+Reading, compute and post-processing overlap: a reader thread fills a bounded queue with tiles,
+the main thread runs the model on batches, ``post_threads`` threads add the label prior and turn
+the cores' logits into classes and confidence (the work that bounds a GPU job's throughput:
+bench/results/io_ceiling.json).
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def tile_windows(width: int, height: int, tile: int) -> Iterator[Window]:
 def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, float, float], resolution: float,
                   crs: str, mask_geometry, out: str | Path, confidence_out: str | Path | None = None,
                   tile: int = 512, batch: int = 4, strict: bool = False, progress: bool = True,
-                  prior: LabelPrior | None = None) -> dict:
+                  prior: LabelPrior | None = None, post_threads: int = 1) -> dict:
     """Predict one block and write its class GeoTIFF (and optionally a confidence GeoTIFF).
 
     `bounds` is the block in the run's CRS; pixels outside `mask_geometry` (the mapped area, in
@@ -125,7 +127,7 @@ def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, fl
             lambda core: prior.bonus(transform * rasterio.Affine.translation(core.col_off, core.row_off),
                                      (int(core.height), int(core.width))))
         stats = _run_pipeline(model, src, block_window, cores, tile, halo, mean, std, batch, classes, confidence,
-                              progress, bonus)
+                              progress, bonus, post_threads)
     valid = inside & stats.pop("valid")
     classes[~valid] = NODATA
     if confidence is not None:
@@ -152,13 +154,14 @@ def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tu
                   resolution: float, crs: str, regions: Mapping[str, object], out_dir: str | Path,
                   manifest: str | Path, key: str, region: str, confidence: bool = True, tile: int = 512,
                   batch: int = 4, strict: bool = False, progress: bool = True,
-                  prior: LabelPrior | None = None) -> dict:
+                  prior: LabelPrior | None = None, post_threads: int = 1) -> dict:
     """Predict a chunk's blocks ((id, bounds) pairs) into ``out_dir`` and write its ``manifest``.
 
     ``regions``: slug -> geometry (in ``crs``) of every region the blocks touch; pixels outside
     all of them are nodata. ``key`` (:func:`l2h.chunks.chunk_key`): blocks a killed attempt with
     the same key finished are kept, not predicted again. ``prior``: the coarse label as a prior
-    (:mod:`l2h.labelprior`). Returns counts for the log.
+    (:mod:`l2h.labelprior`); ``post_threads``: threads turning logits into classes and confidence.
+    Returns counts for the log.
     """
     from shapely import union_all
 
@@ -177,7 +180,7 @@ def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tu
         t0 = time.perf_counter()
         stats = predict_block(model, imagery, bounds, resolution, crs, mask, paths["classes"],
                               confidence_out=confidence_out, tile=tile, batch=batch, strict=strict, progress=False,
-                              prior=prior)
+                              prior=prior, post_threads=post_threads)
         state.record({"id": block, "bounds": list(bounds), "touches": list(regions_touching(bounds, regions)),
                       "classes": paths["classes"], "confidence": confidence_out,
                       "valid_pixels": stats["valid_pixels"], "seconds": round(time.perf_counter() - t0, 3)})
@@ -189,13 +192,15 @@ def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tu
 
 
 def _run_pipeline(model, src, block_window, cores, tile, halo, mean, std, batch, classes, confidence,
-                  progress, bonus=None) -> dict:
-    """Reader thread -> batched onnxruntime -> writer thread; returns the valid mask and timings.
+                  progress, bonus=None, post_threads: int = 1) -> dict:
+    """Reader thread -> batched onnxruntime -> ``post_threads`` post-processing threads (each core
+    goes to one of them and fills its own slice of the outputs); returns the valid mask and timings.
     ``bonus(core)``: a (K, h, w) addition to the core's logits (the label prior), or None."""
     tiles: queue.Queue = queue.Queue(maxsize=2 * batch)
     results: queue.Queue = queue.Queue(maxsize=2 * batch)
     valid = np.zeros(classes.shape, bool)
     errors: list[BaseException] = []
+    failed: list[BaseException] = []
     row0, col0 = round(block_window.row_off), round(block_window.col_off)
 
     def read() -> None:
@@ -212,23 +217,32 @@ def _run_pipeline(model, src, block_window, cores, tile, halo, mean, std, batch,
 
     def write() -> None:
         while (item := results.get()) is not None:
-            core, logits, has_data = item
-            h, w = int(core.height), int(core.width)
-            core_logits = logits[:, halo:halo + h, halo:halo + w]
-            extra = bonus(core) if bonus is not None else None
-            if extra is not None:
-                core_logits = core_logits + extra
-            rows, cols = slice(int(core.row_off), int(core.row_off) + h), slice(int(core.col_off), int(core.col_off) + w)
-            classes[rows, cols] = core_logits.argmax(axis=0).astype(np.uint8) + 1
-            valid[rows, cols] = has_data[halo:halo + h, halo:halo + w]
-            if confidence is not None:
-                shifted = np.exp(core_logits - core_logits.max(axis=0, keepdims=True))
-                top = 1.0 / shifted.sum(axis=0)
-                confidence[rows, cols] = np.clip(np.round(top * 255), 1, 255).astype(np.uint8)
+            if failed:
+                continue  # keep draining the queue so the model thread never blocks on it
+            try:
+                post_process(*item)
+            except BaseException as exc:  # surfaced by the main thread
+                failed.append(exc)
 
-    reader, writer = threading.Thread(target=read, daemon=True), threading.Thread(target=write, daemon=True)
+    def post_process(core, logits, has_data) -> None:
+        h, w = int(core.height), int(core.width)
+        core_logits = logits[:, halo:halo + h, halo:halo + w]
+        extra = bonus(core) if bonus is not None else None
+        if extra is not None:
+            core_logits = core_logits + extra
+        rows, cols = slice(int(core.row_off), int(core.row_off) + h), slice(int(core.col_off), int(core.col_off) + w)
+        classes[rows, cols] = core_logits.argmax(axis=0).astype(np.uint8) + 1
+        valid[rows, cols] = has_data[halo:halo + h, halo:halo + w]
+        if confidence is not None:
+            shifted = np.exp(core_logits - core_logits.max(axis=0, keepdims=True))
+            top = 1.0 / shifted.sum(axis=0)
+            confidence[rows, cols] = np.clip(np.round(top * 255), 1, 255).astype(np.uint8)
+
+    reader = threading.Thread(target=read, daemon=True)
+    writers = [threading.Thread(target=write, daemon=True) for _ in range(max(1, post_threads))]
     reader.start()
-    writer.start()
+    for writer in writers:
+        writer.start()
     input_name = model.session.get_inputs()[0].name
     pending: list = []
     with tqdm(total=len(cores), desc="tiles", unit="tile", file=sys.stderr, disable=not progress, leave=False) as bar:
@@ -241,11 +255,15 @@ def _run_pipeline(model, src, block_window, cores, tile, halo, mean, std, batch,
         if pending:
             _infer(model.session, input_name, pending, results)
             bar.update(len(pending))
-    results.put(None)
+    for _ in writers:
+        results.put(None)
     reader.join()
-    writer.join()
+    for writer in writers:
+        writer.join()
     if errors:
         raise InputError(f"imagery: reading failed: {errors[0]}") from errors[0]
+    if failed:
+        raise failed[0]
     return dict(valid=valid, tiles=len(cores))
 
 

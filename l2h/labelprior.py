@@ -11,6 +11,7 @@ b = 0 switches it off; a large b reproduces the coarse label wherever it has one
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,6 +31,7 @@ class LabelPrior:
         self.strength = float(strength)
         self.num_classes = num_classes
         self.sources = []
+        self._read_lock = threading.Lock()  # a rasterio dataset is not safe to read from two threads
         try:
             for path in paths:
                 self.sources.append(rasterio.open(path))
@@ -63,7 +65,8 @@ class LabelPrior:
             c0, c1 = cols[ok_c].min(), cols[ok_c].max() + 1
             r0, r1 = rows[ok_r].min(), rows[ok_r].max() + 1
             try:
-                data = src.read(1, window=rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0))
+                with self._read_lock:
+                    data = src.read(1, window=rasterio.windows.Window(c0, r0, c1 - c0, r1 - r0))
             except RasterioError as exc:
                 raise InputError(f"class-set label {src.name}: unreadable ({exc})") from None
             part = data[np.clip(rows - r0, 0, r1 - r0 - 1)[:, None], np.clip(cols - c0, 0, c1 - c0 - 1)[None, :]]

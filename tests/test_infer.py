@@ -207,3 +207,27 @@ def test_label_prior_keeps_the_coarse_label_where_the_network_is_unsure(tiny_onn
     inside = maps[0.0] > 0
     water = lambda m: (m[inside] == 7).mean()  # noqa: E731
     assert water(maps[0.0]) < 0.5 and water(maps[0.2]) > water(maps[0.0]) and water(maps[1e3]) == 1.0
+
+
+def test_post_processing_threads_give_the_same_block(tiny_onnx, small_demo_world, country, tmp_path):
+    """Several post-processing threads (label prior, argmax, confidence) write the very same block as
+    one; a class-set label with a different set per 10 m cell makes every core's prior differ."""
+    from l2h.labelprior import LabelPrior
+
+    geoms, union = country
+    block = blocks_for_regions(geoms, 256)[5]
+    imagery = str(small_demo_world / "imagery" / "demo_imagery.tif")
+    model = load_onnx(tiny_onnx, threads=2)
+    west, south, east, north = block.bounds
+    rng = np.random.default_rng(0)
+    sets = (1 << rng.integers(1, 12, (26, 26))).astype(np.uint16) | (1 << rng.integers(1, 12, (26, 26))).astype(np.uint16)
+    path = _sets_raster(tmp_path / "sets.tif", rasterio.transform.from_origin(west, north, 10, 10), sets)
+    layers = {}
+    for threads in (1, 4):
+        with LabelPrior([path], 1.5) as prior:
+            predict_block(model, imagery, block.bounds, 1.0, CRS, union, tmp_path / f"{threads}.tif",
+                          tmp_path / f"{threads}_c.tif", tile=64, progress=False, prior=prior, post_threads=threads)
+        layers[threads] = [rasterio.open(tmp_path / f"{threads}{s}.tif").read(1) for s in ("", "_c")]
+    assert (layers[1][0] > 0).mean() > 0.5 and len(np.unique(layers[1][0])) > 2
+    np.testing.assert_array_equal(layers[1][0], layers[4][0])
+    np.testing.assert_array_equal(layers[1][1], layers[4][1])
