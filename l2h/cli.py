@@ -687,6 +687,10 @@ def main(argv: list[str] | None = None) -> int:
     except L2HError as exc:
         log.error("%s", exc)
         return 1
+    except OSError as exc:  # a full disk, a read-only or missing folder, an unreadable raster (rasterio's too)
+        where = f"{exc.filename}: " if exc.filename else ""
+        log.error("%s%s", where, exc.strerror or exc)
+        return 1
     return 0
 
 

@@ -132,7 +132,7 @@ def save_class_quicklook(path: str | os.PathLike, classes: np.ndarray, title: st
         axes[0].set_title("imagery (RGB)", fontsize=9)
     ax = axes[-1]
     ax.imshow(rgba, extent=extent, interpolation="nearest")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, parse_math=False)  # a region name may hold "$"
     for a in axes:
         a.set_xticks([])
         a.set_yticks([])
@@ -211,7 +211,7 @@ def confidence_quicklook_from_file(path: str | os.PathLike, raster: str | os.Pat
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     shown = ax.imshow(percent, cmap="viridis", vmin=0, vmax=100, interpolation="nearest")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, parse_math=False)
     ax.set_xticks([])
     ax.set_yticks([])
     bar = fig.colorbar(shown, ax=ax, fraction=0.04, pad=0.02)

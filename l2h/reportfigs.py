@@ -140,7 +140,7 @@ def survey_figure(path, shares, regions: list[str], classes: list[str]) -> None:
         ax.bar(xs - 0.2, part["survey_share"], 0.4, label="survey", color="#8c8c8c")
         ax.bar(xs + 0.2, part["map_share"], 0.4, label="our map", color="#1b6ca8")
         ax.set_xticks(xs, classes, rotation=45, ha="right", fontsize=7)
-        ax.set_title(region, fontsize=9)
+        ax.set_title(region, fontsize=9, parse_math=False)
         ax.set_ylabel("share of area", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7)

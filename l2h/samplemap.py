@@ -36,7 +36,7 @@ def plot_selection(region_files: Sequence[str | Path], blocks: pd.DataFrame, sel
                     bbox=dict(boxstyle="round,pad=0.2", fc="white", alpha=0.7))
     ax.set_aspect("equal")
     ax.autoscale_view()
-    ax.set_title(title)
+    ax.set_title(title, parse_math=False)
     ax.legend(handles=[Patch(facecolor="none", edgecolor="#9a9a9a", label=f"block ({len(blocks)})"),
                        Patch(facecolor="#e8743b", edgecolor="#a04010", label=f"training block ({len(chosen)})")],
               loc="lower right", fontsize=8)

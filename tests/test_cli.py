@@ -45,6 +45,18 @@ def test_user_error_is_one_line_without_traceback(tmp_path, capsys):
     assert not (tmp_path / "a.gpkg").exists()
 
 
+def test_file_system_error_is_one_line_naming_the_path(tmp_path, capsys):
+    """An OSError (here: an output folder under a plain file; a full disk or a read-only folder
+    alike) is reported in one line naming the path, with a non-zero exit code."""
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a user's file")
+    code = main(["demo-world", str(blocker / "world")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"{blocker / 'world'}: Not a directory" in err and "Traceback" not in err
+    assert blocker.read_text() == "a user's file"
+
+
 def test_log_file_receives_messages(tmp_path):
     log = tmp_path / "logs" / "x.log"
     bad = tmp_path / "regions.gpkg"

@@ -416,3 +416,14 @@ def test_strata_csv_holds_the_truths_class_areas(small_demo_world):
         strata = {int(r["stratum"]): float(r["area_km2"]) for r in csv.DictReader(f)}
     assert strata == {c: pytest.approx(counts[c] / 1e6, abs=1e-6) for c in range(1, 12) if counts[c]}
     assert {int(p["class"]) for p in _points(small_demo_world)} <= set(strata)
+
+
+def test_quicklook_title_is_plain_text(tmp_path):
+    """A region name is shown as written: "$" (Matplotlib's math delimiter) neither breaks the PNG
+    nor is interpreted."""
+    from PIL import Image
+
+    classes = np.full((40, 60), 3, np.uint8)
+    out = save_class_quicklook(tmp_path / "q.png", classes, "Region $_$ of $^^$", max_side=60)
+    with Image.open(out) as im:
+        assert im.format == "PNG"
