@@ -94,12 +94,11 @@ def train_variants(width: int, compile_: bool, bf16: bool) -> dict:
     coarse = torch.randint(0, CLASSES, (BATCH, PATCH // 10 + 1, PATCH // 10 + 1), generator=gen)
     coarse[torch.rand(coarse.shape, generator=gen) < 0.25] = 255
     target = coarse.repeat_interleave(10, 1).repeat_interleave(10, 2)[:, :PATCH, :PATCH].contiguous()
-    flops = None
+    flops = flops_per_pixel(L2HNet(BANDS, CLASSES, width))
     out = {}
     for name, opts in variants.items():
         torch.manual_seed(0)
         model = L2HNet(BANDS, CLASSES, width).train()
-        flops = flops_per_pixel(model)
         x = x0
         if opts.get("channels_last"):
             model = model.to(memory_format=torch.channels_last)
@@ -229,7 +228,6 @@ def main() -> dict:
     parser.add_argument("--imagery", help="GeoTIFF to draw int8 calibration windows from (e.g. the demo's)")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to compile)")
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     # without native bf16 (AVX512-BF16/AMX) torch emulates it, tens of times slower than fp32
     bf16 = peak["bf16"] >= 0.25 * peak["fp32"]

@@ -26,6 +26,7 @@ from model_speed import quantise_int8  # noqa: E402
 
 from l2h.blocks import block_bounds, parse_block_id  # noqa: E402
 from l2h.classes import NODATA  # noqa: E402
+from l2h.export import onnx_metadata  # noqa: E402
 from l2h.evaluate import Legend, read_points, sample_map, score_source  # noqa: E402
 from l2h.infer import load_onnx, predict_block  # noqa: E402
 from l2h.labelprior import LabelPrior  # noqa: E402
@@ -62,9 +63,8 @@ def main(run: Path) -> dict:
     cfg = yaml.safe_load((run / "workflow_config.yaml").read_text())
     imagery = str(run / cfg["imagery"]["paths"][0])
     onnx_path = run / "results" / "model" / "l2hnet.onnx"
-    model = load_onnx(onnx_path)
-    mean = np.asarray(model.metadata["normalisation"]["mean"], np.float32)
-    std = np.asarray(model.metadata["normalisation"]["std"], np.float32)
+    normalisation = onnx_metadata(onnx_path)["normalisation"]
+    mean, std = (np.asarray(normalisation[k], np.float32) for k in ("mean", "std"))
     sets = sorted(str(p) for p in (run / "resources" / "labels").glob("*_sets.tif"))
     with rasterio.open(imagery) as src:
         crs = src.crs.to_string()
