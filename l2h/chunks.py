@@ -25,7 +25,7 @@ from pathlib import Path
 
 from l2h.blocks import Block
 from l2h.errors import InputError
-from l2h.io import atomic_path, sha256_file
+from l2h.io import atomic_path, is_readable, sha256_file
 
 log = logging.getLogger("l2h.chunks")
 
@@ -94,7 +94,9 @@ class ChunkProgress:
             log.info("%s: written for other inputs or settings; predicting every block again", self.path)
             return
         self.done = {b: e for b, e in old.get("blocks", {}).items()
-                     if all(p is None or Path(p).is_file() for p in (e.get("classes"), e.get("confidence")))}
+                     if all(p is None or is_readable(p) for p in (e.get("classes"), e.get("confidence")))}
+        if lost := len(old.get("blocks", {})) - len(self.done):
+            log.warning("%s: %d finished block(s) no longer read back; predicting them again", self.path, lost)
 
     def record(self, entry: Mapping) -> None:
         """Mark a block finished (its files are already in place)."""
@@ -129,13 +131,23 @@ def read_manifest(path: str | Path) -> list[dict]:
     return list(data["blocks"])
 
 
-def forget_chunk_of(block_file: str | Path, manifests: Mapping[str, str]) -> str | None:
-    """Remove the manifest listing ``block_file`` (so that the next run predicts its chunk again);
-    the manifest's path, or None if no manifest lists it."""
+def discard_broken_block(block_file: str | Path, manifests: Mapping[str, str]) -> list[str]:
+    """Remove an unreadable block prediction and the chunk manifest listing it, so that the next run
+    predicts its chunk again; the removed paths.
+
+    Only a file this project wrote and recorded is removed: one a chunk manifest (in ``manifests``,
+    file -> manifest) lists under the name l2h gives a block's layer. Anything else is left alone
+    (the empty list): a user's file is never deleted.
+    """
     manifest = manifests.get(str(block_file))
-    if manifest is not None:
-        Path(manifest).unlink(missing_ok=True)
-    return manifest
+    if manifest is None:
+        return []
+    recorded = {p for entry in read_manifest(manifest) for p in block_paths(Path(block_file).parent, entry["id"]).values()}
+    if str(block_file) not in recorded:
+        return []
+    Path(block_file).unlink(missing_ok=True)
+    Path(manifest).unlink(missing_ok=True)
+    return [str(block_file), str(manifest)]
 
 
 def expand_manifests(paths: Sequence[str | Path], layer: str = "classes",
@@ -165,4 +177,4 @@ def expand_manifests(paths: Sequence[str | Path], layer: str = "classes",
 
 
 __all__ = ["chunk_blocks", "chunk_manifest_path", "block_paths", "chunk_key", "ChunkProgress",
-           "read_manifest", "expand_manifests", "forget_chunk_of", "MANIFEST_FORMAT"]
+           "read_manifest", "expand_manifests", "discard_broken_block", "MANIFEST_FORMAT"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from l2h import __version__
 from l2h.errors import L2HError
+from l2h.secrets import RedactingFilter
 
 log = logging.getLogger("l2h")
 
@@ -160,6 +161,8 @@ def _fetch_imagery(args: argparse.Namespace) -> None:
 
     from l2h.imagery import cache_imagery, xyz_wms_xml
     from l2h.regions import read_region_geometry
+    from l2h.secrets import expand as expand_secrets
+    from l2h.secrets import register as register_secret
 
     if args.xyz:
         xyz = json.loads(args.xyz)
@@ -169,7 +172,9 @@ def _fetch_imagery(args: argparse.Namespace) -> None:
             if not key:
                 raise L2HError(f"imagery.xyz.api_key_env: the environment variable {xyz['api_key_env']} "
                                f"is not set; export it with the tile service's API key")
-        source = xyz_wms_xml(xyz["url"], xyz["zoom"], bands=xyz.get("bands", 3), api_key=key)
+            register_secret(key)
+        url = expand_secrets(xyz["url"], "imagery.xyz.url")
+        source = xyz_wms_xml(url, xyz["zoom"], bands=xyz.get("bands", 3), api_key=key)
     else:
         source = args.source
     region = read_region_geometry(args.region)
@@ -674,6 +679,8 @@ def _setup_logging(verbose: bool, logfile: str | None) -> None:
     if logfile:
         Path(logfile).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(logfile, encoding="utf-8"))
+    for handler in handlers:  # secrets are hidden by value in every line, whoever logs it
+        handler.addFilter(RedactingFilter())
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 

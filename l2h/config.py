@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import glob
+from collections.abc import Iterator
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -17,6 +18,7 @@ import jsonschema
 import yaml
 
 from l2h.errors import ConfigError
+from l2h.secrets import literal_secret, redact
 
 SCHEMA_RESOURCE = "schemas/config.schema.yaml"
 PATH_KEYWORD = "x-l2h-path"  # schema annotation: "input" (must exist) or "input-glob" (may be a glob)
@@ -108,6 +110,7 @@ def check_rules(config: dict) -> None:
             raise ConfigError(f"config keys {', '.join(f'products.{product}.{k}' for k in misplaced)} do not "
                               f"apply to {kind} (presets take edition/base_url; custom products take "
                               f"files/urls/codes/nodata)")
+    _check_download_urls(config)
     imagery = config["imagery"]
     if bool(imagery["paths"]) == bool(imagery["xyz"]):
         raise ConfigError("config keys 'imagery.paths' and 'imagery.xyz': give exactly one of them "
@@ -122,6 +125,33 @@ def check_rules(config: dict) -> None:
         if points.get("crs_column") and points.get("crs"):
             raise ConfigError("config keys 'evaluation.points.crs_column' and 'evaluation.points.crs': "
                               "give at most one of them (a CRS column, or one CRS for every point)")
+
+
+def _download_urls(config: dict) -> Iterator[tuple[str, str]]:
+    """(config key, URL) of everything the workflow downloads or requests."""
+    for product, spec in config["products"].items():
+        if spec.get("base_url"):
+            yield f"products.{product}.base_url", spec["base_url"]
+        for i, item in enumerate(spec.get("urls") or []):
+            yield f"products.{product}.urls[{i}]", item["url"] if isinstance(item, dict) else item
+    if (config.get("roads") or {}).get("osm") and "://" in config["roads"]["osm"]:
+        yield "roads.osm", config["roads"]["osm"]
+
+
+def _check_download_urls(config: dict) -> None:
+    """Every URL has a scheme l2h fetches, and no secret typed into it (it would reach command lines
+    and logs): secrets go in environment variables, named in the URL as ${VARIABLE}."""
+    from l2h.download import check_url  # lazy: the Snakefile validates before anything else loads
+
+    xyz = config["imagery"].get("xyz") or {}
+    urls = list(_download_urls(config)) + ([("imagery.xyz.url", xyz["url"])] if xyz.get("url") else [])
+    for key, url in urls:
+        if key != "imagery.xyz.url":
+            check_url(url, key)
+        if what := literal_secret(url):
+            raise ConfigError(f"config key '{key}': {redact(url)} holds a secret written out ({what}); "
+                              "put it in an environment variable and write ${VARIABLE} in its place"
+                              + (" (or {api_key} with imagery.xyz.api_key_env)" if key == "imagery.xyz.url" else ""))
 
 
 def _describe(err: jsonschema.ValidationError) -> str:

@@ -2,8 +2,10 @@
 
 A download streams into ``<dest>.part`` next to the destination, resumes an interrupted transfer
 with an HTTP Range request (also in a later run: the partial file stays), verifies the size and,
-when known, the sha256, and only then renames the file onto ``dest``. So ``dest`` is either absent
-or complete. Secrets in URL query strings never reach messages or logs (see `redact`).
+when known, the sha256, checks that the content is what the file name promises (a GeoTIFF, a
+GeoPackage, an OSM PBF..., not a server's HTML error page), and only then renames the file onto
+``dest``. So ``dest`` is either absent or complete. A URL names its secrets as ``${VARIABLE}``
+(see :mod:`l2h.secrets`): they are substituted only for the request, and never reach messages or logs.
 """
 
 from __future__ import annotations
@@ -22,18 +24,15 @@ from urllib.request import url2pathname
 import requests
 from tqdm import tqdm
 
-from l2h.errors import L2HError
+from l2h.errors import ConfigError, L2HError
 from l2h.io import atomic_path, sha256_file
+from l2h.secrets import expand, redact
 
 log = logging.getLogger("l2h.download")
 
 CHUNK = 256 * 1024
 MAX_DELAY = 60.0  # seconds: cap of the exponential back-off
 _RETRY_STATUS = {408, 429}  # 4xx answers that mean "try again later"; all 5xx are retried too
-_SECRET = re.compile(
-    r"(?i)([?&;](?:[\w.-]*(?:key|token|secret|password|passwd|signature|credential|auth)[\w.-]*"
-    r"|sig)=)[^&#\s'\"]*")
-_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/@:\s]+:)[^/@\s]+@")
 
 
 class DownloadError(L2HError):
@@ -59,13 +58,6 @@ class _NotFound(_Fatal):
     """The file does not exist there (HTTP 404/410)."""
 
 
-def redact(text: str) -> str:
-    """Hide credentials in a URL, or in any text quoting one: query values named like a key or
-    token (``key=``, ``api_key=``, ``access_token=``, ``token=``, ``sig=``...) and passwords in
-    ``user:password@host``."""
-    return _USERINFO.sub(r"\1***@", _SECRET.sub(r"\1***", str(text)))
-
-
 def _error(url: str, label: str, problem: str, not_found: bool = False) -> DownloadError:
     return DownloadError(redact(f"{label}: cannot download {url}: {problem}"), not_found=not_found)
 
@@ -78,6 +70,56 @@ def _mismatch(path: Path, expected_size: int | None, sha256: str | None) -> str 
     if sha256 is not None and (actual := sha256_file(path)) != sha256.lower():
         return f"sha256 mismatch: got {actual}, expected {sha256.lower()}"
     return None
+
+
+_MAGIC = {  # file name ending -> (what it is, the byte strings such a file starts with)
+    ".tif": ("a GeoTIFF", (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")),
+    ".gpkg": ("a GeoPackage", (b"SQLite format 3\x00",)),
+    ".zip": ("a zip archive", (b"PK\x03\x04",)),
+}
+_MAGIC[".tiff"] = _MAGIC[".tif"]
+
+
+def content_problem(path: str | os.PathLike, name: str | None = None) -> str | None:
+    """Why the bytes of `path` are not what its name (or `name`) promises, or None.
+
+    Known endings are checked by their leading bytes (GeoTIFF, GeoPackage, OSM PBF, zip); any file
+    that is empty or starts like an HTML page (a server's error or login page) is refused.
+    """
+    name = (name or Path(path).name).lower()
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head:
+        return "the file is empty"
+    if head.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "the server sent an HTML page, not the file (an error or login page?)"
+    suffix = ".osm.pbf" if name.endswith(".osm.pbf") else Path(name).suffix
+    if suffix == ".osm.pbf" or suffix == ".pbf":  # 4-byte header length, then a BlobHeader "OSMHeader"
+        if head[4:5] != b"\x0a" or head[6:15] != b"OSMHeader":
+            return "not an OSM PBF file (no OSMHeader block at its start)"
+    elif suffix in _MAGIC:
+        what, magics = _MAGIC[suffix]
+        if not head.startswith(magics):
+            return f"not {what} (its first bytes are {head[:8]!r})"
+    return None
+
+
+def _url_problem(url: str) -> str | None:
+    """Why `download` cannot fetch `url`, or None: it takes http(s)://, a file:// URL without a host
+    (or with localhost), or a local path."""
+    parts = urlsplit(url)
+    if len(parts.scheme) > 1 and parts.scheme not in ("http", "https", "file"):  # 1 letter: a drive
+        return f"unsupported URL scheme {parts.scheme!r} (use http(s)://, file:// or a local path)"
+    if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
+        return (f"a file:// URL names the host {parts.netloc!r}, but l2h reads only local files: write "
+                "file:///path (three slashes)")
+    return None
+
+
+def check_url(url: str, key: str) -> None:
+    """ConfigError naming the config `key` unless `download` can fetch `url` (see `_url_problem`)."""
+    if problem := _url_problem(url):
+        raise ConfigError(redact(f"config key '{key}': {url}: {problem}"))
 
 
 def _local_source(url: str) -> Path | None:
@@ -101,23 +143,23 @@ def download(url: str | os.PathLike, dest: str | os.PathLike, *, expected_size: 
     url, dest = str(url), Path(dest)
     label = label or dest.name
     if dest.exists():
-        problem = _mismatch(dest, expected_size, sha256)
+        problem = _mismatch(dest, expected_size, sha256) or content_problem(dest)
         if problem is None:
             log.info("%s: %s already present", label, dest)
             return dest
         log.warning("%s: existing %s fails verification (%s); fetching again", label, dest, problem)
-    scheme, source = urlsplit(url).scheme, _local_source(url)
-    if source is None and scheme not in ("http", "https"):
-        raise _error(url, label, f"unsupported URL scheme {scheme!r} (use http(s)://, file:// or "
-                                 "a local path)")
+    if problem := _url_problem(url):
+        raise _error(url, label, problem)
+    source = _local_source(url)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with tqdm(desc=label, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress,
                   file=sys.stderr, leave=False) as bar:
             if source is not None:
-                _copy(source, dest, url, label, expected_size, sha256, bar)
+                _copy(Path(expand(str(source), label)), dest, url, label, expected_size, sha256, bar)
             else:
-                _fetch(url, dest, label, expected_size, sha256, retries, backoff, timeout, bar)
+                _fetch(url, expand(url, label), dest, label, expected_size, sha256, retries, backoff,
+                       timeout, bar)
     except OSError as exc:  # disk full, permissions...: name the download too
         raise _error(url, label, str(exc)) from exc
     log.info("%s: downloaded %s", label, dest)
@@ -135,22 +177,26 @@ def _copy(source: Path, dest: Path, url: str, label: str, expected_size: int | N
             while block := src.read(CHUNK):
                 dst.write(block)
                 bar.update(len(block))
-        if problem := _mismatch(tmp, expected_size, sha256):
+        if problem := _mismatch(tmp, expected_size, sha256) or content_problem(tmp, dest.name):
             raise _error(url, label, problem)
 
 
-def _fetch(url: str, dest: Path, label: str, expected_size: int | None, sha256: str | None,
+def _fetch(url: str, real_url: str, dest: Path, label: str, expected_size: int | None, sha256: str | None,
            retries: int, backoff: float, timeout: float, bar: tqdm) -> None:
-    """Download over HTTP into ``<dest>.part`` with resume and retries, then rename onto dest."""
+    """Download `real_url` (`url` with its secrets) over HTTP into ``<dest>.part`` with resume and
+    retries, verify it, then rename it onto dest. Messages name `url`, never `real_url`."""
     part = dest.with_name(dest.name + ".part")
     failures = 0
     with requests.Session() as session:
         while True:
             try:
-                _transfer(session, url, part, timeout, bar)
+                _transfer(session, real_url, part, timeout, bar)
                 if problem := _mismatch(part, expected_size, sha256):
                     part.unlink()  # never resume onto corrupt data
                     raise _Retry(problem)
+                if problem := content_problem(part, dest.name):
+                    part.unlink()
+                    raise _Fatal(problem)
                 os.replace(part, dest)
                 return
             except _Fatal as exc:
@@ -188,6 +234,9 @@ def _transfer(session: requests.Session, url: str, part: Path, timeout: float, b
             raise _NotFound(f"not found (HTTP {status})")
         if status not in (200, 206):
             raise _Fatal(f"HTTP {status} {response.reason}")
+        if response.headers.get("Content-Type", "").lower().startswith("text/html"):
+            raise _Fatal(f"the server answered HTTP {status} with an HTML page (Content-Type text/html), "
+                         "not the file (an error or login page?)")
         total = _expected_total(response, have, part)
         if status == 200:
             have = 0  # no resume support (or no partial file): start over

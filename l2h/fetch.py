@@ -31,7 +31,7 @@ def fetch_product(product: Product, manifest_path: str | Path, *, max_workers: i
     pending = list(product.files)
     if pending:
         jobs = [dict(url=f.url, dest=folder / f.name, label=f.label, retries=retries, backoff=backoff,
-                     timeout=timeout) for f in pending]
+                     timeout=timeout, sha256=f.sha256, expected_size=f.expected_size) for f in pending]
         results = download_many(jobs, max_workers=max_workers, progress=progress, return_errors=True)
         errors = []
         for f, result in zip(pending, results):

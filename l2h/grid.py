@@ -43,15 +43,22 @@ def resolve_grid(crs: str | None, resolution: float | None, imagery_paths: list[
             if abs(image_res[0] - image_res[1]) > 1e-9 * max(image_res):
                 raise InputError(f"imagery {first}: pixels are not square ({image_res}); set grid.resolution")
             resolution = float(image_res[0])
+    metric_crs(crs, "config key 'grid.crs'")
+    return Grid(crs=crs, resolution=float(resolution))
+
+
+def metric_crs(crs: str, what: str) -> CRS:
+    """`crs` parsed; ConfigError naming `what` unless it is a projected CRS in metres (the grid's
+    pixel sizes, block sizes and areas are all metres)."""
     try:
         parsed = CRS.from_user_input(crs)
     except CRSError as exc:
-        raise ConfigError(f"config key 'grid.crs': {crs!r} is not a CRS pyproj understands: {exc}") from None
+        raise ConfigError(f"{what}: {crs!r} is not a CRS pyproj understands: {exc}") from None
     units = {axis.unit_name for axis in parsed.axis_info}
     if not parsed.is_projected or not units <= {"metre", "meter"}:
-        raise ConfigError(f"config key 'grid.crs' (or the imagery's CRS): {parsed.name} is not a projected "
-                          f"CRS in metres; choose one such as a UTM zone or an equal-area projection")
-    return Grid(crs=crs, resolution=float(resolution))
+        raise ConfigError(f"{what}: {parsed.name} is not a projected CRS in metres; choose one such as a UTM "
+                          f"zone or an equal-area projection")
+    return parsed
 
 
 def check_label_resolution(grid: Grid, label_resolution: float) -> int:

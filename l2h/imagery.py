@@ -4,7 +4,7 @@ A source is a GDAL dataset name: a local GeoTIFF/VRT path, a ``/vsicurl/`` URL o
 the XML text of a GDAL WMS description (see `xyz_wms_xml` for XYZ tile services). XML text is
 handed to GDAL through an in-memory file (``/vsimem/``), never written to disk; it may hold an API
 key, so messages name a source only through `describe_source` and log records of rasterio/GDAL
-are passed through `l2h.download.redact` while this module works. `redact` hides query values
+are passed through `l2h.secrets.redact` while this module works. `redact` hides query values
 named like a key or token (``?key=``, ``&api_key=``, ``token=``...): put keys there, not in a
 path segment.
 
@@ -39,11 +39,11 @@ from rasterio.vrt import WarpedVRT
 from shapely.geometry import shape
 from tqdm import tqdm
 
-from l2h.download import redact
 from l2h.blocks import Block, blocks_for_regions
 from l2h.errors import ConfigError, InputError
 from l2h.harmonize import iter_windows
-from l2h.io import atomic_path
+from l2h.io import atomic_path, is_readable
+from l2h.secrets import RedactingFilter, redact
 
 log = logging.getLogger("l2h.imagery")
 
@@ -80,22 +80,13 @@ def _scrub(text: str, source: str) -> str:
     return redact(text)
 
 
-class _RedactFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = redact(message)
-        if clean != message:
-            record.msg, record.args = clean, None
-        return True
-
-
 @contextlib.contextmanager
 def _redacted_gdal_logs() -> Iterator[None]:
     """Redact secrets in records of rasterio's loggers (GDAL errors and debug lines quote URLs)."""
     names = ["rasterio"] + [name for name, logger in logging.root.manager.loggerDict.items()
                             if name.startswith("rasterio.") and isinstance(logger, logging.Logger)]
     loggers = [logging.getLogger(name) for name in names]
-    flt = _RedactFilter()
+    flt = RedactingFilter()
     for logger in loggers:
         logger.addFilter(flt)
     try:
@@ -437,9 +428,13 @@ def cache_imagery(source: str, region_geometry, crs: str, resolution: float, blo
     except CRSError as exc:
         raise ConfigError(f"imagery grid CRS {crs!r}: not understood: {exc}") from None
     name = describe_source(source)
-    todo = [b for b in blocks if not (out_dir / f"{b.id}.tif").exists()]
+    present = [b for b in blocks if (out_dir / f"{b.id}.tif").exists()]
+    todo = [b for b in blocks if not is_readable(out_dir / f"{b.id}.tif")]
     log.info("imagery %s: %d blocks of %d px for the region, %d already cached", name, len(blocks),
              block_size, len(blocks) - len(todo))
+    if broken := len(present) - (len(blocks) - len(todo)):
+        log.warning("imagery %s: %d cached block(s) do not read back (a full disk or a killed run?); "
+                    "fetching them again", name, broken)
     empty = 0
     if todo:
         with _redacted_gdal_logs(), rasterio.Env(**_http_env()), open_source(source) as src:

@@ -1,8 +1,16 @@
-"""Atomic file writes and the house style for class rasters (uint8, nodata 0, palette, DEFLATE)."""
+"""Atomic, verified file writes and the house style for class rasters (uint8, nodata 0, palette,
+DEFLATE).
+
+GDAL reports some write errors (a full disk while flushing) only when a dataset is closed, and
+rasterio logs them without raising; so every GeoTIFF and GeoPackage written through
+:func:`atomic_path` is read back (:func:`file_problem`) before it takes its final name, and resume
+checks ask the same question of files a killed run left behind.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -13,6 +21,7 @@ import numpy as np
 import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import Affine
+from rasterio.windows import Window
 
 from l2h.classes import NODATA, colormap
 
@@ -26,9 +35,78 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _geotiff_problem(path: Path) -> str | None:
+    """Why the GeoTIFF at `path` would not read back whole: every tile of every band and overview
+    must have been written inside the file, and the tile stored last must decode."""
+    size = path.stat().st_size
+    last = None  # (end offset, overview level or None, band, window) of the tile stored last
+    with rasterio.open(path) as src:
+        pixel_interleaved = src.count == 1 or (src.interleaving is not None and src.interleaving.name == "PIXEL")
+        bands = (1,) if pixel_interleaved else range(1, src.count + 1)
+        for level in (None, *range(len(src.overviews(1)))):
+            with rasterio.open(path, **({} if level is None else {"overview_level": level})) as grid:
+                height, width, (bh, bw) = grid.height, grid.width, grid.block_shapes[0]
+            for band in bands:
+                for row in range(-(-height // bh)):
+                    for col in range(-(-width // bw)):
+                        offset = src.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=band, ovr=level)
+                        length = src.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=band, ovr=level)
+                        where = f"tile {col},{row} of band {band}" + ("" if level is None else f", overview {level}")
+                        if not offset or not length or int(offset) == 0:
+                            return f"{where} was never written"
+                        end = int(offset) + int(length)
+                        if end > size:
+                            return f"{where} lies beyond the end of the file"
+                        if last is None or end > last[0]:
+                            window = Window(col * bw, row * bh, min(bw, width - col * bw), min(bh, height - row * bh))
+                            last = (end, level, band, window)
+    if last is not None:
+        _, level, band, window = last
+        with rasterio.open(path, **({} if level is None else {"overview_level": level})) as src:
+            src.read(band, window=window)
+    return None
+
+
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why the file at `path` does not read back, or None: missing; or, for the kinds GDAL writes, empty,
+    a GeoTIFF with a tile missing, truncated or undecodable, a GeoPackage GDAL cannot open. (Files
+    Python writes itself raise on a failed write, so for them existence is the test.)"""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix not in (".tif", ".tiff", ".gpkg"):
+            path.stat()
+            return None
+        if path.stat().st_size == 0:
+            return "the file is empty"
+        if suffix == ".gpkg":
+            import pyogrio  # lazy: only GeoPackage writers pay for it
+
+            pyogrio.read_info(path)
+            return None
+        return _geotiff_problem(path)
+    except FileNotFoundError:
+        return "the file does not exist"
+    except Exception as exc:  # rasterio's, pyogrio's and the OS's errors alike: the answer is "no"
+        return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def is_readable(path: str | os.PathLike) -> bool:
+    """Whether the file at `path` reads back (see :func:`file_problem`): the resume test."""
+    return file_problem(path) is None
+
+
+def verify_written(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Raise OSError naming `final` if the just-written `tmp` does not read back (see `file_problem`)."""
+    if (problem := file_problem(tmp)) is not None:
+        raise OSError(errno.EIO, f"the file just written does not read back ({problem}); is the disk full?",
+                      str(final))
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `final`; rename it onto `final` only if the block succeeds.
+    """Yield a temporary path next to `final`; verify what was written there (`verify_written`) and
+    rename it onto `final` only if the block succeeds and the file reads back.
 
     The temporary name keeps the final suffix (GDAL picks drivers by it) and starts with a dot and
     ends in `.tmp<suffix>`, so a crash never leaves a half-written file under the final name.
@@ -41,6 +119,7 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        verify_written(tmp_path, final)
         os.replace(tmp_path, final)
     finally:
         for leftover in (tmp_path, tmp_path.with_name(tmp_path.name + ".aux.xml")):

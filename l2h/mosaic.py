@@ -15,15 +15,15 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.features import geometry_mask
-from rasterio.windows import Window, from_bounds
+from rasterio.windows import from_bounds
 from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
 
-from l2h.chunks import expand_manifests, forget_chunk_of
+from l2h.chunks import discard_broken_block, expand_manifests
 from l2h.classes import NODATA, colormap
 from l2h.errors import InputError
 from l2h.harmonize import iter_windows
-from l2h.io import atomic_path, class_raster_profile
+from l2h.io import atomic_path, class_raster_profile, file_problem, verify_written
 
 log = logging.getLogger("l2h.mosaic")
 WINDOW = 2048
@@ -31,18 +31,18 @@ GDAL_CACHE_MB = 64  # GDAL's block cache; its default (5 % of RAM) would let mem
 
 
 def _footprint(path: str, manifests: dict[str, str]) -> tuple[float, float, float, float]:
-    """A block prediction's bounds; a file GDAL cannot read is named and removed, with the chunk
-    manifest listing it (``manifests``: file -> manifest), so that the next run predicts it again."""
-    try:
+    """A block prediction's bounds. A file that does not read back is named; if l2h wrote it and a
+    chunk manifest lists it (``manifests``: file -> manifest), it is removed with that manifest so that
+    the next run predicts it again; any other file is left as it is."""
+    if (problem := file_problem(path)) is None:
         with rasterio.open(path) as src:
-            src.read(1, window=Window(0, 0, 1, 1))  # a truncated file may still open
             return tuple(src.bounds)
-    except rasterio.errors.RasterioIOError as exc:
-        Path(path).unlink(missing_ok=True)
-        manifest = forget_chunk_of(path, manifests)
-        also = f" with its chunk manifest {manifest}" if manifest else ""
-        raise InputError(f"block prediction {path}: unreadable or truncated ({exc}); it was removed{also} so "
-                         f"that the next run predicts the block again") from None
+    if discard_broken_block(path, manifests):
+        raise InputError(f"block prediction {path}: unreadable or truncated ({problem}); it was removed with "
+                         f"its chunk manifest {manifests[str(path)]} so that the next run predicts the block "
+                         f"again")
+    raise InputError(f"block prediction {path}: unreadable or truncated ({problem}); l2h did not record "
+                     f"writing it, so it was left in place: replace or remove it")
 
 
 LAYERS = {"classes": "mode", "confidence": "average"}  # layer -> overview resampling
@@ -110,6 +110,7 @@ def to_cog(src_tif: str | Path, out_cog: str | Path, layer: str = "classes") -> 
         valid, errors, warnings = cog_validate(str(tmp), strict=True, quiet=True)
         if not valid:
             raise InputError(f"mosaic {out_cog}: not a valid COG: {errors + warnings}")
+        verify_written(tmp, out_cog)
         os.replace(tmp, out_cog)
 
 

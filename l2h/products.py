@@ -68,7 +68,7 @@ PRESETS: dict[str, Preset] = {
         codes=lambda edition: ESRI_LULC_2020 if edition == "2020-10class" else ESRI_LULC_ANNUAL,
         crs=utm_crs_of_zone, resolution=10.0, missing_tiles_ok=True),
     "fromglc10": Preset(
-        key="fromglc10", server="http://data.ess.tsinghua.edu.cn/", editions=("2017",),
+        key="fromglc10", server="https://data.ess.tsinghua.edu.cn/", editions=("2017",),
         tile_names=tiles.fromglc10_tiles,
         relative_path=lambda edition, tile: f"data/fromglc10_2017v01/{tile}.tif",
         codes=lambda edition: FROM_GLC10, crs=lambda tile: "EPSG:4326", resolution=2 / 22264,
@@ -85,6 +85,8 @@ class RemoteFile:
     label: str  # for messages: "<product> tile <tile>"
     expected_crs: str | None = None
     expected_resolution: float | None = None
+    sha256: str | None = None  # verified before the file takes its name, when the config gives it
+    expected_size: int | None = None  # bytes, likewise
 
 
 @dataclass(frozen=True)
@@ -132,9 +134,10 @@ def resolve_product(product_id: str, spec: dict, region_bounds: Iterable[Bounds]
         if not spec.get("codes"):
             raise ConfigError(f"config key 'products.{product_id}.codes' is required for a custom product")
         codes = custom_codes(product_id, spec["codes"])
-        urls = spec.get("urls") or []
-        files = tuple(RemoteFile(name=f"{i:03d}_{url_filename(url)}", url=url,
-                                 label=f"{product_id} file {i}") for i, url in enumerate(urls))
+        urls = [u if isinstance(u, dict) else {"url": u} for u in spec.get("urls") or []]
+        files = tuple(RemoteFile(name=f"{i:03d}_{url_filename(u['url'])}", url=u["url"], label=f"{product_id} file {i}",
+                                 sha256=u.get("sha256"), expected_size=u.get("size"))
+                      for i, u in enumerate(urls))
         local = tuple(p for pattern in spec.get("files") or [] for p in sorted(glob.glob(pattern)) or [pattern])
         if not files and not local:
             raise ConfigError(f"config key 'products.{product_id}': a custom product needs `files` or `urls`")

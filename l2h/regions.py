@@ -14,6 +14,7 @@ import pyogrio
 from pyogrio.errors import DataSourceError, DataLayerError
 
 from l2h.errors import InputError
+from l2h.grid import metric_crs
 from l2h.io import atomic_path
 
 _SLUG_INVALID = re.compile(r"[^a-z0-9]+")
@@ -33,6 +34,8 @@ def read_regions(path: str | Path, name_field: str, layer: str | None = None,
     except (DataSourceError, DataLayerError) as exc:
         raise InputError(f"regions file {path}: cannot be read as a vector dataset"
                          f"{f' (layer {layer!r})' if layer else ''}: {exc}") from None
+    if info.get("features") == 0:
+        raise InputError(f"regions file {path}: holds no features")
     fields = list(info["fields"])
     for key, field in (("regions.name_field", name_field), ("regions.slug_field", slug_field)):
         if field is not None and field not in fields:
@@ -84,6 +87,7 @@ def write_region_geometry(path: str | Path, slug: str, out: str | Path, crs: str
     Returns the written attributes (slug, name, area_km2). Raises InputError for an unknown region,
     a file without CRS, or a region whose geometry is empty.
     """
+    metric_crs(crs, "region geometry CRS (config key 'grid.crs')")
     regions = dissolved_regions(path, name_field, layer, slug_field)
     if slug not in regions.index:
         raise InputError(f"regions file {path}: no region with identifier {slug!r}; "

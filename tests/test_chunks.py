@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
+from rasterio.transform import from_origin
 from shapely import union_all
 
 import l2h.infer
@@ -13,6 +14,7 @@ from l2h.blocks import blocks_for_regions
 from l2h.chunks import ChunkProgress, chunk_blocks, chunk_key, expand_manifests, read_manifest
 from l2h.errors import InputError
 from l2h.infer import load_onnx, predict_block, predict_chunk
+from l2h.io import write_class_raster
 from l2h.mosaic import merge_blocks
 from l2h.regions import dissolved_regions, region_geometries
 from test_infer import CRS, tiny_onnx  # noqa: F401  (tiny_onnx: test_infer's model fixture)
@@ -98,11 +100,14 @@ def test_killed_chunk_keeps_finished_blocks(tiny_onnx, world, tmp_path, monkeypa
 
 def test_progress_of_other_inputs_is_not_reused(tmp_path):
     block = tmp_path / "b.tif"
-    block.write_bytes(b"x")
+    write_class_raster(block, np.ones((64, 64), np.uint8), "EPSG:32650", from_origin(0, 64, 1, 1))
     progress = ChunkProgress(tmp_path / "chunk_0.json", key="old")
     progress.record({"id": "c0_r0", "classes": str(block), "confidence": None})
     assert ChunkProgress(tmp_path / "chunk_0.json", key="old").done.keys() == {"c0_r0"}
     assert ChunkProgress(tmp_path / "chunk_0.json", key="new").done == {}  # e.g. another model
+    whole = block.read_bytes()
+    block.write_bytes(whole[:len(whole) - 20])  # a full disk cut its last tile short
+    assert ChunkProgress(tmp_path / "chunk_0.json", key="old").done == {}  # it no longer reads back
     block.unlink()
     assert ChunkProgress(tmp_path / "chunk_0.json", key="old").done == {}  # its file is gone
 

@@ -14,7 +14,7 @@ from shapely.geometry import box
 
 from l2h.blocks import blocks_for_regions
 from l2h.errors import InputError
-from l2h.infer import load_onnx, predict_block
+from l2h.infer import load_onnx, predict_block, predict_chunk
 from l2h.model import L2HNet, model_metadata
 from l2h.mosaic import merge_blocks, mosaic
 from l2h.quicklook import confidence_quicklook_from_file
@@ -152,16 +152,27 @@ def test_cog_mosaic_valid_and_clipped(tiny_onnx, small_demo_world, country, tmp_
         confidence_quicklook_from_file(tmp_path / "x.png", tmp_path / "missing.tif", "test")
 
 
-def test_corrupt_block_is_named_and_removed(tmp_path, tiny_onnx, small_demo_world, country):
+def test_corrupt_block_is_removed_only_when_l2h_recorded_it(tmp_path, tiny_onnx, small_demo_world, country):
     geoms, union = country
     b = blocks_for_regions(geoms, 256)[3]
-    path = tmp_path / f"{b.id}.tif"
-    predict_block(load_onnx(tiny_onnx), str(small_demo_world / "imagery" / "demo_imagery.tif"), b.bounds, 1.0, CRS,
-                  union, path, progress=False)
-    path.write_bytes(path.read_bytes()[:300])
-    with pytest.raises(InputError, match=rf"block prediction .*{b.id}.tif: unreadable or truncated"):
-        mosaic([path], box(*b.bounds), CRS, 1.0, tmp_path / "m.tif")
-    assert not path.exists() and not (tmp_path / "m.tif").exists()
+    imagery = str(small_demo_world / "imagery" / "demo_imagery.tif")
+    manifest = tmp_path / "pred" / "chunk_0.json"
+    predict_chunk(load_onnx(tiny_onnx), imagery, [(b.id, b.bounds)], 1.0, CRS, {b.region: geoms[b.region]},
+                  tmp_path / "pred", manifest, key="k", region=b.region, progress=False)
+    recorded = tmp_path / "pred" / f"{b.id}.tif"
+    recorded.write_bytes(recorded.read_bytes()[:300])
+    with pytest.raises(InputError, match=rf"block prediction .*{b.id}.tif: unreadable or truncated .*it was "
+                                         rf"removed with its chunk manifest"):
+        mosaic([manifest], box(*b.bounds), CRS, 1.0, tmp_path / "m.tif")
+    assert not recorded.exists() and not manifest.exists() and not (tmp_path / "m.tif").exists()
+
+    # the same broken file handed over directly is the user's: named, never deleted
+    mine = tmp_path / "mine" / f"{b.id}.tif"
+    predict_block(load_onnx(tiny_onnx), imagery, b.bounds, 1.0, CRS, union, mine, progress=False)
+    mine.write_bytes(mine.read_bytes()[:300])
+    with pytest.raises(InputError, match=rf"block prediction .*{b.id}.tif: unreadable or truncated .*left in place"):
+        mosaic([mine], box(*b.bounds), CRS, 1.0, tmp_path / "m.tif")
+    assert mine.stat().st_size == 300 and not (tmp_path / "m.tif").exists()
 
 
 def _sets_raster(path, transform, sets):

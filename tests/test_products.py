@@ -42,7 +42,7 @@ def test_esri_editions_and_zone_crs():
 def test_fromglc10_url():
     product = resolve_product("from", {"preset": "fromglc10"}, [WUHAN])
     assert [f.url for f in product.files] == [
-        "http://data.ess.tsinghua.edu.cn/data/fromglc10_2017v01/fromglc10v01_30_114.tif"]
+        "https://data.ess.tsinghua.edu.cn/data/fromglc10_2017v01/fromglc10v01_30_114.tif"]
 
 
 def test_base_url_mirror_keeps_the_server_layout():
@@ -65,7 +65,7 @@ def test_bad_edition_and_custom_codes_are_config_errors():
 def _tile(folder, relative, size=50_000):
     path = folder / relative
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(bytes(range(256)) * (size // 256))
+    path.write_bytes(b"II*\x00" + bytes(range(256)) * (size // 256))  # a GeoTIFF's first bytes: the content check
     return path
 
 
