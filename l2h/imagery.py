@@ -15,6 +15,7 @@ anchored at the CRS origin, named like ``c821_r12976``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import math
 import numbers
@@ -382,24 +383,36 @@ def _src_nodata(src):
     return None  # let GDAL use the per-dataset mask or alpha band
 
 
+class _SourceError(Exception):
+    """Reading the imagery source failed (as opposed to writing the block): GDAL's error is the cause."""
+
+
 def _cache_block(src, block: Block, crs: str, resolution: float, block_size: int, path: Path,
                  resampling: Resampling) -> bool:
-    """Warp the source onto `block` and write it to `path` atomically; whether it has any data."""
+    """Warp the source onto `block` and write it to `path` atomically; whether it has any data.
+
+    A failed read raises _SourceError; a failed write (a full disk) an OSError naming `path`."""
     transform = _block_transform(block, resolution)
     has_data = False
     with WarpedVRT(src, crs=crs, transform=transform, width=block_size, height=block_size,
                    resampling=resampling, src_nodata=_src_nodata(src), nodata=NODATA) as vrt:
         profile = _block_profile(src, crs, transform, block_size)
         with atomic_path(path) as tmp:
-            with rasterio.open(tmp, "w", **profile) as dst:
-                for window in iter_windows(block_size, block_size, 512):
-                    data = vrt.read(window=window)
-                    has_data = has_data or bool(data.any())
-                    dst.write(data, window=window)
-                dst.colorinterp = src.colorinterp
-                for band, description in enumerate(src.descriptions, start=1):
-                    if description:
-                        dst.set_band_description(band, description)
+            try:
+                with rasterio.open(tmp, "w", **profile) as dst:
+                    for window in iter_windows(block_size, block_size, 512):
+                        try:
+                            data = vrt.read(window=window)
+                        except RasterioError as exc:
+                            raise _SourceError() from exc
+                        has_data = has_data or bool(data.any())
+                        dst.write(data, window=window)
+                    dst.colorinterp = src.colorinterp
+                    for band, description in enumerate(src.descriptions, start=1):
+                        if description:
+                            dst.set_band_description(band, description)
+            except RasterioError as exc:
+                raise OSError(errno.EIO, f"cannot write the block: {' '.join(str(exc).split())}", str(path)) from None
     return has_data
 
 
@@ -443,9 +456,10 @@ def cache_imagery(source: str, region_geometry, crs: str, resolution: float, blo
                 try:
                     has_data = _cache_block(src, block, crs, resolution, block_size,
                                             out_dir / f"{block.id}.tif", rs)
-                except RasterioError as exc:
-                    cause = exc.__cause__ or exc.__context__  # GDAL's own message, if any
-                    detail = " ".join(str(cause or exc).split())
+                except _SourceError as exc:
+                    error = exc.__cause__
+                    cause = error.__cause__ or error.__context__  # GDAL's own message, if any
+                    detail = " ".join(str(cause or error).split())
                     raise InputError(f"imagery block {block.id}: cannot read {name}: "
                                      f"{_scrub(detail, source)}") from None
                 empty += not has_data

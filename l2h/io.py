@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
+from rasterio.errors import RasterioIOError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
@@ -103,6 +104,20 @@ def verify_written(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
                       str(final))
 
 
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
+
+
+def _write_failure(exc: OSError) -> bool:
+    """Whether `exc`, raised while a file was being written, is the write failing without naming the
+    file: an unnamed disk-full/too-big/read-only error, or GDAL's (rasterio's) write error."""
+    if exc.filename is not None:
+        return False
+    if exc.errno in _WRITE_ERRNOS:
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RasterioIOError) and ("write" in text or "disk space" in text or "no space" in text)
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `final`; verify what was written there (`verify_written`) and
@@ -118,7 +133,13 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     os.unlink(tmp)  # drivers such as GPKG refuse to write over an existing empty file
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except OSError as exc:
+            if not _write_failure(exc):
+                raise
+            detail = exc.strerror if exc.errno and exc.strerror else " ".join(str(exc).split())
+            raise OSError(exc.errno or errno.EIO, f"cannot write: {detail}", str(final)) from None
         verify_written(tmp_path, final)
         os.replace(tmp_path, final)
     finally:

@@ -5,6 +5,7 @@ window, never the region. Two layers: ``classes`` (MODE overviews, the class col
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.errors import RasterioError
 from rasterio.features import geometry_mask
 from rasterio.windows import from_bounds
 from rio_cogeo.cogeo import cog_translate, cog_validate
@@ -104,9 +106,13 @@ def to_cog(src_tif: str | Path, out_cog: str | Path, layer: str = "classes") -> 
     # killed job leaves nothing under a visible name
     with tempfile.TemporaryDirectory(prefix=f".{out_cog.stem}.cog.", dir=out_cog.parent) as scratch:
         tmp = Path(scratch) / out_cog.name
-        cog_translate(str(src_tif), str(tmp), profile, nodata=NODATA, overview_level=levels,
-                      overview_resampling=LAYERS[layer], colormap=colormap() if layer == "classes" else None,
-                      in_memory=False, quiet=True)
+        try:
+            cog_translate(str(src_tif), str(tmp), profile, nodata=NODATA, overview_level=levels,
+                          overview_resampling=LAYERS[layer], colormap=colormap() if layer == "classes" else None,
+                          in_memory=False, quiet=True)
+        except (OSError, RasterioError) as exc:  # its input was verified when written: writing failed
+            raise OSError(getattr(exc, "errno", None) or errno.EIO,
+                          f"cannot write the COG: {' '.join(str(exc).split())}", str(out_cog)) from None
         valid, errors, warnings = cog_validate(str(tmp), strict=True, quiet=True)
         if not valid:
             raise InputError(f"mosaic {out_cog}: not a valid COG: {errors + warnings}")
