@@ -685,6 +685,17 @@ def _setup_logging(verbose: bool, logfile: str | None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
+def _os_error_line(exc: OSError) -> str:
+    """One line for a file-system or GDAL error: the file it names, what went wrong, and GDAL's own
+    message (which names the dataset) when rasterio only says "Read failed. See previous exception"."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    text = exc.strerror if exc.errno and exc.strerror else str(exc)
+    cause = exc.__cause__ or exc.__context__  # GDAL's last error: it names the dataset and band
+    if cause is not None and not exc.filename and str(cause) not in text:
+        text = f"{text.removesuffix(' See previous exception for details.')} {cause}"
+    return " ".join(f"{where}{text}".split())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `l2h` console script; returns the process exit code."""
     args = build_parser().parse_args(argv)
@@ -695,8 +706,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 1
     except OSError as exc:  # a full disk, a read-only or missing folder, an unreadable raster (rasterio's too)
-        where = f"{exc.filename}: " if exc.filename else ""
-        log.error("%s%s", where, exc.strerror or exc)
+        log.error("%s", _os_error_line(exc))
         return 1
     return 0
 

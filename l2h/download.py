@@ -172,7 +172,7 @@ def _copy(source: Path, dest: Path, url: str, label: str, expected_size: int | N
     if not source.is_file():
         raise _error(url, label, f"no such file: {source}", not_found=True)
     bar.reset(total=source.stat().st_size)
-    with atomic_path(dest) as tmp:
+    with atomic_path(dest, verify=False) as tmp:  # checked below: size, checksum, content
         with open(source, "rb") as src, open(tmp, "wb") as dst:
             while block := src.read(CHUNK):
                 dst.write(block)

@@ -119,9 +119,10 @@ def _write_failure(exc: OSError) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(final: str | os.PathLike, verify: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to `final`; verify what was written there (`verify_written`) and
-    rename it onto `final` only if the block succeeds and the file reads back.
+    rename it onto `final` only if the block succeeds and the file reads back. `verify=False` is for
+    byte copies, which Python writes (a failed write raises) and whose content is the source's.
 
     The temporary name keeps the final suffix (GDAL picks drivers by it) and starts with a dot and
     ends in `.tmp<suffix>`, so a crash never leaves a half-written file under the final name.
@@ -140,7 +141,8 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
                 raise
             detail = exc.strerror if exc.errno and exc.strerror else " ".join(str(exc).split())
             raise OSError(exc.errno or errno.EIO, f"cannot write: {detail}", str(final)) from None
-        verify_written(tmp_path, final)
+        if verify:
+            verify_written(tmp_path, final)
         os.replace(tmp_path, final)
     finally:
         for leftover in (tmp_path, tmp_path.with_name(tmp_path.name + ".aux.xml")):

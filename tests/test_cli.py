@@ -57,6 +57,29 @@ def test_file_system_error_is_one_line_naming_the_path(tmp_path, capsys):
     assert blocker.read_text() == "a user's file"
 
 
+def test_unreadable_raster_is_one_line_naming_it(tmp_path, capsys):
+    """rasterio's "Read failed. See previous exception" gets GDAL's message, which names the file."""
+    import numpy as np
+    from rasterio.transform import from_origin
+
+    from l2h.io import write_class_raster
+
+    label = tmp_path / "label.tif"
+    rng = np.random.default_rng(0)
+    write_class_raster(label, rng.integers(1, 10, (300, 300)).astype(np.uint8), "EPSG:32650", from_origin(0, 3000, 10, 10))
+    whole = label.read_bytes()
+    label.write_bytes(whole[:len(whole) * 2 // 3])
+    regions = tmp_path / "regions.gpkg"
+    import geopandas as gpd
+    from shapely.geometry import box
+    gpd.GeoDataFrame({"name": ["A"]}, geometry=[box(0, 0, 3000, 3000)], crs="EPSG:32650").to_file(regions)
+    code = main(["block-stats", "--regions", str(regions), "--name-field", "name", "--region", "a", "--crs",
+                 "EPSG:32650", "--resolution", "1", "--block-size", "500", "--label", str(label), "--out",
+                 str(tmp_path / "stats.csv")])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 1 and "ERROR" in last and "label.tif" in last and "Traceback" not in last
+
+
 def test_log_file_receives_messages(tmp_path):
     log = tmp_path / "logs" / "x.log"
     bad = tmp_path / "regions.gpkg"

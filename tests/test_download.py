@@ -319,3 +319,53 @@ def test_download_many_rejects_duplicate_destinations(server, tmp_path):
     with pytest.raises(ValueError, match="same destination"):
         download_many(jobs, progress=False)
     assert server.requests == []
+
+
+@pytest.mark.parametrize("name, body, headers, problem", [
+    ("tile.tif", b"<!DOCTYPE html><html><body>Service unavailable</body></html>", {}, "HTML page"),
+    ("tile.tif", b"II*\x00 but served as a page", {"Content-Type": "text/html; charset=utf-8"}, "text/html"),
+    ("roads.osm.pbf", b"\x00\x00\x00\x0dnot an osm file at all", {}, "not an OSM PBF file"),
+    ("regions.gpkg", b"PK\x03\x04 a zip, not a GeoPackage", {}, "not a GeoPackage"),
+])
+def test_content_that_is_not_the_promised_file_never_takes_its_name(tmp_path, name, body, headers, problem):
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            for key, value in {"Content-Type": "application/octet-stream", **headers}.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(DownloadError, match=problem) as err:
+            download(f"http://127.0.0.1:{httpd.server_address[1]}/{name}", tmp_path / name, retries=3, **FAST)
+    finally:
+        httpd.shutdown()
+    assert "gave up" not in str(err.value)  # refused at once: another attempt gets the same page
+    assert not (tmp_path / name).exists() and not list(tmp_path.glob("*.part"))
+
+
+def test_a_local_copy_is_checked_too_and_a_bad_cached_file_is_fetched_again(tmp_path):
+    (tmp_path / "page.tif").write_bytes(b"<html>login</html>")
+    with pytest.raises(DownloadError, match="HTML page"):
+        download(tmp_path / "page.tif", tmp_path / "out" / "tile.tif", **FAST)
+    assert not (tmp_path / "out" / "tile.tif").exists()
+    good = b"II*\x00" + bytes(100)
+    (tmp_path / "good.tif").write_bytes(good)
+    (tmp_path / "out" / "tile.tif").write_bytes(b"<html>an old error page kept by an earlier version</html>")
+    download(tmp_path / "good.tif", tmp_path / "out" / "tile.tif", **FAST)
+    assert (tmp_path / "out" / "tile.tif").read_bytes() == good
+
+
+def test_file_url_with_a_host_is_refused(tmp_path):
+    with pytest.raises(DownloadError, match="names the host 'fileserver'"):
+        download("file://fileserver/share/a.tif", tmp_path / "a.tif", **FAST)

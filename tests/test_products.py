@@ -1,6 +1,7 @@
 """Product presets resolve to the real servers' URLs; fetching a product through a real local
 HTTP server records tiles the server does not have, and fails clearly on anything else."""
 
+import hashlib
 import json
 
 import pytest
@@ -124,3 +125,17 @@ def test_custom_urls_with_the_same_file_name_and_bad_codes():
     assert len(set(names)) == 2
     with pytest.raises(ConfigError, match="code 300 is outside 0..255"):
         resolve_product("lc", {**spec, "codes": {"300": ["tree"]}}, [WUHAN])
+
+
+def test_custom_product_checksum_and_size_are_verified(tmp_path):
+    tile = _tile(tmp_path / "mirror", "a.tif")
+    digest = hashlib.sha256(tile.read_bytes()).hexdigest()
+    good = {"url": tile.as_uri(), "sha256": digest, "size": tile.stat().st_size}
+    spec = {"preset": "custom", "codes": {"1": ["tree"]}, "urls": [good]}
+    manifest = fetch_product(resolve_product("mine", spec, [WUHAN]), tmp_path / "ok" / "manifest.json", progress=False)
+    assert len(manifest["files"]) == 1
+    for wrong, message in (({"sha256": "0" * 64}, "sha256 mismatch"), ({"size": 10}, "size mismatch")):
+        spec["urls"] = [{**good, **wrong}]
+        with pytest.raises(DownloadError, match=message):
+            fetch_product(resolve_product("mine", spec, [WUHAN]), tmp_path / "bad" / "manifest.json", progress=False)
+        assert not (tmp_path / "bad" / "manifest.json").exists() and not (tmp_path / "bad" / "000_a.tif").exists()

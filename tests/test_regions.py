@@ -80,3 +80,20 @@ def test_unknown_region_and_missing_crs(tmp_path):
     pyogrio.write_dataframe(gpd.GeoDataFrame({"name": ["A"]}, geometry=[box(0, 0, 1, 1)]), nocrs)
     with pytest.raises(InputError, match="has no CRS"):
         write_region_geometry(nocrs, "a", tmp_path / "a.gpkg", "EPSG:32650", "name")
+
+
+def test_an_empty_regions_file_holds_no_features(tmp_path):
+    empty = tmp_path / "regions.geojson"
+    empty.write_text('{"type": "FeatureCollection", "features": []}')
+    with pytest.raises(InputError, match=r"regions file .*regions.geojson: holds no features"):
+        dissolved_regions(empty, "NAME")
+
+
+@pytest.mark.parametrize("crs", ["EPSG:4326", "EPSG:2263"])  # degrees; US survey feet
+def test_region_geometry_refuses_a_crs_not_in_metres(tmp_path, crs):
+    from l2h.errors import ConfigError
+
+    path = _regions(tmp_path, ["Hubei"])
+    with pytest.raises(ConfigError, match=r"region geometry CRS .* is not a projected CRS in metres"):
+        write_region_geometry(path, "hubei", tmp_path / "out.gpkg", crs, "name")
+    assert not (tmp_path / "out.gpkg").exists()
