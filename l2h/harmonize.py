@@ -159,6 +159,10 @@ class OpenProduct:
     def _bad(self, i: int, label: str, problem: str) -> "_BadFile":
         """A read failure; downloaded copies are removed (with the manifest) so a rerun refetches them."""
         refetch = bool(self.product.refetchable) and self.product.refetchable[i]
+        manifest = self.product.manifest
+        # only a copy l2h downloaded into the manifest's own folder is its to remove
+        refetch = refetch and manifest is not None and Path(manifest).resolve().parent in Path(
+            self.product.paths[i]).resolve().parents
         return _BadFile(self.product.paths[i], label, problem, self.product.manifest if refetch else None, refetch)
 
     def _check_grid(self, src, path: str, label: str, i: int) -> None:

@@ -4,9 +4,8 @@ A source is a GDAL dataset name: a local GeoTIFF/VRT path, a ``/vsicurl/`` URL o
 the XML text of a GDAL WMS description (see `xyz_wms_xml` for XYZ tile services). XML text is
 handed to GDAL through an in-memory file (``/vsimem/``), never written to disk; it may hold an API
 key, so messages name a source only through `describe_source` and log records of rasterio/GDAL
-are passed through `l2h.secrets.redact` while this module works. `redact` hides query values
-named like a key or token (``?key=``, ``&api_key=``, ``token=``...): put keys there, not in a
-path segment.
+are passed through `l2h.secrets.redact` while this module works. `redact` hides the key by value
+(the CLI registers it), wherever the template puts it, and query values named like a key or token.
 
 Blocks are those of the run's block grid (`l2h.blocks`): squares of ``block_size`` pixels
 anchored at the CRS origin, named like ``c821_r12976``.
