@@ -685,6 +685,16 @@ def _setup_logging(verbose: bool, logfile: str | None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
+def handler_of(subcommand: str):
+    """The function that runs ``l2h <subcommand>`` (for :func:`l2h.provenance.code_version`)."""
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            if subcommand in action.choices:
+                return action.choices[subcommand].get_default("func")
+            raise ValueError(f"no l2h subcommand {subcommand!r}; known: {', '.join(sorted(action.choices))}")
+    raise ValueError("the l2h parser has no subcommands")
+
+
 def _os_error_line(exc: OSError) -> str:
     """One line for a file-system or GDAL error: the file it names, what went wrong, and GDAL's own
     message (which names the dataset) when rasterio only says "Read failed. See previous exception"."""

@@ -15,7 +15,7 @@ rule fetch_product:
         retries=CFG["download"]["retries"],
         backoff=CFG["download"]["backoff_s"],
         timeout=CFG["download"]["timeout_s"],
-        code_version=code_version("fetch", "download", "products", "tiles", "classes"),
+        code_version=code_version("download"),
     log:
         "logs/fetch_product/{product}.log",
     benchmark:

@@ -54,7 +54,7 @@ if EVAL_POINTS:
             run_name=CFG["run"]["name"],
             crs=GRID.crs,
             out_dir=lambda w, output: str(Path(output.json).parent),
-            code_version=code_version("evaluate", "metrics", "reportfigs", "fetch", "regions", "blockstats", "io"),
+            code_version=code_version("evaluate"),
         log:
             "logs/evaluate.log",
         benchmark:
@@ -90,7 +90,7 @@ if EVAL_SURVEY:
             settings=json.dumps(EVAL_SURVEY),
             region_args=REGION_FILE_ARGS,
             out_dir=lambda w, output: str(Path(output.error).parent),
-            code_version=code_version("survey", "evaluate", "reportfigs", "regions", "io"),
+            code_version=code_version("survey"),
         log:
             "logs/survey.log",
         benchmark:

@@ -12,7 +12,7 @@ if len(IMAGERY_PATHS) > 1:
             IMAGERY_MOSAIC,
         params:
             n=len(IMAGERY_PATHS),
-            code_version=code_version("imagery"),
+            code_version=code_version("imagery-vrt"),
         log:
             "logs/imagery_vrt.log",
         benchmark:
@@ -45,7 +45,7 @@ if IMAGERY_CACHED:
             resolution=GRID.resolution,
             block_size=CFG["grid"]["block_size"],
             resampling=CFG["imagery"]["resampling"],
-            code_version=code_version("imagery", "blocks"),
+            code_version=code_version("fetch-imagery"),
         log:
             "logs/fetch_imagery/{region}.log",
         benchmark:

@@ -27,7 +27,7 @@ rule infer:
         strict="--strict" if CFG["infer"]["strict"] else "",
         label_prior=lambda w, input: (f"--label-prior {CFG['infer']['label_prior']} --label-sets "
                                       + " ".join(shlex.quote(p) for p in input.label_sets)) if input.label_sets else "",
-        code_version=code_version("infer", "labelprior", "chunks", "norm", "blocks", "regions", "io"),
+        code_version=code_version("infer"),
     log:
         "logs/infer/{region}/chunk_{chunk}.log",
     benchmark:

@@ -13,7 +13,7 @@ if OSM:
             "resources/roads/{region}.gpkg",
         params:
             widths=json.dumps(CFG["roads"]["widths"], sort_keys=True),
-            code_version=code_version("roads", "regions", "io"),
+            code_version=code_version("roads"),
         log:
             "logs/roads/{region}.log",
         benchmark:
@@ -53,7 +53,7 @@ rule harmonize:
         resolution=CFG["labels"]["resolution"],
         agreement=CFG["labels"]["agreement"],
         window=CFG["labels"]["window"],
-        code_version=code_version("harmonize", "labelstats", "fetch", "roads", "quicklook", "classes", "io"),
+        code_version=code_version("harmonize"),
     log:
         "logs/harmonize/{region}.log",
     benchmark:

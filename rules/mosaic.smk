@@ -13,7 +13,7 @@ rule mosaic_region:
                          caption="../report/map_quicklook.rst"),
     params:
         resolution=GRID.resolution,
-        code_version=code_version("mosaic", "chunks", "quicklook", "io"),
+        code_version=code_version("mosaic"),
     log:
         "logs/mosaic_region/{region}.log",
     benchmark:
@@ -42,7 +42,7 @@ rule mosaic_national:
         n=len(REGION_SLUGS),
         resolution=GRID.resolution,
         title=CFG["run"]["name"],
-        code_version=code_version("mosaic", "chunks", "quicklook", "io"),
+        code_version=code_version("mosaic"),
     log:
         "logs/mosaic_national.log",
     benchmark:
@@ -70,7 +70,7 @@ rule mosaic_confidence_region:
                          caption="../report/confidence_quicklook.rst"),
     params:
         resolution=GRID.resolution,
-        code_version=code_version("mosaic", "chunks", "quicklook", "io"),
+        code_version=code_version("mosaic"),
     log:
         "logs/mosaic_confidence_region/{region}.log",
     benchmark:
@@ -100,7 +100,7 @@ rule mosaic_confidence_national:
         n=len(REGION_SLUGS),
         resolution=GRID.resolution,
         title=CFG["run"]["name"],
-        code_version=code_version("mosaic", "chunks", "quicklook", "io"),
+        code_version=code_version("mosaic"),
     log:
         "logs/mosaic_confidence_national.log",
     benchmark:

@@ -11,7 +11,7 @@ rule region_geometry:
     params:
         crs=GRID.crs,
         region_args=REGION_FILE_ARGS,
-        code_version=code_version("regions", "io"),
+        code_version=code_version("region-geometry"),
     log:
         "logs/region_geometry/{region}.log",
     benchmark:

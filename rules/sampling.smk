@@ -15,7 +15,7 @@ rule block_stats:
         resolution=GRID.resolution,
         block_size=CFG["grid"]["block_size"],
         region_args=REGION_FILE_ARGS,
-        code_version=code_version("blocks", "blockstats", "regions", "io"),
+        code_version=code_version("block-stats"),
     log:
         "logs/block_stats/{region}.log",
     benchmark:
@@ -56,7 +56,7 @@ rule sample:
                        if CFG["sampling"]["train_regions"] else ""),
         seed=CFG["sampling"]["seed"],
         time_limit=CFG["sampling"]["time_limit_s"],
-        code_version=code_version("sampling", "samplemap", "io"),
+        code_version=code_version("sample"),
     log:
         "logs/sample.log",
     benchmark:

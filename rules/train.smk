@@ -24,7 +24,7 @@ rule train:
         work_dir="results/model/training",
         n_regions=len(REGION_SLUGS),
         steps=CFG["train"]["steps"],
-        code_version=code_version("train", "data", "blockstats", "norm", "model", "loss"),
+        code_version=code_version("train"),
     log:
         "logs/train.log",
     benchmark:
@@ -50,7 +50,7 @@ rule export:
         onnx="results/model/l2hnet.onnx",
         parity="results/model/onnx_parity.json",
     params:
-        code_version=code_version("export", "model"),
+        code_version=code_version("export"),
     log:
         "logs/export.log",
     benchmark:
