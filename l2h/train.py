@@ -99,12 +99,12 @@ class TrainConfig:
     stats_samples: windows drawn to estimate the per-band normalisation.
     """
 
-    width: int = 32
+    width: int = 16
     patch_size: int = 128
     batch_size: int = 8
-    steps: int = 300
-    optimizer: str = "sgd"
-    lr: float = 0.01
+    steps: int = 250
+    optimizer: str = "adamw"
+    lr: float = 0.002
     momentum: float = 0.9
     weight_decay: float = 1e-4
     poly_power: float = 0.9

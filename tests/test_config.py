@@ -218,3 +218,38 @@ def test_train_settings_left_out_take_the_documented_defaults(default_config):
     filled = fill_defaults(partial)
     assert filled["train"]["steps"] == 7 and filled["train"]["optimizer"] == defaults["optimizer"]
     assert partial["train"] == {"steps": 7}  # the input is not modified
+
+
+def test_one_source_of_defaults():
+    """workflow_config.yaml, the schema's defaults and TrainConfig say the same thing."""
+    from dataclasses import fields
+
+    from l2h.config import load_schema
+    from l2h.train import TrainConfig
+
+    documented = read_config_file(ROOT / "workflow_config.yaml")
+    schema = load_schema()["properties"]
+    differ = [f"{section}.{key}: schema {prop['default']!r}, workflow_config.yaml {documented[section].get(key)!r}"
+              for section, spec in schema.items() for key, prop in spec.get("properties", {}).items()
+              if "default" in prop and documented.get(section, {}).get(key, prop["default"]) != prop["default"]]
+    train_schema = schema["train"]["properties"]
+    for field in fields(TrainConfig):
+        if field.name in train_schema and train_schema[field.name].get("default") != field.default:
+            differ.append(f"train.{field.name}: TrainConfig {field.default!r}, schema "
+                          f"{train_schema[field.name].get('default')!r}")
+        if field.name in documented["train"] and documented["train"][field.name] != field.default:
+            differ.append(f"train.{field.name}: TrainConfig {field.default!r}, workflow_config.yaml "
+                          f"{documented['train'][field.name]!r}")
+    assert not differ, "\n".join(differ)
+
+
+def test_a_config_without_train_or_infer_keys_gets_the_documented_ones(default_config):
+    from l2h.config import fill_defaults
+
+    documented = {section: dict(default_config[section]) for section in ("train", "infer")}
+    default_config["train"] = {}
+    default_config["infer"] = {k: v for k, v in default_config["infer"].items() if k in ("tile", "batch", "threads",
+                                                                                         "device", "confidence", "strict")}
+    validate_config(default_config)
+    filled = fill_defaults(default_config)
+    assert {section: {k: filled[section][k] for k in documented[section]} for section in documented} == documented

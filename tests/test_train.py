@@ -108,7 +108,7 @@ def test_checkpoint_of_another_width_or_setting_is_refused(specs, tmp_path):
     train(specs, BANDS, _cfg(steps=2, warmup_steps=0), tmp_path / "m.pt", work, progress=False, stop_after=1)
     with pytest.raises(ConfigError, match=r"width 8.*width 12"):
         train(specs, BANDS, _cfg(steps=2, warmup_steps=0, width=12), tmp_path / "m.pt", work, progress=False)
-    with pytest.raises(ConfigError, match=r"lr: checkpoint 0\.01, now 0\.02"):
+    with pytest.raises(ConfigError, match=r"lr: checkpoint 0\.002, now 0\.02"):
         train(specs, BANDS, _cfg(steps=2, warmup_steps=0, lr=0.02), tmp_path / "m.pt", work, progress=False)
     with pytest.raises(ConfigError, match="bands"):
         train(specs, ["b1", "b2", "b3", "b4"], _cfg(steps=2, warmup_steps=0), tmp_path / "m.pt", work,
