@@ -14,12 +14,12 @@ CORES ?= all
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.l2h-installed
 
-.PHONY: demo test install rulegraph clean-demo
+.PHONY: demo test install rulegraph clean-demo slurm-profile
 # A run killed hard (SIGKILL, power loss) leaves Snakemake's lock behind: it is removed only when
 # no snakemake process works in this folder (l2h/runlock.py), then the run resumes.
 demo: $(STAMP) $(DEMO_DIR)/manifest.json
 	if $(BIN)/python -m l2h.runlock .; then PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --unlock; fi
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --profile profiles/default --cores $(CORES)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -ra
@@ -41,3 +41,14 @@ rulegraph: $(STAMP) $(DEMO_DIR)/manifest.json
 
 clean-demo:
 	rm -rf $(DEMO_DIR) resources/regions
+
+# `snakemake --profile slurm` by name: link profiles/slurm as <config dir>/snakemake/slurm, where
+# Snakemake looks for profiles by name. A `slurm` profile that is not this link is left alone.
+SNAKEMAKE_PROFILES ?= $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/snakemake
+slurm-profile:
+	@link="$(SNAKEMAKE_PROFILES)/slurm"; target="$(CURDIR)/profiles/slurm"; \
+	if [ "$$(readlink "$$link")" = "$$target" ]; then echo "$$link already links to $$target"; \
+	elif [ -e "$$link" ] || [ -L "$$link" ]; then \
+		echo "$$link exists and is not l2h's: left alone; use --profile $$target" >&2; exit 1; \
+	else mkdir -p "$(SNAKEMAKE_PROFILES)" && ln -s "$$target" "$$link" && \
+		echo "linked $$link -> $$target: snakemake --profile slurm"; fi

@@ -3,6 +3,7 @@ tests/slurm/cluster.sh (munge + slurmctld + slurmd, a fake GPU), one province fr
 COG -- training and inference as `--gpus=1` jobs -- and the same map as a local run, run alongside
 (~4 min on a busy 2-core machine, most of it SLURM status polling)."""
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -154,3 +155,38 @@ def test_cluster_profile_dry_run_groups_the_jobs(small_config, tmp_path):
     # needs (its own 2 and a neighbour's 2 that touch it) in 2 inference jobs (infer.blocks_per_job 4)
     assert [out.count(f"Group job {group} ") for group in ("labels", "model")] == [3, 1], out[-3000:]
     assert re.search(r"^infer\s+2$", out, re.M), out[-3000:]
+
+
+def test_the_automatic_local_profile_only_repeats_the_cluster_profile():
+    """Snakemake loads profiles/default on top of --profile, winning over it: each of its settings
+    must be one the SLURM profile makes too, with the same value (no `cores`, no `latency-wait`)."""
+    local, cluster = profile(ROOT / "profiles" / "default"), profile(PROFILE)
+    assert local and all(key in cluster and cluster[key] == value for key, value in local.items()), local
+
+
+def test_slurm_profile_by_name_after_make_slurm_profile(small_config, tmp_path):
+    config_home = tmp_path / "config"
+    env = {**os.environ, "XDG_CONFIG_HOME": str(config_home)}
+    made = subprocess.run(["make", "-s", "-C", str(ROOT), "slurm-profile"], capture_output=True, text=True, env=env)
+    assert made.returncode == 0, made.stderr
+    assert (config_home / "snakemake" / "slurm").resolve() == PROFILE.resolve()
+    again = subprocess.run(["make", "-s", "-C", str(ROOT), "slurm-profile"], capture_output=True, text=True, env=env)
+    assert again.returncode == 0 and "already links" in again.stdout
+
+    # as typed in the brief: no --workflow-profile, the profile by its name, from another folder
+    result = subprocess.run([*SNAKEMAKE, "-d", str(tmp_path / "run"), "--configfile", str(small_config),
+                             "--profile", "slurm", "-n", TARGET], capture_output=True, text=True, timeout=300,
+                            env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    assert "Using profiles slurm and workflow specific profile" in out
+    assert [out.count(f"Group job {group} ") for group in ("labels", "model")] == [3, 1], out[-3000:]
+
+    # someone else's `slurm` profile is never replaced
+    other = tmp_path / "other"
+    (other / "snakemake" / "slurm").mkdir(parents=True)
+    (other / "snakemake" / "slurm" / "config.yaml").write_text("jobs: 1\n")
+    refused = subprocess.run(["make", "-s", "-C", str(ROOT), "slurm-profile"], capture_output=True, text=True,
+                             env={**os.environ, "XDG_CONFIG_HOME": str(other)})
+    assert refused.returncode != 0 and "left alone" in refused.stderr
+    assert (other / "snakemake" / "slurm" / "config.yaml").read_text() == "jobs: 1\n"
