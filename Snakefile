@@ -1,5 +1,5 @@
 # l2h: 1 m land-cover maps of a whole country from 10 m products, OSM roads and ~1 m imagery.
-# Run `snakemake --profile profiles/default` (local) -- see README.md.
+# Run `snakemake --cores all` (local; profiles/default is loaded automatically) -- see README.md.
 import os
 
 from snakemake.utils import min_version
