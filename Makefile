@@ -18,7 +18,7 @@ STAMP := $(VENV)/.l2h-installed
 # A run killed hard (SIGKILL, power loss) leaves Snakemake's lock behind: it is removed only when
 # no snakemake process works in this folder (l2h/runlock.py), then the run resumes.
 demo: $(STAMP) $(DEMO_DIR)/manifest.json
-	if $(BIN)/python -m l2h.runlock .; then PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --unlock; fi
+	if $(BIN)/python -m l2h.core.runlock .; then PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --unlock; fi
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)
 
 test: $(STAMP)

@@ -23,8 +23,9 @@ CRS = "EPSG:32650"
 _CHILD = """
 import re, sys, time
 from shapely.geometry import box
-from l2h.harmonize import ProductFiles, harmonize_region
-from l2h.classes import ESRI_LULC_ANNUAL, FROM_GLC10
+from l2h.inputs.fetch_product import ProductFiles
+from l2h.labels.harmonize import harmonize_region
+from l2h.core.classes import ESRI_LULC_ANNUAL, FROM_GLC10
 side, a, b, out, window = float(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 x0, y0 = %r
 region = box(x0, y0 - side, x0 + side, y0)

@@ -25,14 +25,14 @@ from shapely.geometry import box
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_infer import export_tiny_model  # noqa: E402  (a randomly initialised L2HNet in ONNX)
 
-from l2h.infer import load_onnx, predict_block, tile_windows  # noqa: E402
-from l2h.io import write_class_raster  # noqa: E402
-from l2h.norm import normalise  # noqa: E402
+from l2h.maps.infer import load_onnx, predict_block, tile_windows  # noqa: E402
+from l2h.core.io import write_class_raster  # noqa: E402
+from l2h.model.norm import normalise  # noqa: E402
 
 _MOSAIC_CHILD = """
 import re, sys
 from shapely.geometry import box
-from l2h.mosaic import mosaic
+from l2h.maps.mosaic import mosaic
 paths, side, out = sys.argv[3:], float(sys.argv[1]), sys.argv[2]
 mosaic(paths, box(0, 0, side, side), "EPSG:32650", 1.0, out)
 print(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))

@@ -1,6 +1,6 @@
 """The inference pipeline's I/O ceiling: how many pixels/s one CPU core feeds a GPU.
 
-`l2h infer`'s block pipeline (l2h.infer.predict_block: imagery read with the model's halo,
+`l2h infer`'s block pipeline (l2h.maps.infer.predict_block: imagery read with the model's halo,
 normalised, the label prior added, argmax, confidence, class + confidence GeoTIFFs written) is run
 over the demo's imagery with a **no-op model**: an ONNX graph with the l2h metadata of a real
 L2HNet (same halo, same band count) whose only operation is a 1x1 convolution to 11 logits (88
@@ -28,8 +28,8 @@ import rasterio
 from onnx import TensorProto, helper, numpy_helper
 from shapely.geometry import box
 
-from l2h.infer import load_onnx, predict_block
-from l2h.labelprior import LabelPrior
+from l2h.maps.infer import load_onnx, predict_block
+from l2h.maps.label_prior import LabelPrior
 
 BLOCK = 1024
 

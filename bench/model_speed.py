@@ -32,8 +32,8 @@ import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 
-from l2h.loss import L2HLoss
-from l2h.model import L2HNet, flops_per_pixel
+from l2h.model.loss import L2HLoss
+from l2h.model.l2hnet import L2HNet, flops_per_pixel
 
 BANDS, CLASSES = 4, 11
 TILE, TILE_BATCH = 512, 4

@@ -38,8 +38,8 @@ import yaml
 from pyproj import Transformer
 from shapely.geometry import MultiPoint, Polygon
 
-from l2h.blocks import blocks_for_regions
-from l2h.regions import dissolved_regions, region_geometries
+from l2h.core.blocks import blocks_for_regions
+from l2h.inputs.regions import dissolved_regions, region_geometries
 
 ROOT = Path(__file__).resolve().parents[1]
 CHINA = ROOT / "examples" / "china.yaml"

@@ -1,6 +1,6 @@
 """Does an int8 model draw the same map? The trained demo model (fp32 ONNX) against its static QDQ
 int8 quantisation, calibrated on windows of the run's training blocks, both run through
-`l2h.infer.predict_block` with the run's label prior over the whole demo country: the share of
+`l2h.maps.infer.predict_block` with the run's label prior over the whole demo country: the share of
 pixels where the two maps agree, OA of each at the demo's reference points, and pixels/s of each.
 
 Writes bench/results/quantised_map.json. Usage: python bench/quantised_map.py RUN_DIR
@@ -24,14 +24,14 @@ from rasterio.windows import Window, from_bounds
 sys.path.insert(0, str(Path(__file__).parent))
 from model_speed import quantise_int8  # noqa: E402
 
-from l2h.blocks import block_bounds, parse_block_id  # noqa: E402
-from l2h.classes import NODATA  # noqa: E402
-from l2h.export import onnx_metadata  # noqa: E402
-from l2h.evaluate import Legend, read_points, sample_map, score_source  # noqa: E402
-from l2h.infer import load_onnx, predict_block  # noqa: E402
-from l2h.labelprior import LabelPrior  # noqa: E402
-from l2h.norm import normalise  # noqa: E402
-from l2h.regions import dissolved_regions  # noqa: E402
+from l2h.core.blocks import block_bounds, parse_block_id  # noqa: E402
+from l2h.core.classes import NODATA  # noqa: E402
+from l2h.model.export import onnx_metadata  # noqa: E402
+from l2h.evaluation.evaluate import Legend, read_points, sample_map, score_source  # noqa: E402
+from l2h.maps.infer import load_onnx, predict_block  # noqa: E402
+from l2h.maps.label_prior import LabelPrior  # noqa: E402
+from l2h.model.norm import normalise  # noqa: E402
+from l2h.inputs.regions import dissolved_regions  # noqa: E402
 
 
 def calibration(run: Path, imagery: str, mean, std, block_m: float, count: int = 32, side: int = 256) -> list[np.ndarray]:

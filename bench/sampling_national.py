@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from l2h.sampling import select_training_blocks, synthetic_blocks  # noqa: E402
+from l2h.sampling.sample import select_training_blocks, synthetic_blocks  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "sampling_national.json"
 

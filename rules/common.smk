@@ -8,14 +8,14 @@ from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
 
-from l2h.config import is_complete, load_config
-from l2h.download import url_filename
-from l2h.errors import L2HError
-from l2h.grid import check_label_resolution, resolve_grid
-from l2h.provenance import code_version
-from l2h.blocks import blocks_for_regions
-from l2h.chunks import chunk_blocks, chunk_manifest_path
-from l2h.regions import dissolved_regions, region_bounds_lonlat, region_geometries
+from l2h.core.config import is_complete, load_config
+from l2h.inputs.download import url_filename
+from l2h.core.errors import L2HError
+from l2h.core.grid import check_label_resolution, resolve_grid
+from l2h.core.provenance import code_version
+from l2h.core.blocks import blocks_for_regions
+from l2h.maps.chunks import chunk_blocks, chunk_manifest_path
+from l2h.inputs.regions import dissolved_regions, region_bounds_lonlat, region_geometries
 
 PROJECT_ROOT = Path(workflow.basedir)
 
@@ -75,7 +75,7 @@ def imagery_for_region(region):
 
 # Lookups by chunk and by region, built once: input functions run once per job (thousands in a
 # national run), so none of them may scan the whole block list. An inference job predicts one
-# chunk: `infer.blocks_per_job` consecutive blocks of the region owning them (l2h.chunks).
+# chunk: `infer.blocks_per_job` consecutive blocks of the region owning them (l2h.maps.chunks).
 CHUNKS = chunk_blocks(BLOCKS, CFG["infer"]["blocks_per_job"])
 _touching_chunks = {r: set() for r in REGION_SLUGS}
 for _region, _chunks in CHUNKS.items():

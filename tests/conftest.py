@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from l2h.demo import generate_demo_world
+from l2h.demo.world import generate_demo_world
 
 SMALL_SIZE = (1536, 1024)  # width_m, height_m of `small_demo_world`
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from shapely.geometry import Polygon, box
 
-from l2h.blocks import block_bounds, block_id, blocks_for_regions, parse_block_id
-from l2h.blockstats import BLOCK_COLUMNS, block_counts, centre_window, merge_block_counts, write_table
-from l2h.io import write_class_raster
+from l2h.core.blocks import block_bounds, block_id, blocks_for_regions, parse_block_id
+from l2h.sampling.block_stats import BLOCK_COLUMNS, block_counts, centre_window, merge_block_counts, write_table
+from l2h.core.io import write_class_raster
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 

@@ -9,14 +9,14 @@ import rasterio
 from rasterio.transform import from_origin
 from shapely import union_all
 
-import l2h.infer
-from l2h.blocks import blocks_for_regions
-from l2h.chunks import ChunkProgress, chunk_blocks, chunk_key, expand_manifests, read_manifest
-from l2h.errors import InputError
-from l2h.infer import load_onnx, predict_block, predict_chunk
-from l2h.io import write_class_raster
-from l2h.mosaic import merge_blocks
-from l2h.regions import dissolved_regions, region_geometries
+import l2h.maps.infer
+from l2h.core.blocks import blocks_for_regions
+from l2h.maps.chunks import ChunkProgress, chunk_blocks, chunk_key, expand_manifests, read_manifest
+from l2h.core.errors import InputError
+from l2h.maps.infer import load_onnx, predict_block, predict_chunk
+from l2h.core.io import write_class_raster
+from l2h.maps.mosaic import merge_blocks
+from l2h.inputs.regions import dissolved_regions, region_geometries
 from test_infer import CRS, tiny_onnx  # noqa: F401  (tiny_onnx: test_infer's model fixture)
 
 
@@ -70,7 +70,7 @@ def test_chunk_job_writes_blocks_and_manifest(tiny_onnx, world, tmp_path):
 def test_killed_chunk_keeps_finished_blocks(tiny_onnx, world, tmp_path, monkeypatch, caplog):
     model = load_onnx(tiny_onnx)
     region = sorted(world[0])[0]
-    real = l2h.infer.predict_block
+    real = l2h.maps.infer.predict_block
     calls = []
 
     def dies_on_second(*args, **kwargs):
@@ -79,15 +79,15 @@ def test_killed_chunk_keeps_finished_blocks(tiny_onnx, world, tmp_path, monkeypa
             raise KeyboardInterrupt  # the job is killed while predicting its second block
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(l2h.infer, "predict_block", dies_on_second)
+    monkeypatch.setattr(l2h.maps.infer, "predict_block", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
         run_chunk(model, world, region, 0, tmp_path)
     assert not (tmp_path / "chunk_0.json").exists()  # the declared output appears only at the end
     first = next(tmp_path.glob("c*.tif"))
     mtime = first.stat().st_mtime_ns
-    monkeypatch.setattr(l2h.infer, "predict_block", real)
+    monkeypatch.setattr(l2h.maps.infer, "predict_block", real)
 
-    caplog.set_level("INFO", logger="l2h.infer")
+    caplog.set_level("INFO", logger="l2h.maps.infer")
     stats, chunk = run_chunk(model, world, region, 0, tmp_path)
     assert stats["kept"] == 1 and "1 of 3 block(s) kept" in caplog.text
     assert first.stat().st_mtime_ns == mtime

@@ -62,7 +62,7 @@ def test_unreadable_raster_is_one_line_naming_it(tmp_path, capsys):
     import numpy as np
     from rasterio.transform import from_origin
 
-    from l2h.io import write_class_raster
+    from l2h.core.io import write_class_raster
 
     label = tmp_path / "label.tif"
     rng = np.random.default_rng(0)
@@ -90,7 +90,7 @@ def test_log_file_receives_messages(tmp_path):
 
 
 def test_model_info_reports_the_models_size_and_cost(capsys):
-    from l2h.model import L2HNet, count_parameters, flops_per_pixel
+    from l2h.model.l2hnet import L2HNet, count_parameters, flops_per_pixel
 
     assert main(["model-info", "--width", "64", "--in-channels", "3"]) == 0
     out = capsys.readouterr().out

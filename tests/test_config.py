@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from l2h.config import check_rules, load_config, read_config_file, resolve_paths, validate_config
-from l2h.errors import ConfigError
+from l2h.core.config import check_rules, load_config, read_config_file, resolve_paths, validate_config
+from l2h.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,7 +116,7 @@ def test_unparsable_yaml_names_the_file(tmp_path):
 
 def test_every_schema_key_is_documented_in_the_default_config():
     """workflow_config.yaml must carry every key of the schema (it documents them inline)."""
-    from l2h.config import load_schema
+    from l2h.core.config import load_schema
 
     config = read_config_file(ROOT / "workflow_config.yaml")
 
@@ -160,7 +160,7 @@ def test_product_entries_are_validated(default_config):
 
 
 def test_imagery_needs_files_or_a_tile_service_not_both(default_config, tmp_path):
-    from l2h.config import check_rules
+    from l2h.core.config import check_rules
 
     default_config["imagery"]["xyz"] = {"url": "https://t.example/{z}/{x}/{y}.png", "zoom": 17}
     with pytest.raises(ConfigError, match="give exactly one of them"):
@@ -173,7 +173,7 @@ def test_imagery_needs_files_or_a_tile_service_not_both(default_config, tmp_path
 
 
 def test_custom_only_keys_on_a_preset_are_rejected(default_config):
-    from l2h.config import check_rules
+    from l2h.core.config import check_rules
 
     default_config["products"]["esa_worldcover"]["codes"] = {"10": ["tree"]}
     with pytest.raises(ConfigError, match=r"products.esa_worldcover.codes do not apply to the esa_worldcover preset"):
@@ -206,8 +206,8 @@ def test_evaluation_mapping_needs_all_our_classes(default_config):
 def test_train_settings_left_out_take_the_documented_defaults(default_config):
     import dataclasses
 
-    from l2h.config import fill_defaults
-    from l2h.train import TrainConfig
+    from l2h.core.config import fill_defaults
+    from l2h.model.train import TrainConfig
 
     # the schema's defaults are TrainConfig's and the default configuration's
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
@@ -224,8 +224,8 @@ def test_one_source_of_defaults():
     """workflow_config.yaml, the schema's defaults and TrainConfig say the same thing."""
     from dataclasses import fields
 
-    from l2h.config import load_schema
-    from l2h.train import TrainConfig
+    from l2h.core.config import load_schema
+    from l2h.model.train import TrainConfig
 
     documented = read_config_file(ROOT / "workflow_config.yaml")
     schema = load_schema()["properties"]
@@ -244,7 +244,7 @@ def test_one_source_of_defaults():
 
 
 def test_a_config_without_train_or_infer_keys_gets_the_documented_ones(default_config):
-    from l2h.config import fill_defaults
+    from l2h.core.config import fill_defaults
 
     documented = {section: dict(default_config[section]) for section in ("train", "infer")}
     default_config["train"] = {}

@@ -13,9 +13,9 @@ from rasterio.enums import Resampling
 from rasterio.transform import from_origin
 from rasterio.warp import reproject
 
-from l2h.data import TrainingSpec, TrainingWindows, band_statistics, load_training_specs, training_class_areas
-from l2h.errors import InputError
-from l2h.loss import codes_to_targets
+from l2h.model.data import TrainingSpec, TrainingWindows, band_statistics, load_training_specs, training_class_areas
+from l2h.core.errors import InputError
+from l2h.model.loss import codes_to_targets
 
 CRS = "EPSG:32650"
 X0, Y0 = 500_000.0, 3_000_000.0  # north-west corner of the synthetic world (multiples of 10 m)

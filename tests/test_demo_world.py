@@ -1,4 +1,4 @@
-"""The demo world: real formats, designed properties, determinism (l2h.demo, l2h.quicklook)."""
+"""The demo world: real formats, designed properties, determinism (l2h.demo, l2h.core.quicklook)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from pyproj import Transformer
 from rasterio.warp import Resampling, reproject
 from scipy import ndimage
 
-from l2h.classes import ESA_WORLDCOVER, ESRI_LULC_ANNUAL, FROM_GLC10, ROAD
-from l2h.demo import SURVEY_LEGEND, generate_demo_world
-from l2h.errors import InputError
-from l2h.quicklook import block_mode, legend_entries, quicklook_from_file, save_class_quicklook
+from l2h.core.classes import ESA_WORLDCOVER, ESRI_LULC_ANNUAL, FROM_GLC10, ROAD
+from l2h.demo.world import SURVEY_LEGEND, generate_demo_world
+from l2h.core.errors import InputError
+from l2h.core.quicklook import block_mode, legend_entries, quicklook_from_file, save_class_quicklook
 
 ESA_DIR = "mirror/esa_worldcover/v200/2021/map"
 FROMGLC_DIR = "mirror/fromglc10/data/fromglc10_2017v01"

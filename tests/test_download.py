@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from httpserver import serve
 
-from l2h.download import DownloadError, download, download_many, redact
+from l2h.inputs.download import DownloadError, download, download_many, redact
 
 SIZE = 3_000_000
 FAST = dict(backoff=0.001, timeout=5, progress=False)
@@ -105,7 +105,7 @@ def test_short_206_answers_are_completed(server, source, tmp_path):
 
 def test_backoff_doubles_and_is_capped(server, tmp_path, monkeypatch):
     delays = []
-    monkeypatch.setattr("l2h.download.time.sleep", delays.append)
+    monkeypatch.setattr("l2h.inputs.download.time.sleep", delays.append)
     server.unavailable("a.bin", times=None)
     with pytest.raises(DownloadError, match="after 10 attempts"):
         download(server.url("a.bin"), tmp_path / "a.bin", retries=9, backoff=0.5, progress=False)
@@ -285,7 +285,7 @@ def test_redact_keeps_the_rest_of_the_url():
 
 
 def test_secrets_never_in_errors_or_logs(server, tmp_path, caplog):
-    caplog.set_level(logging.DEBUG, logger="l2h.download")
+    caplog.set_level(logging.DEBUG, logger="l2h.inputs.download")
     server.unavailable("a.bin", times=None)
     with pytest.raises(DownloadError) as info:
         download(server.url("a.bin") + "?key=S3CRET&v=2", tmp_path / "a.bin", retries=2, **FAST)

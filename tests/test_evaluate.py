@@ -1,5 +1,5 @@
 """Accuracy metrics, the stratified estimator, reference points and product sampling, and the survey
-comparison (l2h.metrics, l2h.evaluate, l2h.survey)."""
+comparison (l2h.evaluation.metrics, l2h.evaluation.evaluate, l2h.evaluation.survey)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from l2h.errors import InputError
-from l2h.evaluate import NODATA, OUTSIDE, Legend, read_points, sample_map, sample_product, score_source
-from l2h.io import write_class_raster
-from l2h.metrics import Z95, bootstrap_scores, confusion_matrix, scores, stratified_estimates
-from l2h.survey import compare_survey, weighted_error
+from l2h.core.errors import InputError
+from l2h.evaluation.evaluate import NODATA, OUTSIDE, Legend, read_points, sample_map, sample_product, score_source
+from l2h.core.io import write_class_raster
+from l2h.evaluation.metrics import Z95, bootstrap_scores, confusion_matrix, scores, stratified_estimates
+from l2h.evaluation.survey import compare_survey, weighted_error
 
 OUR_KEYS = ("tree", "shrub", "crop", "grass", "building", "bare", "water", "wetland", "snow", "moss", "road")
 IDENTITY = {"legend": {i: k for i, k in enumerate(OUR_KEYS, start=1)},
@@ -193,7 +193,7 @@ def test_geopackage_points_in_another_crs_and_a_four_class_legend(tmp_path):
 
 
 def _product(tmp_path, codes: dict, data: np.ndarray, nodata=(0,)):
-    """A custom product: one EPSG:32650 10 m tile and its manifest (the format l2h.fetch writes)."""
+    """A custom product: one EPSG:32650 10 m tile and its manifest (the format l2h.inputs.fetch_product writes)."""
     tile = tmp_path / "tile.tif"
     with rasterio.open(tile, "w", driver="GTiff", width=data.shape[1], height=data.shape[0], count=1,
                        dtype="uint8", crs="EPSG:32650", transform=from_origin(500000, 40, 10, 10)) as dst:
@@ -229,7 +229,7 @@ def test_set_valued_product_codes_are_scored_leniently(tmp_path):
 
 
 def test_points_in_training_blocks_are_scored_apart(tmp_path):
-    from l2h.evaluate import evaluate
+    from l2h.evaluation.evaluate import evaluate
 
     _tiny_map(tmp_path / "map.tif", nodata_cols=0)
     # rows 0-1 tree, 2-3 crop: two points right in the training block (x < 500005), one right and
@@ -248,9 +248,9 @@ def test_points_in_training_blocks_are_scored_apart(tmp_path):
 
 
 def test_pixel_scores_against_a_reference_raster(tmp_path):
-    from l2h.harmonize import ProductFiles
-    from l2h.classes import ProductCode
-    from l2h.pixelscore import score_pixels
+    from l2h.inputs.fetch_product import ProductFiles
+    from l2h.core.classes import ProductCode
+    from l2h.evaluation.score_pixels import score_pixels
 
     _tiny_map(tmp_path / "map.tif", nodata_cols=0)  # rows: tree, tree, crop, crop, grass, grass, ...
     # the reference in a 4-class legend on a 0.5 m grid: low vegetation (3) everywhere but the top

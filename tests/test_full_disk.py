@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from l2h.blocks import blocks_for_regions
-from l2h.io import file_problem
-from l2h.regions import dissolved_regions, region_bounds_lonlat, region_geometries
+from l2h.core.blocks import blocks_for_regions
+from l2h.core.io import file_problem
+from l2h.inputs.regions import dissolved_regions, region_bounds_lonlat, region_geometries
 from test_infer import CRS, export_tiny_model
 
 L2H = [sys.executable, "-m", "l2h"]

@@ -5,8 +5,8 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from l2h.errors import ConfigError, InputError
-from l2h.grid import resolve_grid
+from l2h.core.errors import ConfigError, InputError
+from l2h.core.grid import resolve_grid
 
 
 def _image(path, crs="EPSG:32650", res=(1.0, 1.0)):
@@ -50,7 +50,7 @@ def test_tile_service_needs_an_explicit_grid():
 
 
 def test_label_resolution_must_be_a_whole_multiple():
-    from l2h.grid import Grid, check_label_resolution
+    from l2h.core.grid import Grid, check_label_resolution
 
     assert check_label_resolution(Grid("EPSG:32650", 1.0), 10) == 10
     with pytest.raises(ConfigError, match="'labels.resolution': 10 m must be a whole multiple of .* 3.0 m"):

@@ -10,9 +10,10 @@ from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
 from shapely.geometry import box
 
-from l2h.classes import ESA_WORLDCOVER, ESRI_LULC_ANNUAL, IGNORE
-from l2h.errors import InputError
-from l2h.harmonize import ProductFiles, code_lookup, consensus, consensus_sets, harmonize_region
+from l2h.core.classes import ESA_WORLDCOVER, ESRI_LULC_ANNUAL, IGNORE
+from l2h.core.errors import InputError
+from l2h.inputs.fetch_product import ProductFiles
+from l2h.labels.harmonize import code_lookup, consensus, consensus_sets, harmonize_region
 
 T, S, C, G, B, W = 1, 2, 3, 4, 5, 7
 
@@ -191,7 +192,7 @@ def test_real_esa_worldcover_tile_harmonizes(tmp_path):
     """São Tomé (a forested island in the sea) through the real v200 tile N00E006."""
     import geopandas as gpd
 
-    from l2h.products import resolve_product
+    from l2h.inputs.products import resolve_product
 
     region = gpd.GeoSeries([box(6.45, 0.0, 6.8, 0.45)], crs="EPSG:4326").to_crs("EPSG:32632")[0]
     product = resolve_product("esa_worldcover", {"preset": "esa_worldcover", "edition": "v200",
@@ -224,7 +225,7 @@ def test_peak_memory_does_not_grow_with_region_area():
 
 def test_code_zero_can_be_a_class_and_uncovered_land_abstains(tmp_path):
     """A custom product whose code 0 is water and 255 nodata covers only the west half."""
-    from l2h.products import custom_codes
+    from l2h.inputs.products import custom_codes
 
     codes = custom_codes("dw", {"0": ["water"], "1": ["tree"]})
     data = np.full((100, 50), 0, np.uint8)

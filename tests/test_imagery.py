@@ -17,9 +17,9 @@ from rasterio.transform import from_origin
 from rasterio.warp import Resampling, reproject, transform_bounds
 from shapely.geometry import box
 
-from l2h.errors import ConfigError, InputError
-from l2h.blocks import parse_block_id
-from l2h.imagery import build_vrt, cache_imagery, imagery_info, region_blocks, xyz_wms_xml
+from l2h.core.errors import ConfigError, InputError
+from l2h.core.blocks import parse_block_id
+from l2h.inputs.imagery import build_vrt, cache_imagery, imagery_info, region_blocks, xyz_wms_xml
 from httpserver import serve
 
 KEY = "SECRET123"

@@ -12,13 +12,13 @@ from rasterio.windows import from_bounds
 from rio_cogeo.cogeo import cog_validate
 from shapely.geometry import box
 
-from l2h.blocks import blocks_for_regions
-from l2h.errors import InputError
-from l2h.infer import load_onnx, predict_block, predict_chunk
-from l2h.model import L2HNet, model_metadata
-from l2h.mosaic import merge_blocks, mosaic
-from l2h.quicklook import confidence_quicklook_from_file
-from l2h.regions import dissolved_regions, region_geometries
+from l2h.core.blocks import blocks_for_regions
+from l2h.core.errors import InputError
+from l2h.maps.infer import load_onnx, predict_block, predict_chunk
+from l2h.model.l2hnet import L2HNet, model_metadata
+from l2h.maps.mosaic import merge_blocks, mosaic
+from l2h.core.quicklook import confidence_quicklook_from_file
+from l2h.inputs.regions import dissolved_regions, region_geometries
 
 CRS = "EPSG:32650"
 
@@ -185,7 +185,7 @@ def _sets_raster(path, transform, sets):
 def test_label_prior_bonus_follows_the_class_sets(tmp_path):
     from rasterio.transform import from_origin
 
-    from l2h.labelprior import LabelPrior
+    from l2h.maps.label_prior import LabelPrior
 
     # two regions' 10 m class-set labels side by side: tree {1} | {grass 4, tree 1} ; water {7} | nothing
     west = _sets_raster(tmp_path / "w.tif", from_origin(0, 20, 10, 10), np.array([[1 << 1], [1 << 7]]))
@@ -200,7 +200,7 @@ def test_label_prior_bonus_follows_the_class_sets(tmp_path):
 
 def test_label_prior_keeps_the_coarse_label_where_the_network_is_unsure(tiny_onnx, small_demo_world, country,
                                                                       tmp_path):
-    from l2h.labelprior import LabelPrior
+    from l2h.maps.label_prior import LabelPrior
 
     geoms, union = country
     block = blocks_for_regions(geoms, 256)[5]
@@ -223,7 +223,7 @@ def test_label_prior_keeps_the_coarse_label_where_the_network_is_unsure(tiny_onn
 def test_post_processing_threads_give_the_same_block(tiny_onnx, small_demo_world, country, tmp_path):
     """Several post-processing threads (label prior, argmax, confidence) write the very same block as
     one; a class-set label with a different set per 10 m cell makes every core's prior differ."""
-    from l2h.labelprior import LabelPrior
+    from l2h.maps.label_prior import LabelPrior
 
     geoms, union = country
     block = blocks_for_regions(geoms, 256)[5]

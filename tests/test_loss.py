@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from l2h.errors import ConfigError
-from l2h.loss import (
+from l2h.core.errors import ConfigError
+from l2h.model.loss import (
     L2HLoss,
     class_balanced_weights,
     class_prototypes,

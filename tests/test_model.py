@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from l2h.classes import CLASS_CODES, BY_CODE
-from l2h.errors import ConfigError, InputError
-from l2h.loss import L2HLoss
-from l2h.model import (
+from l2h.core.classes import CLASS_CODES, BY_CODE
+from l2h.core.errors import ConfigError, InputError
+from l2h.model.loss import L2HLoss
+from l2h.model.l2hnet import (
     L2HNet,
     count_parameters,
     flops_per_pixel,

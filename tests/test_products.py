@@ -7,11 +7,11 @@ import json
 import pytest
 from httpserver import serve
 
-from l2h.classes import GRASS, SHRUB
-from l2h.download import DownloadError
-from l2h.errors import ConfigError, InputError
-from l2h.fetch import fetch_product, read_manifest
-from l2h.products import resolve_product, utm_crs_of_zone
+from l2h.core.classes import GRASS, SHRUB
+from l2h.inputs.download import DownloadError
+from l2h.core.errors import ConfigError, InputError
+from l2h.inputs.fetch_product import fetch_product, read_manifest
+from l2h.inputs.products import resolve_product, utm_crs_of_zone
 
 WUHAN = (114.25, 30.5, 114.35, 30.6)
 

@@ -9,9 +9,9 @@ import rasterio
 from rasterio.transform import from_origin
 
 from l2h.cli import main
-from l2h.errors import ConfigError, InputError
-from l2h.refpoints import allocate, draw_reference_points
-from l2h.regions import write_footprint_region
+from l2h.core.errors import ConfigError, InputError
+from l2h.evaluation.reference_points import allocate, draw_reference_points
+from l2h.inputs.regions import write_footprint_region
 
 CRS = "EPSG:32617"
 

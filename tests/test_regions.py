@@ -5,8 +5,8 @@ import pyogrio
 import pytest
 from shapely.geometry import box
 
-from l2h.errors import InputError
-from l2h.regions import dissolved_regions, region_bounds_lonlat, region_geometries, slugify, write_region_geometry
+from l2h.core.errors import InputError
+from l2h.inputs.regions import dissolved_regions, region_bounds_lonlat, region_geometries, slugify, write_region_geometry
 
 
 @pytest.mark.parametrize("name, slug", [
@@ -91,7 +91,7 @@ def test_an_empty_regions_file_holds_no_features(tmp_path):
 
 @pytest.mark.parametrize("crs", ["EPSG:4326", "EPSG:2263"])  # degrees; US survey feet
 def test_region_geometry_refuses_a_crs_not_in_metres(tmp_path, crs):
-    from l2h.errors import ConfigError
+    from l2h.core.errors import ConfigError
 
     path = _regions(tmp_path, ["Hubei"])
     with pytest.raises(ConfigError, match=r"region geometry CRS .* is not a projected CRS in metres"):

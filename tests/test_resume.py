@@ -21,7 +21,7 @@ import pytest
 import rasterio
 import yaml
 
-from l2h import runlock
+from l2h.core import runlock
 from test_workflow import demo_overrides
 
 pytestmark = pytest.mark.workflow
@@ -103,7 +103,7 @@ def _processes_in(workdir: Path) -> list[int]:
 def unlock_like_make_demo(workdir: Path, config: Path) -> None:
     """The Makefile's path: a stale lock (no snakemake runs there) -> `snakemake --unlock`."""
     assert runlock.stale_lock(workdir)
-    assert subprocess.run([sys.executable, "-m", "l2h.runlock", str(workdir)]).returncode == 0
+    assert subprocess.run([sys.executable, "-m", "l2h.core.runlock", str(workdir)]).returncode == 0
     run_ok(workdir, config, "--unlock")
     assert runlock.main([str(workdir)]) == 1  # no lock left
 
@@ -141,7 +141,7 @@ def assert_maps_equal(workdir: Path, reference: Path) -> None:
             np.testing.assert_array_equal(got.read(), want.read(), err_msg=rel)
 
 
-# Temporary names a killed job may leave: l2h.io.atomic_path's `.<stem>.<random>.tmp.<suffix>`,
+# Temporary names a killed job may leave: l2h.core.io.atomic_path's `.<stem>.<random>.tmp.<suffix>`,
 # the mosaic's `.<stem>.merge.tif`, and the COG's hidden scratch folder `.<stem>.cog.<random>/`
 # (rio-cogeo's intermediate file and the COG before its rename); and an inference chunk's
 # progress file `.chunk_<n>.progress.json` (whole, written atomically: what the rerun keeps).

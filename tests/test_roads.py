@@ -7,10 +7,10 @@ import pytest
 from rasterio.transform import from_origin
 from shapely.geometry import LineString, box
 
-from l2h.classes import IGNORE, ROAD
+from l2h.core.classes import IGNORE, ROAD
 from l2h.cli import main
-from l2h.regions import write_region_geometry
-from l2h.roads import extract_roads, read_roads, road_burner, write_roads
+from l2h.inputs.regions import write_region_geometry
+from l2h.labels.roads import extract_roads, read_roads, road_burner, write_roads
 
 HELSINKI = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "osm" / "Helsinki.osm.pbf"
 needs_helsinki = pytest.mark.skipif(not HELSINKI.exists(), reason=f"real OSM fixture absent ({HELSINKI}); "

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from l2h.classes import CLASS_CODES
-from l2h.errors import ConfigError, InputError
-from l2h.sampling import (
+from l2h.core.classes import CLASS_CODES
+from l2h.core.errors import ConfigError, InputError
+from l2h.sampling.sample import (
     SHARE_COLUMNS,
     InfeasibleSelectionError,
     parse_cbc_log,

@@ -19,10 +19,10 @@ from rasterio.transform import from_origin
 from shapely.geometry import box
 
 from httpserver import serve
-from l2h import secrets
-from l2h.config import load_config
-from l2h.errors import ConfigError
-from l2h.io import write_class_raster
+from l2h.core import secrets
+from l2h.core.config import load_config
+from l2h.core.errors import ConfigError
+from l2h.core.io import write_class_raster
 from test_imagery import IMAGERY, ZOOM, _cut_xyz_tiles
 
 L2H = [sys.executable, "-m", "l2h"]

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from l2h.tiles import esa_worldcover_tiles, esri_lulc_tiles, fromglc10_tiles
+from l2h.inputs.tiles import esa_worldcover_tiles, esri_lulc_tiles, fromglc10_tiles
 
 WUHAN_CENTRE = (114.3, 30.6, 114.3, 30.6)
 WUHAN = (113.68, 29.97, 115.08, 31.36)

@@ -11,10 +11,10 @@ import pytest
 import rasterio
 import torch
 
-from l2h.data import TrainingSpec
-from l2h.errors import ConfigError
-from l2h.model import load_model, logits_to_codes
-from l2h.train import TrainConfig, read_metrics, train
+from l2h.model.data import TrainingSpec
+from l2h.core.errors import ConfigError
+from l2h.model.l2hnet import load_model, logits_to_codes
+from l2h.model.train import TrainConfig, read_metrics, train
 from test_data import _demo_label
 
 BANDS = ["red", "green", "blue", "nir"]
@@ -92,7 +92,7 @@ def test_resume_gives_the_same_weights_as_a_straight_run(specs, tmp_path, optimi
             {k: v for k, v in y.items() if k != "seconds"}, abs=1e-5)
     # the weights did change from the initial ones (the comparison above is not vacuous)
     torch.manual_seed(cfg.seed)
-    from l2h.model import L2HNet
+    from l2h.model.l2hnet import L2HNet
     init = L2HNet(4, 11, cfg.width).state_dict()
     assert not torch.allclose(init["stem.0.weight"], wa["stem.0.weight"])
 

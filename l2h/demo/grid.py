@@ -10,7 +10,7 @@ from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.transform import Affine
 
-from l2h.errors import ConfigError
+from l2h.core.errors import ConfigError
 
 CENTRE_LONLAT = (114.0, 30.0)  # ESA 3° / FROM-GLC10 2° tile corner and the UTM 49/50 boundary
 RUN_EPSG = 32650

@@ -18,13 +18,13 @@ import rasterio
 from rasterio.enums import ColorInterp
 from scipy import ndimage
 
-from l2h.classes import BARE, BUILDING, CROP, GRASS, MOSS, ROAD, SHRUB, SNOW, TREE, WATER, WETLAND
+from l2h.core.classes import BARE, BUILDING, CROP, GRASS, MOSS, ROAD, SHRUB, SNOW, TREE, WATER, WETLAND
 from l2h.demo.grid import DemoGrid
 from l2h.demo.landscape import HIGHWAY_KIND, Landscape, geometry_mask
 from l2h.demo.noise import shift, smooth_noise, stream
-from l2h.io import atomic_path
+from l2h.core.io import atomic_path
 
-log = logging.getLogger("l2h.demo")
+log = logging.getLogger(__name__)
 
 BAND_NAMES = ("red", "green", "blue", "nir")
 # mean reflectance-like digital numbers (R, G, B, NIR)

@@ -23,11 +23,11 @@ from rasterio import features
 from shapely.affinity import rotate as rotate_geom
 from shapely.geometry import LineString, MultiLineString, Point, Polygon, box
 
-from l2h.classes import BARE, BUILDING, CROP, GRASS, MOSS, ROAD, SHRUB, SNOW, TREE, WATER, WETLAND
+from l2h.core.classes import BARE, BUILDING, CROP, GRASS, MOSS, ROAD, SHRUB, SNOW, TREE, WATER, WETLAND
 from l2h.demo.grid import DemoGrid
 from l2h.demo.noise import noise_1d, quantile_threshold, shift, smooth_noise, stream
 
-log = logging.getLogger("l2h.demo")
+log = logging.getLogger(__name__)
 
 # Carriageway widths (m) burned into the truth; tracks are the narrowest mapped roads.
 HIGHWAY_WIDTHS: dict[str, float] = {

@@ -21,7 +21,7 @@ from shapely.geometry import LineString, Polygon, box
 from l2h.demo.grid import DemoGrid
 from l2h.demo.landscape import Landscape
 from l2h.demo.noise import stream
-from l2h.io import atomic_path
+from l2h.core.io import atomic_path
 
 ROAD_OFFSET_M = (1.0, 2.0)
 BUILDING_OFFSET_M = (0.5, 1.5)

@@ -35,15 +35,15 @@ from rasterio.warp import Resampling, reproject
 from scipy import ndimage
 from shapely.geometry import box
 
-from l2h.classes import (
+from l2h.core.classes import (
     BARE, BUILDING, CLASS_CODES, CROP, ESA_WORLDCOVER, ESRI_LULC_ANNUAL, FROM_GLC10, GRASS, ROAD, SHRUB, TREE,
     WATER, WETLAND, ProductCode, code_for_class,
 )
 from l2h.demo.grid import DemoGrid
 from l2h.demo.noise import quantile_threshold, smooth_noise, stream
-from l2h.io import atomic_path, class_raster_profile
+from l2h.core.io import atomic_path, class_raster_profile
 
-log = logging.getLogger("l2h.demo")
+log = logging.getLogger(__name__)
 
 CLOUD = 200  # internal marker for the Esri cloud patch (written as code 10)
 

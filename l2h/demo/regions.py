@@ -16,7 +16,7 @@ from shapely.geometry import Polygon, box
 
 from l2h.demo.grid import DemoGrid
 from l2h.demo.noise import noise_1d, stream
-from l2h.io import atomic_path
+from l2h.core.io import atomic_path
 
 COUNTRY_INSET_M = 45.0  # the outline stays at least this far inside the raster edges (>= 40 m)
 # (display name, code); one name has a space and a non-ASCII character on purpose

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from l2h.classes import BY_CODE, CLASS_CODES
+from l2h.core.classes import BY_CODE, CLASS_CODES
 from l2h.demo.grid import CENTRE_LONLAT, DemoGrid
 from l2h.demo.imagery import footprint_mask, render_imagery, write_imagery
 from l2h.demo.landscape import rasterize_shapes, build_landscape
@@ -37,12 +37,12 @@ from l2h.demo.noise import stream
 from l2h.demo.osm import write_osm
 from l2h.demo.products import TEMPLATES, make_products
 from l2h.demo.regions import Province, country_outline, split_provinces, to_lonlat, write_provinces
-from l2h.errors import ConfigError
-from l2h.io import atomic_path, sha256_file, write_class_raster
-from l2h.quicklook import save_class_quicklook
-from l2h.refpoints import allocate
+from l2h.core.errors import ConfigError
+from l2h.core.io import atomic_path, sha256_file, write_class_raster
+from l2h.core.quicklook import save_class_quicklook
+from l2h.evaluation.reference_points import allocate
 
-log = logging.getLogger("l2h.demo")
+log = logging.getLogger(__name__)
 
 # China's national land survey style legend -> our class codes
 SURVEY_LEGEND: dict[str, tuple[int, ...]] = {
