@@ -324,3 +324,21 @@ Enumerated nodes:               5
     out = parse_cbc_log("Result - Optimal solution found\n\nObjective value:                3.00000000\n")
     assert out["status"] == "optimal" and out["bound"] == 3.0 and out["gap"] == 0.0
     assert parse_cbc_log("Result - Problem proven infeasible\n\nNo feasible solution found\n")["status"] == "infeasible"
+
+
+def test_every_png_is_written_by_one_helper_without_the_matplotlib_version(small_demo_world, tmp_path):
+    """The sample map and a quicklook: PNGs of the same figure are the same bytes whatever
+    Matplotlib wrote them (no Software text chunk)."""
+    from l2h.core.quicklook import save_class_quicklook
+    from l2h.inputs.regions import write_region_geometry
+    from l2h.sampling.sample_map import plot_selection
+
+    region = tmp_path / "region.gpkg"
+    write_region_geometry(small_demo_world / "regions" / "provinces.gpkg", "cote_verte", region, "EPSG:32650", "name")
+    blocks = pd.DataFrame({"block_id": ["a", "b"], "xmin": [0, 256], "ymin": [0, 0], "xmax": [256, 512],
+                           "ymax": [256, 256]})
+    pngs = [plot_selection([region], blocks, ["a"], tmp_path / "map.png", "Training blocks"),
+            save_class_quicklook(tmp_path / "q.png", np.ones((64, 64), np.uint8), "classes")]
+    for png in pngs:
+        data = png.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and b"Software" not in data and b"Matplotlib" not in data, png

@@ -12,12 +12,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from l2h.core.classes import BY_CODE, IGNORE, NODATA, colormap
-from l2h.core.io import atomic_path
+from l2h.core.figures import new_figure, save_png
 
 _UNKNOWN_COLOUR = (255, 0, 255, 255)
 
@@ -120,8 +118,7 @@ def save_class_quicklook(path: str | os.PathLike, classes: np.ndarray, title: st
     h, w = small.shape
     panel_w = 6.0
     panel_h = max(panel_w * h / max(w, 1), 1.5)
-    fig = Figure(figsize=(panel_w * panels + 2.6, panel_h + 0.8), dpi=max(100, min(200, int(max_side / panel_w))))
-    FigureCanvasAgg(fig)
+    fig = new_figure(panel_w * panels + 2.6, panel_h + 0.8, dpi=max(100, min(200, int(max_side / panel_w))))
     axes = fig.subplots(1, panels, squeeze=False)[0]
     extent = (0, classes.shape[1], classes.shape[0], 0)
     if rgb is not None:
@@ -142,10 +139,7 @@ def save_class_quicklook(path: str | os.PathLike, classes: np.ndarray, title: st
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
                   frameon=False, borderaxespad=0.0)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", metadata={"Software": None}, bbox_inches="tight", pad_inches=0.15)
-    return Path(path)
+    return save_png(fig, path)
 
 
 def _read_decimated(raster: str | os.PathLike, what: str, max_side: int, resampling):
@@ -207,8 +201,7 @@ def confidence_quicklook_from_file(path: str | os.PathLike, raster: str | os.Pat
     out_h, out_w = data.shape
     percent = np.ma.masked_equal(data, NODATA).astype(np.float32) * (100.0 / 255.0)
     panel_w = 6.0
-    fig = Figure(figsize=(panel_w + 1.6, max(panel_w * out_h / out_w, 1.5) + 0.8), dpi=max(100, min(200, int(max_side / panel_w))))
-    FigureCanvasAgg(fig)
+    fig = new_figure(panel_w + 1.6, max(panel_w * out_h / out_w, 1.5) + 0.8, dpi=max(100, min(200, int(max_side / panel_w))))
     ax = fig.subplots()
     shown = ax.imshow(percent, cmap="viridis", vmin=0, vmax=100, interpolation="nearest")
     ax.set_title(title, fontsize=10, parse_math=False)
@@ -219,7 +212,4 @@ def confidence_quicklook_from_file(path: str | os.PathLike, raster: str | os.Pat
     if percent.count():
         ax.set_xlabel(f"median {float(np.ma.median(percent)):.0f} %, below 50 %: "
                       f"{100 * float((percent < 50).sum()) / percent.count():.1f} % of mapped pixels", fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", metadata={"Software": None}, bbox_inches="tight", pad_inches=0.15)
-    return Path(path)
+    return save_png(fig, path)

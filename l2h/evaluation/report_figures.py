@@ -4,30 +4,15 @@ intervals, survey class shares per region, and the class legend."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from l2h.core.classes import CLASSES
-from l2h.core.io import atomic_path
+from l2h.core.figures import new_figure, save_png
 from l2h.evaluation.metrics import Z95
 
 SOURCE_COLOURS = ("#1b6ca8", "#e8743b", "#5aa469", "#9c6ade", "#c94c4c", "#8c8c8c")
-
-
-def _save(fig: Figure, path: str | Path) -> None:
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", metadata={"Software": None}, bbox_inches="tight", pad_inches=0.15)
-
-
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=110)
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def confusion_figure(path, results: dict, legend) -> None:
@@ -36,7 +21,7 @@ def confusion_figure(path, results: dict, legend) -> None:
     cols = min(n, 2)
     rows = -(-n // cols)
     size = 2.2 + 0.42 * legend.k
-    fig = _figure(size * cols, size * rows)
+    fig = new_figure(size * cols, size * rows)
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for ax, r in zip(axes, results.values()):
         cm = r.cm.astype(float)
@@ -55,13 +40,13 @@ def confusion_figure(path, results: dict, legend) -> None:
         ax.set_title(f"{r.name}: OA {r.scores['oa']:.3f}, n = {r.n}", fontsize=9)
     for ax in axes[n:]:
         ax.set_visible(False)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def region_oa_figure(path, results: dict) -> None:
     """Grouped bars: OA of each source in each region (points in the region on top of the bars)."""
     regions = sorted({region for r in results.values() for region, _, _ in r.region_oa})
-    fig = _figure(max(5.0, 1.4 * len(regions) * max(1, len(results)) / 2 + 2), 4.0)
+    fig = new_figure(max(5.0, 1.4 * len(regions) * max(1, len(results)) / 2 + 2), 4.0)
     ax = fig.add_subplot()
     width = 0.8 / max(len(results), 1)
     for s, r in enumerate(results.values()):
@@ -75,7 +60,7 @@ def region_oa_figure(path, results: dict) -> None:
     ax.set_ylabel("overall accuracy")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def sources_figure(path, results: dict, held_out: dict | None = None) -> None:
@@ -85,7 +70,7 @@ def sources_figure(path, results: dict, held_out: dict | None = None) -> None:
     weighted = all(r.weighted for r in results.values())
     first = ["OA, held out", "mIoU, held out"] if held_out else []
     labels = first + ["OA", "kappa", "mIoU"] + (["OA (area-weighted)"] if weighted else [])
-    fig = _figure(2.0 + 1.6 * len(labels), 4.0)
+    fig = new_figure(2.0 + 1.6 * len(labels), 4.0)
     ax = fig.add_subplot()
     width = 0.8 / len(results)
     for s, r in enumerate(results.values()):
@@ -107,12 +92,12 @@ def sources_figure(path, results: dict, held_out: dict | None = None) -> None:
     ax.set_ylim(0, 1)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def legend_figure(path, legend) -> None:
     """Our classes (colours) and the reference class each maps to."""
-    fig = _figure(6.0, 0.35 * len(CLASSES) + 0.8)
+    fig = new_figure(6.0, 0.35 * len(CLASSES) + 0.8)
     ax = fig.add_subplot()
     handles = [Patch(facecolor=c.colour, edgecolor="#444444", linewidth=0.5,
                      label=f"{c.code} {c.name}  →  reference {legend.codes[legend.ours[c.code]]} "
@@ -122,7 +107,7 @@ def legend_figure(path, legend) -> None:
     ax.legend(handles=handles, loc="center left", frameon=False, fontsize=9)
     ax.set_axis_off()
     ax.set_title("l2h classes and the reference legend", fontsize=10)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def survey_figure(path, shares, regions: list[str], classes: list[str]) -> None:
@@ -132,7 +117,7 @@ def survey_figure(path, shares, regions: list[str], classes: list[str]) -> None:
     n = len(regions)
     cols = min(n, 2)
     rows = -(-n // cols)
-    fig = _figure(5.5 * cols, 3.2 * rows)
+    fig = new_figure(5.5 * cols, 3.2 * rows)
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     xs = np.arange(len(classes))
     for ax, region in zip(axes, regions):
@@ -146,4 +131,4 @@ def survey_figure(path, shares, regions: list[str], classes: list[str]) -> None:
         ax.legend(fontsize=7)
     for ax in axes[n:]:
         ax.set_visible(False)
-    _save(fig, path)
+    save_png(fig, path)

@@ -6,12 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PatchCollection
-from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from l2h.core.io import atomic_path
+from l2h.core.figures import new_figure, save_png
 from l2h.inputs.regions import read_region_geometry
 
 
@@ -19,7 +17,7 @@ def plot_selection(region_files: Sequence[str | Path], blocks: pd.DataFrame, sel
                    out: str | Path, title: str) -> Path:
     """Write a PNG: region outlines, all blocks (grey outline), selected blocks (filled)."""
     chosen = set(selected)
-    fig = Figure(figsize=(9, 7), dpi=110)
+    fig = new_figure(9, 7)
     ax = fig.add_subplot()
     for block_set, face, edge in ((blocks[~blocks["block_id"].isin(chosen)], "none", "#9a9a9a"),
                                   (blocks[blocks["block_id"].isin(chosen)], "#e8743b", "#a04010")):
@@ -42,7 +40,4 @@ def plot_selection(region_files: Sequence[str | Path], blocks: pd.DataFrame, sel
               loc="lower right", fontsize=8)
     ax.ticklabel_format(style="plain", useOffset=False)
     ax.tick_params(labelsize=7)
-    FigureCanvasAgg(fig)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-    return Path(out)
+    return save_png(fig, out)
