@@ -1,6 +1,6 @@
 # The two commands of README.md. Both set everything up on a fresh machine (a .venv in this folder).
 #   make demo   generate the embedded demo world and run the whole workflow on it
-#   make test   run the test suite
+#   make test   lint (ruff, with pydocstyle) and run the test suite
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -22,6 +22,7 @@ demo: $(STAMP) $(DEMO_DIR)/manifest.json
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES)
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -ra
 
 install: $(STAMP)

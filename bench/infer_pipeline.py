@@ -25,8 +25,9 @@ from shapely.geometry import box
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_infer import export_tiny_model  # noqa: E402  (a randomly initialised L2HNet in ONNX)
 
-from l2h.maps.infer import load_onnx, predict_block, tile_windows  # noqa: E402
 from l2h.core.io import write_class_raster  # noqa: E402
+from l2h.core.windows import iter_windows  # noqa: E402
+from l2h.maps.infer import load_onnx, predict_block  # noqa: E402
 from l2h.model.norm import normalise  # noqa: E402
 
 _MOSAIC_CHILD = """
@@ -57,7 +58,7 @@ def pipeline_ratio(demo: Path, width: int = 32, threads: int = 2, tile: int = 51
             window = rasterio.windows.from_bounds(*bounds, transform=src.transform)
             tiles = [normalise(src.read(window=rasterio.windows.Window(
                 window.col_off + w.col_off - halo, window.row_off + w.row_off - halo, tile + 2 * halo, tile + 2 * halo),
-                boundless=True, fill_value=0), mean, std) for w in tile_windows(1024, 1024, tile)]
+                boundless=True, fill_value=0), mean, std) for w in iter_windows(1024, 1024, tile)]
         batch = np.stack(tiles)
         start = time.perf_counter()
         model.session.run(None, {"image": batch})

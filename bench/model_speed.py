@@ -32,8 +32,8 @@ import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 
-from l2h.model.loss import L2HLoss
 from l2h.model.l2hnet import L2HNet, flops_per_pixel
+from l2h.model.loss import L2HLoss
 
 BANDS, CLASSES = 4, 11
 TILE, TILE_BATCH = 512, 4
@@ -160,8 +160,13 @@ def calibration_windows(imagery: str | None, side: int, count: int = 16, seed: i
 def quantise_int8(fp32: Path, out: Path, windows: list[np.ndarray]) -> None:
     """Static QDQ int8 quantisation (per-channel int8 weights, uint8 activations) calibrated on
     `windows`, after onnxruntime's pre-processing (shape inference, graph optimisation)."""
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quant_pre_process,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
 
     class Reader(CalibrationDataReader):
         def __init__(self):

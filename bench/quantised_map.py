@@ -26,12 +26,12 @@ from model_speed import quantise_int8  # noqa: E402
 
 from l2h.core.blocks import block_bounds, parse_block_id  # noqa: E402
 from l2h.core.classes import NODATA  # noqa: E402
-from l2h.model.export import onnx_metadata  # noqa: E402
+from l2h.core.onnx_metadata import onnx_metadata  # noqa: E402
 from l2h.evaluation.evaluate import Legend, read_points, sample_map, score_source  # noqa: E402
+from l2h.inputs.regions import dissolved_regions  # noqa: E402
 from l2h.maps.infer import load_onnx, predict_block  # noqa: E402
 from l2h.maps.label_prior import LabelPrior  # noqa: E402
 from l2h.model.norm import normalise  # noqa: E402
-from l2h.inputs.regions import dissolved_regions  # noqa: E402
 
 
 def calibration(run: Path, imagery: str, mean, std, block_m: float, count: int = 32, side: int = 256) -> list[np.ndarray]:

@@ -21,8 +21,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the synthetic block tables
 
-from l2h.sampling.sample import select_training_blocks, synthetic_blocks  # noqa: E402
+from synthetic_blocks import synthetic_blocks  # noqa: E402
+
+from l2h.sampling.sample import select_training_blocks  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "sampling_national.json"
 

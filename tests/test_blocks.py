@@ -4,13 +4,13 @@ import csv
 
 import numpy as np
 import pytest
+from rasterio.transform import from_origin
+from rasterio.windows import Window
 from shapely.geometry import Polygon, box
 
 from l2h.core.blocks import block_bounds, block_id, blocks_for_regions, parse_block_id
-from l2h.sampling.block_stats import BLOCK_COLUMNS, block_counts, centre_window, merge_block_counts, write_table
 from l2h.core.io import write_class_raster
-from rasterio.transform import from_origin
-from rasterio.windows import Window
+from l2h.sampling.block_stats import BLOCK_COLUMNS, block_counts, centre_window, merge_block_counts, write_table
 
 
 @pytest.mark.parametrize("col, row", [(0, 0), (412, 3310), (-3, 7), (5, -12)])

@@ -8,16 +8,16 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 from shapely import union_all
+from test_infer import CRS, tiny_onnx  # noqa: F401  (tiny_onnx: test_infer's model fixture)
 
 import l2h.maps.infer
 from l2h.core.blocks import blocks_for_regions
-from l2h.maps.chunks import ChunkProgress, chunk_blocks, chunk_key, expand_manifests, read_manifest
 from l2h.core.errors import InputError
-from l2h.maps.infer import load_onnx, predict_block, predict_chunk
 from l2h.core.io import write_class_raster
-from l2h.maps.mosaic import merge_blocks
 from l2h.inputs.regions import dissolved_regions, region_geometries
-from test_infer import CRS, tiny_onnx  # noqa: F401  (tiny_onnx: test_infer's model fixture)
+from l2h.maps.chunks import ChunkProgress, chunk_blocks, chunk_key, expand_manifests, read_manifest
+from l2h.maps.infer import load_onnx, predict_block, predict_chunk
+from l2h.maps.mosaic import merge_blocks
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from rasterio.enums import Resampling
 from rasterio.transform import from_origin
 from rasterio.warp import reproject
 
-from l2h.model.data import TrainingSpec, TrainingWindows, band_statistics, load_training_specs, training_class_areas
 from l2h.core.errors import InputError
+from l2h.model.data import TrainingSpec, TrainingWindows, band_statistics, load_training_specs, training_class_areas
 from l2h.model.loss import codes_to_targets
 
 CRS = "EPSG:32650"

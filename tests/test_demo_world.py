@@ -18,9 +18,9 @@ from rasterio.warp import Resampling, reproject
 from scipy import ndimage
 
 from l2h.core.classes import ESA_WORLDCOVER, ESRI_LULC_ANNUAL, FROM_GLC10, ROAD
-from l2h.demo.world import SURVEY_LEGEND, generate_demo_world
 from l2h.core.errors import InputError
 from l2h.core.quicklook import block_mode, legend_entries, quicklook_from_file, save_class_quicklook
+from l2h.demo.world import SURVEY_LEGEND, generate_demo_world
 
 ESA_DIR = "mirror/esa_worldcover/v200/2021/map"
 FROMGLC_DIR = "mirror/fromglc10/data/fromglc10_2017v01"

@@ -12,8 +12,8 @@ import rasterio
 from rasterio.transform import from_origin
 
 from l2h.core.errors import InputError
-from l2h.evaluation.evaluate import NODATA, OUTSIDE, Legend, read_points, sample_map, sample_product, score_source
 from l2h.core.io import write_class_raster
+from l2h.evaluation.evaluate import NODATA, OUTSIDE, Legend, read_points, sample_map, sample_product, score_source
 from l2h.evaluation.metrics import Z95, bootstrap_scores, confusion_matrix, scores, stratified_estimates
 from l2h.evaluation.survey import compare_survey, weighted_error
 
@@ -248,9 +248,9 @@ def test_points_in_training_blocks_are_scored_apart(tmp_path):
 
 
 def test_pixel_scores_against_a_reference_raster(tmp_path):
-    from l2h.inputs.fetch_product import ProductFiles
     from l2h.core.classes import ProductCode
     from l2h.evaluation.score_pixels import score_pixels
+    from l2h.inputs.fetch_product import ProductFiles
 
     _tiny_map(tmp_path / "map.tif", nodata_cols=0)  # rows: tree, tree, crop, crop, grass, grass, ...
     # the reference in a 4-class legend on a 0.5 m grid: low vegetation (3) everywhere but the top

@@ -12,7 +12,8 @@ import torch
 
 import l2h.model.export as export_mod
 from l2h.core.errors import InputError, L2HError
-from l2h.model.export import export_onnx, onnx_metadata
+from l2h.core.onnx_metadata import onnx_metadata
+from l2h.model.export import export_onnx
 from l2h.model.l2hnet import L2HNet, load_model, model_metadata, save_checkpoint_model
 
 BANDS = ["red", "green", "blue", "nir"]

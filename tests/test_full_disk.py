@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from test_infer import CRS, export_tiny_model
 
 from l2h.core.blocks import blocks_for_regions
 from l2h.core.io import file_problem
 from l2h.inputs.regions import dissolved_regions, region_bounds_lonlat, region_geometries
-from test_infer import CRS, export_tiny_model
 
 L2H = [sys.executable, "-m", "l2h"]
 TMPFS_BYTES = 32 << 20

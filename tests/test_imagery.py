@@ -11,16 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from httpserver import serve
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import from_origin
 from rasterio.warp import Resampling, reproject, transform_bounds
 from shapely.geometry import box
 
-from l2h.core.errors import ConfigError, InputError
 from l2h.core.blocks import parse_block_id
+from l2h.core.errors import ConfigError, InputError
 from l2h.inputs.imagery import build_vrt, cache_imagery, imagery_info, region_blocks, xyz_wms_xml
-from httpserver import serve
 
 KEY = "SECRET123"
 ZOOM = 17

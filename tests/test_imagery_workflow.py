@@ -5,7 +5,6 @@ import pytest
 import rasterio
 import yaml
 from rasterio.windows import Window, from_bounds
-
 from test_workflow import demo_overrides, snakemake
 
 pytestmark = pytest.mark.workflow

@@ -11,7 +11,6 @@ import rasterio
 import yaml
 from httpserver import serve
 from rasterio.warp import Resampling, reproject
-
 from test_workflow import demo_overrides, snakemake
 
 pytestmark = pytest.mark.workflow

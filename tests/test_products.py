@@ -8,8 +8,8 @@ import pytest
 from httpserver import serve
 
 from l2h.core.classes import GRASS, SHRUB
-from l2h.inputs.download import DownloadError
 from l2h.core.errors import ConfigError, InputError
+from l2h.inputs.download import DownloadError
 from l2h.inputs.fetch_product import fetch_product, read_manifest
 from l2h.inputs.products import resolve_product, utm_crs_of_zone
 

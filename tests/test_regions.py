@@ -6,7 +6,13 @@ import pytest
 from shapely.geometry import box
 
 from l2h.core.errors import InputError
-from l2h.inputs.regions import dissolved_regions, region_bounds_lonlat, region_geometries, slugify, write_region_geometry
+from l2h.inputs.regions import (
+    dissolved_regions,
+    region_bounds_lonlat,
+    region_geometries,
+    slugify,
+    write_region_geometry,
+)
 
 
 @pytest.mark.parametrize("name, slug", [

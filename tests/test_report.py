@@ -6,7 +6,6 @@ import zipfile
 
 import pandas as pd
 import pytest
-
 from test_workflow import snakemake
 
 pytestmark = pytest.mark.workflow

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
+from test_workflow import demo_overrides
 
 from l2h.core import runlock
-from test_workflow import demo_overrides
 
 pytestmark = pytest.mark.workflow
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,8 @@ import pytest
 from rasterio.transform import from_origin
 from shapely.geometry import LineString, box
 
-from l2h.core.classes import IGNORE, ROAD
 from l2h.cli import main
+from l2h.core.classes import IGNORE, ROAD
 from l2h.inputs.regions import write_region_geometry
 from l2h.labels.roads import extract_roads, read_roads, road_burner, write_roads
 

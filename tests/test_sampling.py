@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic_blocks import synthetic_blocks
 
 from l2h.core.classes import CLASS_CODES
 from l2h.core.errors import ConfigError, InputError
@@ -17,7 +18,6 @@ from l2h.sampling.sample import (
     InfeasibleSelectionError,
     parse_cbc_log,
     select_training_blocks,
-    synthetic_blocks,
 )
 
 # ------------------------------------------------------------------------------------------------

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
+from httpserver import serve
 from rasterio.transform import from_origin
 from shapely.geometry import box
+from test_imagery import IMAGERY, ZOOM, _cut_xyz_tiles
 
-from httpserver import serve
 from l2h.core import secrets
 from l2h.core.config import load_config
 from l2h.core.errors import ConfigError
 from l2h.core.io import write_class_raster
-from test_imagery import IMAGERY, ZOOM, _cut_xyz_tiles
 
 L2H = [sys.executable, "-m", "l2h"]
 TILE_KEY = "Zq8+Tk=sEcReT 42"  # characters that URL-encode differently with quote and quote_plus

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from test_data import _demo_label
 
-from l2h.model.data import TrainingSpec
 from l2h.core.errors import ConfigError
+from l2h.model.data import TrainingSpec
 from l2h.model.l2hnet import load_model, logits_to_codes
 from l2h.model.train import TrainConfig, read_metrics, train
-from test_data import _demo_label
 
 BANDS = ["red", "green", "blue", "nir"]
 

@@ -19,6 +19,7 @@ _ID = re.compile(r"c(m?\d+)_r(m?\d+)")
 
 @dataclass(frozen=True)
 class Block:
+    """A square of the run's block grid: its id (``c<col>_r<row>``), the region it belongs to, its bounds."""
     id: str
     region: str
     col: int  # floor(x / block_m)

@@ -17,6 +17,7 @@ IGNORE = 255
 
 @dataclass(frozen=True)
 class LandCoverClass:
+    """One of the eleven SinoLC-1 land-cover classes: code, key, name and display colour."""
     code: int
     key: str
     name: str
@@ -58,6 +59,7 @@ def colormap() -> dict[int, tuple[int, int, int, int]]:
 
 @dataclass(frozen=True)
 class ProductCode:
+    """One code of a coarse product's legend and the l2h classes it allows."""
     code: int
     name: str
     classes: frozenset[int]  # our classes compatible with this code; empty = no information

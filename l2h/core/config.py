@@ -35,20 +35,6 @@ def load_schema() -> dict:
     return yaml.safe_load(files("l2h").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8"))
 
 
-def read_config_file(path: str | Path) -> dict:
-    """Parse a YAML configuration file; a syntax error names the file and the line."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"configuration file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"configuration file {path} must hold a mapping of keys, got {_type_name(data)}")
-    return data
-
-
 def validate_config(config: dict) -> None:
     """Raise ConfigError listing every schema violation of `config`."""
     validator = jsonschema.Draft202012Validator(load_schema())

@@ -14,6 +14,7 @@ from l2h.core.errors import ConfigError, InputError
 
 @dataclass(frozen=True)
 class Grid:
+    """The run's output grid: a projected CRS in metres and the pixel size."""
     crs: str          # as given or as read from the imagery, e.g. "EPSG:32650"
     resolution: float  # metres per pixel
 

@@ -71,7 +71,7 @@ def _geotiff_problem(path: Path) -> str | None:
 def file_problem(path: str | os.PathLike) -> str | None:
     """Why the file at `path` does not read back, or None: missing; or, for the kinds GDAL writes, empty,
     a GeoTIFF with a tile missing, truncated or undecodable, a GeoPackage GDAL cannot open. (Files
-    Python writes itself raise on a failed write, so for them existence is the test.)"""
+    Python writes itself raise on a failed write, so for them existence is the test.)."""
     path = Path(path)
     suffix = path.suffix.lower()
     try:

@@ -201,7 +201,8 @@ def confidence_quicklook_from_file(path: str | os.PathLike, raster: str | os.Pat
     out_h, out_w = data.shape
     percent = np.ma.masked_equal(data, NODATA).astype(np.float32) * (100.0 / 255.0)
     panel_w = 6.0
-    fig = new_figure(panel_w + 1.6, max(panel_w * out_h / out_w, 1.5) + 0.8, dpi=max(100, min(200, int(max_side / panel_w))))
+    fig = new_figure(panel_w + 1.6, max(panel_w * out_h / out_w, 1.5) + 0.8,
+                     dpi=max(100, min(200, int(max_side / panel_w))))
     ax = fig.subplots()
     shown = ax.imshow(percent, cmap="viridis", vmin=0, vmax=100, interpolation="nearest")
     ax.set_title(title, fontsize=10, parse_math=False)

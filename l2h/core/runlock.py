@@ -61,6 +61,7 @@ def stale_lock(workdir: str | os.PathLike) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 if the folder (argv[0], default ".") holds a stale Snakemake lock, 1 if none, 2 if a run is alive."""
     args = sys.argv[1:] if argv is None else argv
     workdir = args[0] if args else "."
     if not has_lock(workdir):

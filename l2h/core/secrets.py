@@ -80,6 +80,7 @@ class RedactingFilter(logging.Filter):
     """A logging filter that runs every record's final text through :func:`redact`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record's message (and traceback text) in place; always keep the record."""
         message = record.getMessage()
         clean = redact(message)
         if clean != message:

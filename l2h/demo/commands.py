@@ -10,7 +10,6 @@ import logging
 import time
 from pathlib import Path
 
-
 log = logging.getLogger(__name__)
 
 

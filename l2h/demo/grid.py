@@ -19,13 +19,14 @@ SNAP_M = 512
 
 @dataclass(frozen=True)
 class DemoGrid:
+    """The demo country's 1 m grid: its north-west corner, size and scale in the run CRS."""
     x0: float  # west edge (easting, m)
     y0: float  # north edge (northing, m)
     width: int  # pixels (= metres)
     height: int
 
     @classmethod
-    def around_centre(cls, width_m: int, height_m: int) -> "DemoGrid":
+    def around_centre(cls, width_m: int, height_m: int) -> DemoGrid:
         """The grid of `width_m` x `height_m` 1 m pixels centred (to within 256 m) on CENTRE_LONLAT."""
         if width_m < 512 or height_m < 512:
             raise ConfigError(f"demo world size: must be at least 512 x 512 m, got {width_m} x {height_m}")
@@ -37,18 +38,22 @@ class DemoGrid:
 
     @property
     def crs(self) -> CRS:
+        """The run CRS (UTM 50N)."""
         return CRS.from_epsg(RUN_EPSG)
 
     @property
     def transform(self) -> Affine:
+        """The affine transform of the 1 m grid."""
         return Affine(1.0, 0.0, self.x0, 0.0, -1.0, self.y0)
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(rows, columns) of the 1 m grid."""
         return (self.height, self.width)
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
+        """(west, south, east, north) in the run CRS."""
         return (self.x0, self.y0 - self.height, self.x0 + self.width, self.y0)
 
     @property
@@ -61,12 +66,15 @@ class DemoGrid:
         return (self.x0 + fx * self.width, self.y0 - fy * self.height)
 
     def pixel_centres(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Map coordinates of the centres of the given pixels."""
         return self.x0 + cols + 0.5, self.y0 - rows - 0.5
 
     @cached_property
     def to_lonlat(self) -> Transformer:
+        """Run CRS -> longitude/latitude."""
         return Transformer.from_crs(RUN_EPSG, 4326, always_xy=True)
 
     @cached_property
     def from_lonlat(self) -> Transformer:
+        """Longitude/latitude -> run CRS."""
         return Transformer.from_crs(4326, RUN_EPSG, always_xy=True)

@@ -19,10 +19,10 @@ from rasterio.enums import ColorInterp
 from scipy import ndimage
 
 from l2h.core.classes import BARE, BUILDING, CROP, GRASS, MOSS, ROAD, SHRUB, SNOW, TREE, WATER, WETLAND
+from l2h.core.io import atomic_path
 from l2h.demo.grid import DemoGrid
 from l2h.demo.landscape import HIGHWAY_KIND, Landscape, geometry_mask
 from l2h.demo.noise import shift, smooth_noise, stream
-from l2h.core.io import atomic_path
 
 log = logging.getLogger(__name__)
 

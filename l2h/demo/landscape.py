@@ -47,17 +47,20 @@ ELEV_LOWLAND = 0.36  # normalised elevation where the mountain starts
 
 @dataclass
 class Road:
+    """A road of the demo world: centreline and OSM highway type."""
     geometry: LineString  # centreline in the run CRS
     highway: str
     name: str
 
     @property
     def width(self) -> float:
+        """Width in metres of this highway type on the ground (0 for types l2h does not burn)."""
         return HIGHWAY_WIDTHS.get(self.highway, 0.0)
 
 
 @dataclass
 class Building:
+    """A building footprint and its height (which sets its shadow in the imagery)."""
     geometry: Polygon
     height: float  # m, drives the shadow length in the imagery
     roof: int  # roof material index (imagery)
@@ -65,6 +68,7 @@ class Building:
 
 @dataclass
 class Town:
+    """A town: name, centre, radius, street grid and outline."""
     name: str
     centre: tuple[float, float]
     radius: float
@@ -75,6 +79,7 @@ class Town:
 
 @dataclass
 class Landscape:
+    """The demo world's hidden truth: 1 m cover and the vector features drawn into it."""
     grid: DemoGrid
     cover: np.ndarray  # uint8 (H, W), classes 1..11 everywhere in the raster
     elevation: np.ndarray  # float32 (H, W), normalised (mountain peak ~1)
@@ -359,7 +364,8 @@ def _tracks(grid: DemoGrid, roads: list[Road], avoid, rng: np.random.Generator, 
         d = rng.uniform(0.1, 0.9) * road.length
         p = road.interpolate(d)
         q = road.interpolate(min(d + 5.0, road.length))
-        heading = math.atan2(q.y - p.y, q.x - p.x) + rng.choice([-1, 1]) * rng.uniform(math.radians(75), math.radians(105))
+        turn = rng.choice([-1, 1]) * rng.uniform(math.radians(75), math.radians(105))
+        heading = math.atan2(q.y - p.y, q.x - p.x) + turn
         length = rng.uniform(250.0, 650.0) * max(grid.scale, 0.4)
         end = (p.x + length * math.cos(heading), p.y + length * math.sin(heading))
         line = curvy_line((p.x, p.y), end, rng, wiggle=0.03, step=8.0)
@@ -385,6 +391,7 @@ def _footways(grid: DemoGrid, rng: np.random.Generator, count: int) -> list[Road
 
 # --------------------------------------------------------------------------- assembly
 def build_landscape(grid: DemoGrid, seed: int) -> Landscape:
+    """Terrain, lowland cover, rivers, lake, fields, towns, roads and buildings of the demo country."""
     h, w = grid.shape
     s = grid.scale
     log.info("landscape: terrain and lowland cover (%d x %d m)", w, h)
@@ -421,7 +428,8 @@ def build_landscape(grid: DemoGrid, seed: int) -> Landscape:
                          p=[0.84, 0.10, 0.02, 0.04])
     in_parcel = parcel_id >= 0
     cover[in_parcel] = use[parcel_id[in_parcel]]
-    margin = in_parcel & ((parcel_id != shift(parcel_id, 0, 1, fill=-1)) | (parcel_id != shift(parcel_id, 1, 0, fill=-1)))
+    margin = in_parcel & ((parcel_id != shift(parcel_id, 0, 1, fill=-1))
+                          | (parcel_id != shift(parcel_id, 1, 0, fill=-1)))
     cover[margin] = GRASS
     cover[ag & (n_wood > quantile_threshold(n_wood, 0.05, ag))] = TREE  # woodlots among the fields
     cover[lowland & (n_bare > quantile_threshold(n_bare, 0.035, lowland))] = BARE

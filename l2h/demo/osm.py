@@ -18,10 +18,10 @@ import shapely
 from shapely.affinity import translate
 from shapely.geometry import LineString, Polygon, box
 
+from l2h.core.io import atomic_path
 from l2h.demo.grid import DemoGrid
 from l2h.demo.landscape import Landscape
 from l2h.demo.noise import stream
-from l2h.core.io import atomic_path
 
 ROAD_OFFSET_M = (1.0, 2.0)
 BUILDING_OFFSET_M = (0.5, 1.5)
@@ -108,8 +108,8 @@ def write_osm(path: Path, land: Landscape, seed: int) -> dict[str, int]:
             osm.way(shapely.simplify(part, 0.5).coords, {"waterway": "river", "name": RIVER_NAME})
             counts["waterways"] += 1
     if land.lake is not None and isinstance(land.lake, Polygon):
-        osm.way(shapely.simplify(land.lake, 0.5).exterior.coords, {"natural": "water", "water": "lake", "name": LAKE_NAME},
-                closed=True)
+        osm.way(shapely.simplify(land.lake, 0.5).exterior.coords,
+                {"natural": "water", "water": "lake", "name": LAKE_NAME}, closed=True)
     for b in land.buildings:
         moved = _offset(b.geometry, rng, *BUILDING_OFFSET_M)
         osm.way(moved.exterior.coords, {"building": "yes"}, closed=True)

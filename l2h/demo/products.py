@@ -36,12 +36,25 @@ from scipy import ndimage
 from shapely.geometry import box
 
 from l2h.core.classes import (
-    BARE, BUILDING, CLASS_CODES, CROP, ESA_WORLDCOVER, ESRI_LULC_ANNUAL, FROM_GLC10, GRASS, ROAD, SHRUB, TREE,
-    WATER, WETLAND, ProductCode, code_for_class,
+    BARE,
+    BUILDING,
+    CLASS_CODES,
+    CROP,
+    ESA_WORLDCOVER,
+    ESRI_LULC_ANNUAL,
+    FROM_GLC10,
+    GRASS,
+    ROAD,
+    SHRUB,
+    TREE,
+    WATER,
+    WETLAND,
+    ProductCode,
+    code_for_class,
 )
+from l2h.core.io import atomic_path, class_raster_profile
 from l2h.demo.grid import DemoGrid
 from l2h.demo.noise import quantile_threshold, smooth_noise, stream
-from l2h.core.io import atomic_path, class_raster_profile
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +96,11 @@ def tiles_touching(geom_lonlat, size_deg: int) -> list[tuple[int, int]]:
     """Lower-left corners (lat, lon) of the size_deg x size_deg tiles that `geom_lonlat` touches."""
     lon0, lat0, lon1, lat1 = geom_lonlat.bounds
     out = []
-    for lat in range(int(math.floor(lat0 / size_deg)) * size_deg, int(math.floor(lat1 / size_deg)) * size_deg + 1, size_deg):
-        for lon in range(int(math.floor(lon0 / size_deg)) * size_deg, int(math.floor(lon1 / size_deg)) * size_deg + 1, size_deg):
+    def starts(low: float, high: float) -> range:
+        return range(math.floor(low / size_deg) * size_deg, math.floor(high / size_deg) * size_deg + 1, size_deg)
+
+    for lat in starts(lat0, lat1):
+        for lon in starts(lon0, lon1):
             if geom_lonlat.intersects(box(lon, lat, lon + size_deg, lat + size_deg)):
                 out.append((lat, lon))
     return out
@@ -93,6 +109,7 @@ def tiles_touching(geom_lonlat, size_deg: int) -> list[tuple[int, int]]:
 # --------------------------------------------------------------------------- windows
 @dataclass
 class Window:
+    """One product tile of the demo world: its name, CRS, grid (transform, size) and valid pixels."""
     name: str  # tile name
     crs: CRS
     transform: Affine
@@ -117,6 +134,7 @@ def _geographic_window(name: str, region, tile_west: float, tile_north: float, p
 
 
 def esa_windows(country_ll) -> list[Window]:
+    """The ESA WorldCover tiles (3° lower-left) covering the country."""
     out = []
     for lat, lon in tiles_touching(country_ll, ESA_TILE_DEG):
         part = country_ll.intersection(box(lon, lat, lon + ESA_TILE_DEG, lat + ESA_TILE_DEG))
@@ -127,6 +145,7 @@ def esa_windows(country_ll) -> list[Window]:
 
 
 def fromglc_windows(country_ll) -> list[Window]:
+    """The FROM-GLC10 tiles (2° lower-left) covering the country."""
     out = []
     for lat, lon in tiles_touching(country_ll, FROMGLC_TILE_DEG):
         part = country_ll.intersection(box(lon, lat, lon + FROMGLC_TILE_DEG, lat + FROMGLC_TILE_DEG))
@@ -178,6 +197,7 @@ def esri_windows(country_ll) -> list[Window]:
 # --------------------------------------------------------------------------- rendering
 @dataclass
 class ProductResult:
+    """What rendering one product wrote: its files and tiles."""
     key: str
     files: list[str] = field(default_factory=list)  # relative to the world folder
     tiles: list[str] = field(default_factory=list)

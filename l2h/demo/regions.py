@@ -14,9 +14,9 @@ import pyogrio
 import shapely
 from shapely.geometry import Polygon, box
 
+from l2h.core.io import atomic_path
 from l2h.demo.grid import DemoGrid
 from l2h.demo.noise import noise_1d, stream
-from l2h.core.io import atomic_path
 
 COUNTRY_INSET_M = 45.0  # the outline stays at least this far inside the raster edges (>= 40 m)
 # (display name, code); one name has a space and a non-ASCII character on purpose
@@ -30,6 +30,7 @@ FIXED_GPKG_DATE = "2020-01-01T00:00:00Z"
 
 @dataclass
 class Province:
+    """A province of the demo country: name, code and polygon."""
     name: str
     code: str
     geometry: Polygon  # run CRS (UTM 50N)

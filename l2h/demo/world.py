@@ -30,16 +30,16 @@ from pathlib import Path
 import numpy as np
 
 from l2h.core.classes import BY_CODE, CLASS_CODES
+from l2h.core.errors import ConfigError
+from l2h.core.io import atomic_path, sha256_file, write_class_raster
+from l2h.core.quicklook import save_class_quicklook
 from l2h.demo.grid import CENTRE_LONLAT, DemoGrid
 from l2h.demo.imagery import footprint_mask, render_imagery, write_imagery
-from l2h.demo.landscape import rasterize_shapes, build_landscape
+from l2h.demo.landscape import build_landscape, rasterize_shapes
 from l2h.demo.noise import stream
 from l2h.demo.osm import write_osm
 from l2h.demo.products import TEMPLATES, make_products
 from l2h.demo.regions import Province, country_outline, split_provinces, to_lonlat, write_provinces
-from l2h.core.errors import ConfigError
-from l2h.core.io import atomic_path, sha256_file, write_class_raster
-from l2h.core.quicklook import save_class_quicklook
 from l2h.evaluation.reference_points import allocate
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ def sample_reference_points(truth: np.ndarray, grid: DemoGrid, seed: int) -> lis
 
 
 def write_points(path: Path, points: list[tuple[float, float, int]]) -> None:
+    """Write the reference points CSV (x, y, class) of the demo world."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["x", "y", "crs", "class"])
@@ -111,7 +112,8 @@ def write_strata(path: Path, truth: np.ndarray) -> None:
     _write_text(path, buf.getvalue())
 
 
-def survey_table(truth: np.ndarray, province_index: np.ndarray, provinces: list[Province]) -> list[tuple[str, str, float]]:
+def survey_table(truth: np.ndarray, province_index: np.ndarray,
+                 provinces: list[Province]) -> list[tuple[str, str, float]]:
     """Areas (km2, 1 m pixels) per province and survey class."""
     rows = []
     for k, prov in enumerate(provinces, start=1):
@@ -122,6 +124,7 @@ def survey_table(truth: np.ndarray, province_index: np.ndarray, provinces: list[
 
 
 def write_survey(path: Path, rows: list[tuple[str, str, float]]) -> None:
+    """Write the land-survey table CSV (province, class, km²) of the demo world."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["province", "class", "area_km2"])
@@ -206,7 +209,8 @@ def generate_demo_world(outdir: Path, seed: int = 42, width_m: int = 4096, heigh
         "reference_points": len(points),
         "survey_legend": {k: list(v) for k, v in SURVEY_LEGEND.items()},
         "paths": {"truth": TRUTH_PATH, "provinces": PROVINCES_PATH, "imagery": IMAGERY_PATH, "osm": OSM_PATH,
-                  "reference_points": POINTS_PATH, "strata": STRATA_PATH, "survey": SURVEY_PATH, "quicklook": QUICKLOOK_PATH},
+                  "reference_points": POINTS_PATH, "strata": STRATA_PATH, "survey": SURVEY_PATH,
+                  "quicklook": QUICKLOOK_PATH},
         "files": [
             {"path": rel, "bytes": (outdir / rel).stat().st_size, "sha256": sha256_file(outdir / rel)}
             for rel in sorted(written)

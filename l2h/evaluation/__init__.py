@@ -1,0 +1,2 @@
+"""Evaluation (rules/evaluate.smk): accuracy at reference points and pixels, beside the coarse products,
+and the comparison with survey statistics."""

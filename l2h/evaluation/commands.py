@@ -27,9 +27,9 @@ def _parse_recode(items: list[str]) -> dict[int, int]:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from l2h.sampling.block_stats import training_block_bounds
     from l2h.evaluation.evaluate import evaluate
     from l2h.inputs.regions import dissolved_regions
+    from l2h.sampling.block_stats import training_block_bounds
 
     regions = dissolved_regions(args.regions, args.name_field, args.layer, args.slug_field)
     training = None
@@ -49,8 +49,8 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _survey(args: argparse.Namespace) -> None:
-    from l2h.inputs.regions import dissolved_regions
     from l2h.evaluation.survey import compare_survey
+    from l2h.inputs.regions import dissolved_regions
 
     regions = dissolved_regions(args.regions, args.name_field, args.layer, args.slug_field)
     names = dict(regions["name"].items())
@@ -76,12 +76,12 @@ def _reference_points(args: argparse.Namespace) -> None:
 
 
 def _score_pixels(args: argparse.Namespace) -> None:
-    from l2h.sampling.block_stats import training_block_bounds
-    from l2h.evaluation.evaluate import Legend
-    from l2h.inputs.fetch_product import read_manifest
     from l2h.core.io import atomic_path
+    from l2h.evaluation.evaluate import Legend
     from l2h.evaluation.score_pixels import score_pixels
+    from l2h.inputs.fetch_product import read_manifest
     from l2h.inputs.regions import read_region_geometry
+    from l2h.sampling.block_stats import training_block_bounds
 
     settings = json.loads(args.settings)
     legend = Legend.from_config(settings["legend"], settings["mapping"])

@@ -28,10 +28,10 @@ from pyproj.exceptions import CRSError
 
 from l2h.core.classes import BY_KEY
 from l2h.core.errors import ConfigError, InputError
-from l2h.inputs.fetch_product import read_manifest
-from l2h.core.windows import iter_windows
 from l2h.core.io import atomic_path
+from l2h.core.windows import iter_windows
 from l2h.evaluation.metrics import Z95, bootstrap_scores, confusion_matrix, scores, stratified_estimates
+from l2h.inputs.fetch_product import read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,8 @@ class Legend:
     ours: np.ndarray  # (256,) our class code -> reference index; -1 = not mapped
 
     @classmethod
-    def from_config(cls, legend: dict, mapping: dict) -> "Legend":
+    def from_config(cls, legend: dict, mapping: dict) -> Legend:
+        """A legend from the config: the reference codes and the mapping of l2h classes onto them."""
         codes = tuple(norm_label(k) for k in legend)
         ours = np.full(256, -1, np.int64)
         for key, target in mapping.items():
@@ -76,6 +77,7 @@ class Legend:
 
     @property
     def k(self) -> int:
+        """The number of reference classes."""
         return len(self.codes)
 
 
@@ -261,7 +263,7 @@ def map_class_areas(path: str | Path) -> dict[str, float]:
 
 
 def read_strata_areas(path: str | Path) -> dict[str, float]:
-    """stratum -> area_km2 from a CSV with columns stratum, area_km2."""
+    """Stratum -> area_km2 from a CSV with columns stratum, area_km2."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))

@@ -20,8 +20,8 @@ import rasterio
 from rasterio.errors import RasterioError
 
 from l2h.core.errors import ConfigError, InputError
-from l2h.core.windows import iter_windows
 from l2h.core.io import atomic_path
+from l2h.core.windows import iter_windows
 
 WINDOW = 2048
 

@@ -4,7 +4,6 @@ intervals, survey class shares per region, and the class legend."""
 
 from __future__ import annotations
 
-
 import numpy as np
 from matplotlib.patches import Patch
 

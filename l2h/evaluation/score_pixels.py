@@ -26,10 +26,10 @@ from shapely.ops import transform as shapely_transform
 
 from l2h.core.errors import ConfigError, InputError
 from l2h.evaluation.evaluate import Legend, norm_label
-from l2h.inputs.fetch_product import ProductFiles
-from l2h.labels.harmonize import NO_FILE, OpenProduct
 from l2h.evaluation.metrics import confusion_matrix, scores
 from l2h.evaluation.reference_points import class_windows, recode_table, valid_classes
+from l2h.inputs.fetch_product import ProductFiles
+from l2h.labels.harmonize import NO_FILE, OpenProduct
 
 MAP_NODATA = 0
 

@@ -1,4 +1,5 @@
-"""`l2h` subcommands of inputs (rules/regions.smk, download.smk, imagery.smk): region polygons, product tiles and the OSM extract, imagery.
+"""`l2h` subcommands of inputs (rules/regions.smk, download.smk, imagery.smk): region polygons,
+product tiles and the OSM extract, imagery.
 
 Each handler reads its arguments and calls the stage's functions (imported when it runs, so
 that `l2h --help` stays fast); `register` adds the subcommands to the parser."""

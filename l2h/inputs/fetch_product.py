@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from l2h.core.classes import ProductCode
-from l2h.inputs.download import DownloadError, download_many
 from l2h.core.errors import InputError
 from l2h.core.io import atomic_path
+from l2h.inputs.download import DownloadError, download_many
 from l2h.inputs.products import Product
 
 log = logging.getLogger(__name__)

@@ -29,8 +29,8 @@ from xml.sax.saxutils import escape, quoteattr, unescape
 
 import numpy as np
 import rasterio
-from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import CRSError, RasterioError
 from rasterio.io import MemoryFile
 from rasterio.transform import Affine, from_origin
@@ -40,11 +40,11 @@ from tqdm import tqdm
 
 from l2h.core.blocks import Block, blocks_for_regions
 from l2h.core.errors import ConfigError, InputError
-from l2h.core.windows import iter_windows
 from l2h.core.io import atomic_path, is_readable
 from l2h.core.secrets import RedactingFilter, redact
 from l2h.core.secrets import expand as expand_secrets
 from l2h.core.secrets import register as register_secret
+from l2h.core.windows import iter_windows
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,10 @@ import glob
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from l2h.inputs import tiles
-from l2h.core.classes import (BY_KEY, ESA_WORLDCOVER, ESRI_LULC_2020, ESRI_LULC_ANNUAL, FROM_GLC10,
-                         ProductCode)
-from l2h.inputs.download import url_filename
+from l2h.core.classes import BY_KEY, ESA_WORLDCOVER, ESRI_LULC_2020, ESRI_LULC_ANNUAL, FROM_GLC10, ProductCode
 from l2h.core.errors import ConfigError
+from l2h.inputs import tiles
+from l2h.inputs.download import url_filename
 
 Bounds = tuple[float, float, float, float]  # west, south, east, north in degrees
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
-import shapely
 import pyogrio
-from pyogrio.errors import DataSourceError, DataLayerError
+import shapely
+from pyogrio.errors import DataLayerError, DataSourceError
 
 from l2h.core.errors import InputError
 from l2h.core.grid import metric_crs
@@ -102,6 +102,7 @@ def write_region_geometry(path: str | Path, slug: str, out: str | Path, crs: str
 
 @dataclass(frozen=True)
 class RegionGeometry:
+    """One region as written by `write_region_geometry`: slug, name, CRS and (Multi)Polygon."""
     slug: str
     name: str
     crs: str

@@ -9,7 +9,6 @@ import argparse
 import json
 import logging
 
-
 log = logging.getLogger(__name__)
 
 
@@ -27,11 +26,11 @@ def _roads(args: argparse.Namespace) -> None:
 
 
 def _harmonize(args: argparse.Namespace) -> None:
+    from l2h.core.quicklook import quicklook_from_file
     from l2h.inputs.fetch_product import read_manifest
+    from l2h.inputs.regions import read_region_geometry
     from l2h.labels.harmonize import harmonize_region
     from l2h.labels.label_stats import summarize, write_stats
-    from l2h.core.quicklook import quicklook_from_file
-    from l2h.inputs.regions import read_region_geometry
     from l2h.labels.roads import read_roads, road_burner
 
     region = read_region_geometry(args.region)

@@ -135,7 +135,7 @@ class OpenProduct:
             self.close()
             raise
 
-    def _bad(self, i: int, label: str, problem: str) -> "_BadFile":
+    def _bad(self, i: int, label: str, problem: str) -> _BadFile:
         """A read failure; downloaded copies are removed (with the manifest) so a rerun refetches them."""
         refetch = bool(self.product.refetchable) and self.product.refetchable[i]
         manifest = self.product.manifest
@@ -161,7 +161,7 @@ class OpenProduct:
         in order (code 0 may be a real class of a custom product)."""
         out = np.full(shape, NO_FILE, np.uint16)
         window_box = box(*bounds)
-        for i, (src, footprint, label, path) in enumerate(self.sources):
+        for i, (src, footprint, label, _) in enumerate(self.sources):
             if not footprint.intersects(window_box):
                 continue
             try:
@@ -173,6 +173,7 @@ class OpenProduct:
         return out
 
     def close(self) -> None:
+        """Close every opened product file."""
         for src, *_ in self.sources:
             src.close()
 

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from l2h.core.classes import BY_CODE, CLASS_CODES
-from l2h.labels.harmonize import LabelStats
 from l2h.core.io import atomic_path
+from l2h.labels.harmonize import LabelStats
 
 
 def summarize(stats: LabelStats, region: str) -> dict:

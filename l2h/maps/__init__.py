@@ -1,0 +1,2 @@
+"""Maps (rules/infer.smk, mosaic.smk): block inference with onnxruntime, the label prior, chunk manifests
+and the Cloud-Optimized GeoTIFF mosaics."""

@@ -148,7 +148,8 @@ def discard_broken_block(block_file: str | Path, manifests: Mapping[str, str]) -
     manifest = manifests.get(str(block_file))
     if manifest is None:
         return []
-    recorded = {p for entry in read_manifest(manifest) for p in block_paths(Path(block_file).parent, entry["id"]).values()}
+    folder = Path(block_file).parent
+    recorded = {p for entry in read_manifest(manifest) for p in block_paths(folder, entry["id"]).values()}
     if str(block_file) not in recorded:
         return []
     Path(block_file).unlink(missing_ok=True)

@@ -51,8 +51,8 @@ def _infer(args: argparse.Namespace) -> None:
 
 
 def _mosaic(args: argparse.Namespace) -> None:
-    from l2h.maps.mosaic import mosaic
     from l2h.core.quicklook import confidence_quicklook_from_file, quicklook_from_file
+    from l2h.maps.mosaic import mosaic
 
     geometry, regions = _union_of_regions(args.region)
     name = regions[0].name if len(regions) == 1 else args.title

@@ -10,19 +10,17 @@ bench/results/io_ceiling.json).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import queue
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import rasterio
 from rasterio.features import geometry_mask
@@ -31,12 +29,14 @@ from rasterio.windows import Window, from_bounds
 from tqdm import tqdm
 
 from l2h.core.blocks import regions_touching
-from l2h.maps.chunks import ChunkProgress, block_paths
 from l2h.core.classes import NODATA, colormap
-from l2h.model.norm import normalise
 from l2h.core.errors import InputError, L2HError
 from l2h.core.io import atomic_path, class_raster_profile
+from l2h.core.onnx_metadata import onnx_metadata
+from l2h.core.windows import iter_windows
+from l2h.maps.chunks import ChunkProgress, block_paths
 from l2h.maps.label_prior import LabelPrior
+from l2h.model.norm import normalise
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class OnnxModel:
 
     @property
     def in_channels(self) -> int:
+        """Bands the model expects."""
         return int(self.metadata["in_channels"])
 
     @property
@@ -61,11 +62,7 @@ class OnnxModel:
 
 def load_onnx(path: str | Path, threads: int = 1, device: str = "auto") -> OnnxModel:
     """Open an exported model with the CUDA execution provider when present, else the CPU one."""
-    try:
-        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        metadata = json.loads(meta["l2h"])
-    except (OSError, KeyError, ValueError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
-        raise InputError(f"model {path}: not an l2h ONNX export ({exc}); run `l2h export`") from None
+    metadata = onnx_metadata(path)
     available = ort.get_available_providers()
     providers = ["CPUExecutionProvider"]
     if device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
@@ -78,13 +75,6 @@ def load_onnx(path: str | Path, threads: int = 1, device: str = "auto") -> OnnxM
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     return OnnxModel(session, metadata, str(path))
-
-
-def tile_windows(width: int, height: int, tile: int) -> Iterator[Window]:
-    """Core windows of at most tile x tile pixels covering a width x height block."""
-    for row in range(0, height, tile):
-        for col in range(0, width, tile):
-            yield Window(col, row, min(tile, width - col), min(tile, height - row))
 
 
 def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, float, float], resolution: float,
@@ -121,7 +111,7 @@ def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, fl
         if not all(math.isclose(r, resolution, rel_tol=1e-6) for r in src.res):
             raise InputError(f"imagery {imagery}: pixel size {src.res} is not the run's {resolution}; cache it "
                              f"onto the run's grid (imagery.cache: true)")
-        cores = list(tile_windows(width, height, tile))
+        cores = list(iter_windows(width, height, tile))
         block_window = from_bounds(west, south, east, north, transform=src.transform)
         bonus = None if prior is None else (
             lambda core: prior.bonus(transform * rasterio.Affine.translation(core.col_off, core.row_off),

@@ -39,13 +39,14 @@ class LabelPrior:
             self.close()
             raise InputError(f"class-set label {path}: cannot be opened: {exc}") from None
 
-    def __enter__(self) -> "LabelPrior":
+    def __enter__(self) -> LabelPrior:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def close(self) -> None:
+        """Close the class-set rasters."""
         for src in self.sources:
             src.close()
         self.sources = []

@@ -21,11 +21,11 @@ from rasterio.windows import from_bounds
 from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
 
-from l2h.maps.chunks import discard_broken_block, expand_manifests
 from l2h.core.classes import NODATA, colormap
 from l2h.core.errors import InputError
-from l2h.core.windows import iter_windows
 from l2h.core.io import atomic_path, class_raster_profile, file_problem, verify_written
+from l2h.core.windows import iter_windows
+from l2h.maps.chunks import discard_broken_block, expand_manifests
 
 log = logging.getLogger(__name__)
 WINDOW = 2048

@@ -10,16 +10,15 @@ import json
 import logging
 from pathlib import Path
 
-
 log = logging.getLogger(__name__)
 
 
 def _train(args: argparse.Namespace) -> None:
     import shutil
 
-    from l2h.model.data import load_training_specs, training_class_areas
-    from l2h.inputs.imagery import band_names
     from l2h.core.io import atomic_path
+    from l2h.inputs.imagery import band_names
+    from l2h.model.data import load_training_specs, training_class_areas
     from l2h.model.train import TrainConfig, train
 
     imagery = json.loads(args.imagery)

@@ -17,8 +17,8 @@ of ``(seed, i)`` --
 4. when less than ``min_labelled`` of the window is labelled the draw is repeated with the next
    ``attempt`` (at most ``max_attempts``); the best-labelled draw is used if none reaches it;
 5. ``(x - mean) / std`` per band with pixels without imagery set to 0 (`normalise`, shared with
-   inference, so that they look like the network's zero padding), then -- when ``augment`` -- a rotation by ``k`` x 90 degrees and a
-   horizontal flip drawn from the same generator.
+   inference, so that they look like the network's zero padding), then -- when ``augment`` -- a
+   rotation by ``k`` x 90 degrees and a horizontal flip drawn from the same generator.
 
 So training step ``s`` with batch ``B`` simply uses indices ``s*B .. s*B+B-1``: resuming needs no
 data-loader state, and ``DataLoader(num_workers=n)`` gives the same batches for every ``n``.
@@ -47,12 +47,12 @@ from rasterio.transform import from_origin
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from l2h.sampling.block_stats import training_rows
 from l2h.core.classes import CLASS_CODES
 from l2h.core.errors import ConfigError, InputError
 from l2h.inputs.imagery import describe_source, is_xml
-from l2h.model.norm import normalise
 from l2h.model.loss import codes_to_targets
+from l2h.model.norm import normalise
+from l2h.sampling.block_stats import training_rows
 
 IGNORE_INDEX = 255
 NUM_CLASSES = len(CLASS_CODES)  # class indices 0..10 of codes 1..11
@@ -85,6 +85,7 @@ class TrainingSpec:
 
     @property
     def area(self) -> float:
+        """Area of the block in square map units."""
         xmin, ymin, xmax, ymax = self.bounds
         return max(xmax - xmin, 0.0) * max(ymax - ymin, 0.0)
 

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from l2h.core.errors import InputError, L2HError
+from l2h.core.errors import L2HError
 from l2h.core.io import atomic_path
+from l2h.core.onnx_metadata import METADATA_KEY
 from l2h.model.l2hnet import load_model
 
-METADATA_KEY = "l2h"
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 # (N, H, W) of the parity inputs: odd sizes, two different shapes to exercise the dynamic axes
@@ -118,21 +118,4 @@ def export_onnx(model_path: str | os.PathLike, onnx_path: str | os.PathLike, par
     return report
 
 
-def onnx_metadata(path: str | os.PathLike) -> dict:
-    """The l2h metadata stored in an exported ONNX model (InputError when absent)."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"ONNX model {path} does not exist")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is an input problem
-        raise InputError(f"cannot read ONNX model {path}: {exc}") from exc
-    for entry in proto.metadata_props:
-        if entry.key == METADATA_KEY:
-            return json.loads(entry.value)
-    raise InputError(f"ONNX model {path} has no l2h metadata (key {METADATA_KEY!r}); export it with l2h export")
-
-
-__all__ = ["export_onnx", "onnx_metadata", "run_onnxruntime", "METADATA_KEY", "INPUT_NAME", "OUTPUT_NAME"]
+__all__ = ["export_onnx", "run_onnxruntime", "INPUT_NAME", "OUTPUT_NAME"]

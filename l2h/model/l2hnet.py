@@ -71,6 +71,7 @@ class RPBlock(nn.Module):
         self.fuse = _conv_bn_relu(cat, width, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual: the input plus the fused branches."""
         y = torch.cat([branch(x) for branch in self.branches], dim=1)
         return x + self.fuse(y)
 
@@ -119,9 +120,11 @@ class L2HNet(nn.Module):
         return features, self.classifier(features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits (N, K, H, W) for an image batch (N, C, H, W)."""
         return self.forward_features(x)[1]
 
     def extra_repr(self) -> str:
+        """The hyper-parameters, as PyTorch prints them."""
         return (f"in_channels={self.in_channels}, num_classes={self.num_classes}, width={self.width}, "
                 f"num_blocks={self.num_blocks}")
 
@@ -253,7 +256,8 @@ def model_metadata(model: L2HNet, bands: Sequence[str], normalisation: Mapping[s
         mean = [float(v) for v in normalisation["mean"]]
         std = [float(v) for v in normalisation["std"]]
     except (KeyError, TypeError) as exc:
-        raise ConfigError(f"normalisation must be a mapping with 'mean' and 'std' lists, got {normalisation!r}") from exc
+        raise ConfigError(f"normalisation must be a mapping with 'mean' and 'std' lists, "
+                          f"got {normalisation!r}") from exc
     if len(mean) != len(bands) or len(std) != len(bands):
         raise ConfigError(f"normalisation needs one mean and one std per band ({len(bands)}), got "
                           f"{len(mean)} means and {len(std)} stds")
@@ -340,27 +344,6 @@ def _check_expected(path: Path, what: str, trained: int | None, expected: int | 
     if expected is not None and trained is not None and trained != expected:
         raise InputError(f"checkpoint {path.name} was trained with {what} {trained}, this run expects "
                          f"{what} {expected} ({path})")
-
-
-def load_weights(model: L2HNet, path: str | os.PathLike, map_location="cpu") -> dict:
-    """Load a checkpoint's weights into an existing `model`; returns the checkpoint's metadata.
-
-    A checkpoint of another width / band count / class count / depth -> InputError naming the file
-    and both values.
-    """
-    path = Path(path)
-    payload = _read_checkpoint(path, map_location)
-    meta, state = payload["metadata"], payload["state_dict"]
-    sd_width, sd_in = _state_dict_shape(state)
-    _check_expected(path, "width", sd_width if sd_width is not None else meta["width"], model.width)
-    _check_expected(path, "in_channels", sd_in if sd_in is not None else meta["in_channels"], model.in_channels)
-    _check_expected(path, "num_classes", meta["num_classes"], model.num_classes)
-    _check_expected(path, "num_blocks", meta["num_blocks"], model.num_blocks)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise InputError(f"checkpoint {path.name} does not fit this model ({model.extra_repr()}): {exc}") from exc
-    return meta
 
 
 def load_model(path: str | os.PathLike, map_location="cpu", expect_width: int | None = None,

@@ -38,12 +38,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from l2h.model.data import TrainingSpec, TrainingWindows, band_statistics, specs_digest
 from l2h.core.errors import ConfigError, L2HError
 from l2h.core.io import atomic_path
+from l2h.model.data import TrainingSpec, TrainingWindows, band_statistics, specs_digest
+from l2h.model.l2hnet import (
+    L2HNet,
+    index_to_code,
+    load_tagged_checkpoint,
+    model_metadata,
+    save_checkpoint_model,
+    suppress_unseen_classes,
+)
 from l2h.model.loss import MODES, L2HLoss, weights_from_counts
-from l2h.model.l2hnet import (L2HNet, index_to_code, load_tagged_checkpoint, model_metadata, save_checkpoint_model,
-                       suppress_unseen_classes)
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +133,8 @@ class TrainConfig:
     stats_samples: int = 64
 
     def __post_init__(self):
-        ints = (("width", 4), ("patch_size", 1), ("batch_size", 1), ("steps", 1), ("warmup_steps", 0), ("rare_draws", 1),
-                ("checkpoint_every", 1), ("workers", 0), ("seed", 0), ("stats_samples", 1))
+        ints = (("width", 4), ("patch_size", 1), ("batch_size", 1), ("steps", 1), ("warmup_steps", 0),
+                ("rare_draws", 1), ("checkpoint_every", 1), ("workers", 0), ("seed", 0), ("stats_samples", 1))
         for name, minimum in ints:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -159,7 +165,7 @@ class TrainConfig:
             raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """A config from a mapping (e.g. the workflow config's ``train`` section); unknown keys ->
         ConfigError naming them."""
         known = {f.name for f in fields(cls)}

@@ -17,8 +17,8 @@ log = logging.getLogger(__name__)
 
 def _block_stats(args: argparse.Namespace) -> None:
     from l2h.core.blocks import blocks_for_regions
-    from l2h.sampling.block_stats import block_counts, write_table
     from l2h.inputs.regions import dissolved_regions, region_geometries
+    from l2h.sampling.block_stats import block_counts, write_table
 
     regions = dissolved_regions(args.regions, args.name_field, args.layer, args.slug_field)
     blocks = [b for b in blocks_for_regions(region_geometries(regions, args.crs), args.block_size * args.resolution)
@@ -34,10 +34,9 @@ def _block_stats(args: argparse.Namespace) -> None:
 def _sample(args: argparse.Namespace) -> None:
     import pandas as pd
 
+    from l2h.sampling.block_stats import merge_block_counts, write_table
     from l2h.sampling.sample import select_training_blocks, write_selection
     from l2h.sampling.sample_map import plot_selection
-
-    from l2h.sampling.block_stats import merge_block_counts, write_table
 
     blocks = merge_block_counts([pd.read_csv(p, dtype={"block_id": str, "region": str, "label_region": str})
                                  for p in args.blocks])
