@@ -149,8 +149,8 @@ def profile_split(stats_path: str) -> dict:
     stats = pstats.Stats(stats_path).stats
     wanted = {
         "parse_snakefile": ("snakemake/workflow.py", "include"),
-        "l2h_parse_blocks_for_regions": ("l2h/blocks.py", "blocks_for_regions"),
-        "l2h_parse_read_regions": ("l2h/regions.py", "dissolved_regions"),
+        "l2h_parse_blocks_for_regions": ("l2h/core/blocks.py", "blocks_for_regions"),
+        "l2h_parse_read_regions": ("l2h/inputs/regions.py", "dissolved_regions"),
         "dag_init": ("snakemake/dag.py", "init"),
         "dag_update_needrun": ("snakemake/dag.py", "update_needrun"),
         "dag_postprocess": ("snakemake/dag.py", "postprocess"),

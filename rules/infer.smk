@@ -1,6 +1,6 @@
 # Inference: one job per chunk of `infer.blocks_per_job` blocks of a region (a SLURM GPU job in a
 # national run). Each block is written as resources/pred/{region}/<block>.tif (+ _confidence.tif);
-# the job's declared output is the chunk's manifest, which the mosaics read (l2h/chunks.py).
+# the job's declared output is the chunk's manifest, which the mosaics read (l2h/maps/chunks.py).
 
 
 rule infer:
