@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import export_tiny_model
 
 from l2h.demo.world import generate_demo_world
 
@@ -44,8 +45,8 @@ def http_demo_run(demo_world, tmp_path_factory):
     training, evaluation and survey): (workdir, config path, the HTTP requests served). Tests that
     change its files must leave them as a rerun of the same command would."""
     import yaml
+    from helpers import demo_overrides, snakemake
     from httpserver import serve
-    from test_workflow import demo_overrides, snakemake
 
     workdir = tmp_path_factory.mktemp("demo_run")
     with serve(demo_world / "mirror") as server:
@@ -55,3 +56,8 @@ def http_demo_run(demo_world, tmp_path_factory):
         requests = list(server.requests)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir, config, requests
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory):
+    return export_tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx")

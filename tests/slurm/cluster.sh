@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A one-node SLURM cluster on this machine, for tests/test_slurm.py (and by hand):
+# A one-node SLURM cluster on this machine, for tests/workflow/test_slurm.py (and by hand):
 #
 #   tests/slurm/cluster.sh start    install (Debian, as root) and start munge + slurmctld + slurmd
 #   tests/slurm/cluster.sh status   exit 0 when the cluster answers and its node takes jobs

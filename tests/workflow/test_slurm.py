@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
-from test_workflow import ROOT, SNAKEMAKE, demo_overrides
+from helpers import ROOT, SNAKEMAKE, demo_overrides
 
 pytestmark = pytest.mark.workflow
 CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"

@@ -1,44 +1,20 @@
 """The Snakemake workflow for real: parse-time validation, dry run, lint, a run, the DAG picture."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import geopandas as gpd
 import pytest
 import yaml
+from helpers import ROOT, demo_overrides, snakemake
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
 pytestmark = pytest.mark.workflow
 
 
-def snakemake(workdir: Path, *args: str, configfile: Path | None = None) -> subprocess.CompletedProcess:
-    cmd = [*SNAKEMAKE, "-d", str(workdir), "--cores", "2", *args]
-    if configfile:
-        cmd += ["--configfile", str(configfile)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
-def demo_overrides(demo_world: Path, mirror: str | None = None) -> dict:
-    """Config keys pointing the default workflow at a demo world (its mirror: a folder or a URL)."""
-    mirror = mirror or str(demo_world / "mirror")
-    return {
-        "regions": {"file": str(demo_world / "regions" / "provinces.gpkg")},
-        "imagery": {"paths": [str(demo_world / "imagery" / "demo_imagery.tif")]},
-        "products": {p: {"base_url": f"{mirror}/{p}"} for p in ("esa_worldcover", "esri_lulc", "fromglc10")},
-        "roads": {"osm": str(demo_world / "osm" / "demo.osm")},
-        # a few steps of a narrow net: the tests check the machinery, not the accuracy
-        "train": {"width": 8, "patch_size": 64, "batch_size": 4, "steps": 6, "warmup_steps": 2,
-                  "checkpoint_every": 3, "stats_samples": 8},
-        "infer": {"tile": 256, "threads": 1},
-        "evaluation": {
-            "points": {"file": str(demo_world / "reference" / "points.csv"), "bootstrap": 100,
-                       "strata": {"column": "class", "areas_csv": str(demo_world / "reference" / "strata.csv")}},
-            "survey": {"table": str(demo_world / "survey" / "survey.csv")},
-        },
-    }
+
+
 
 
 @pytest.fixture(scope="module")

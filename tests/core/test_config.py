@@ -1,14 +1,12 @@
 """Configuration validation: every problem is reported with the key (and file) it concerns."""
 
-from pathlib import Path
 
 import pytest
 import yaml
+from helpers import ROOT
 
 from l2h.core.config import check_rules, load_config, resolve_paths, validate_config
 from l2h.core.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import rasterio
 import yaml
+from helpers import ROOT
 
 from l2h.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "real" / "chesapeake_wv_train"
 EXAMPLE = ROOT / "examples" / "own-data.yaml"
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]

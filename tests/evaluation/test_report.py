@@ -6,7 +6,7 @@ import zipfile
 
 import pandas as pd
 import pytest
-from test_workflow import snakemake
+from helpers import snakemake
 
 pytestmark = pytest.mark.workflow
 FIGURES = ("confusion.png", "region_oa.png", "sources.png", "legend.png", "survey.png")

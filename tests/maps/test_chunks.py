@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 import rasterio
+from helpers import CRS
 from rasterio.transform import from_origin
 from shapely import union_all
-from test_infer import CRS, tiny_onnx  # noqa: F401  (tiny_onnx: test_infer's model fixture)
 
 import l2h.maps.infer
 from l2h.core.blocks import blocks_for_regions

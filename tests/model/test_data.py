@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from rasterio.enums import Resampling
+from helpers import demo_label
 from rasterio.transform import from_origin
-from rasterio.warp import reproject
 
 from l2h.core.errors import InputError
 from l2h.model.data import TrainingSpec, TrainingWindows, band_statistics, load_training_specs, training_class_areas
@@ -61,24 +60,11 @@ def synthetic(tmp_path_factory):
     return dict(specs=specs, label=label, up=up, image=image, dir=d)
 
 
-def _demo_label(world: Path, out: Path, seed: int = 0) -> str:
-    """The demo truth mode-aggregated to 10 m, 20 % of the cells set to 255 (ignore)."""
-    with rasterio.open(world / "truth/truth_1m.tif") as src:
-        t = src.transform
-        dst = np.zeros((src.height // 10, src.width // 10), np.uint8)
-        transform = from_origin(t.c, t.f, 10, 10)
-        reproject(rasterio.band(src, 1), dst, dst_transform=transform, dst_crs=src.crs,
-                  resampling=Resampling.mode, src_nodata=0, dst_nodata=0)
-        crs = src.crs
-    dst[np.random.default_rng(seed).random(dst.shape) < 0.2] = 255
-    with rasterio.open(out, "w", driver="GTiff", width=dst.shape[1], height=dst.shape[0], count=1, dtype="uint8",
-                       crs=crs, transform=transform, nodata=0) as f:
-        f.write(dst, 1)
-    return str(out)
+
 
 
 def demo_specs(world: Path, workdir: Path, block: int = 512) -> list[TrainingSpec]:
-    label = _demo_label(world, workdir / "label_10m.tif")
+    label = demo_label(world, workdir / "label_10m.tif")
     image = str(world / "imagery/demo_imagery.tif")
     with rasterio.open(image) as src:
         west, south, east, north = src.bounds

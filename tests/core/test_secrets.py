@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
+from helpers import IMAGERY, ROOT, ZOOM, cut_xyz_tiles
 from httpserver import serve
 from rasterio.transform import from_origin
 from shapely.geometry import box
-from test_imagery import IMAGERY, ZOOM, _cut_xyz_tiles
 
 from l2h.core import secrets
 from l2h.core.config import load_config
@@ -65,7 +65,7 @@ def test_log_filter_redacts_arguments_and_tracebacks(monkeypatch):
 
 
 def _config(demo_world: Path, **products) -> dict:
-    config = yaml.safe_load((Path(__file__).parents[1] / "workflow_config.yaml").read_text())
+    config = yaml.safe_load((ROOT / "workflow_config.yaml").read_text())
     config["regions"]["file"] = str(demo_world / "regions" / "provinces.gpkg")
     config["imagery"]["paths"] = [str(demo_world / IMAGERY)]
     config["roads"]["osm"] = None
@@ -104,7 +104,7 @@ def test_config_accepts_variables_checksums_and_local_file_urls(small_demo_world
 
 def test_tile_service_key_never_reaches_logs_output_or_errors(small_demo_world, tmp_path):
     image = small_demo_world / IMAGERY
-    assert _cut_xyz_tiles(image, tmp_path / "tiles" / TILE_KEY, ZOOM) > 0  # the key is a path segment
+    assert cut_xyz_tiles(image, tmp_path / "tiles" / TILE_KEY, ZOOM) > 0  # the key is a path segment
     with rasterio.open(image) as src:
         cx, cy = (src.bounds.left + src.bounds.right) / 2, (src.bounds.bottom + src.bounds.top) / 2
     region = tmp_path / "region.gpkg"
@@ -164,7 +164,7 @@ def test_workflow_command_lines_carry_the_reference_not_the_secret(small_demo_wo
     config = _config(small_demo_world, p={"preset": "custom", "codes": {"1": ["tree"]},
                                           "urls": ["https://h.example/${PROD_TOKEN}/a.tif"]})
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    snakefile = Path(__file__).parents[1] / "Snakefile"
+    snakefile = ROOT / "Snakefile"
     done = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(tmp_path), "-n", "-p",
                            "resources/raw/p/manifest.json", "--configfile", str(tmp_path / "c.yaml")],
                           capture_output=True, text=True, env={**os.environ, "PROD_TOKEN": TOKEN}, timeout=300)

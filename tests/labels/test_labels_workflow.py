@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
+from helpers import demo_overrides, snakemake
 from httpserver import serve
 from rasterio.warp import Resampling, reproject
-from test_workflow import demo_overrides, snakemake
 
 pytestmark = pytest.mark.workflow
 REGIONS = ("cote_verte", "northmoor", "riverside")

@@ -1,9 +1,9 @@
 """OSM roads on the real Helsinki extract: type filter, metric buffering, burning by cell cover."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import SHARED
 from rasterio.transform import from_origin
 from shapely.geometry import LineString, box
 
@@ -12,7 +12,7 @@ from l2h.core.classes import IGNORE, ROAD
 from l2h.inputs.regions import write_region_geometry
 from l2h.labels.roads import extract_roads, read_roads, road_burner, write_roads
 
-HELSINKI = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "osm" / "Helsinki.osm.pbf"
+HELSINKI = SHARED / "data" / "real" / "osm" / "Helsinki.osm.pbf"
 needs_helsinki = pytest.mark.skipif(not HELSINKI.exists(), reason=f"real OSM fixture absent ({HELSINKI}); "
                                     "it lives in the project's shared data, not in the repository")
 CRS = "EPSG:32635"  # UTM 35N, metric

@@ -1,13 +1,11 @@
 """Per-block inference with onnxruntime and COG mosaics: no seams between blocks, house-style
 outputs, clear errors for bad input."""
 
-import json
 
 import numpy as np
-import onnx
 import pytest
 import rasterio
-import torch
+from helpers import CRS, export_tiny_model
 from rasterio.windows import from_bounds
 from rio_cogeo.cogeo import cog_validate
 from shapely.geometry import box
@@ -18,30 +16,6 @@ from l2h.core.quicklook import confidence_quicklook_from_file
 from l2h.inputs.regions import dissolved_regions, region_geometries
 from l2h.maps.infer import load_onnx, predict_block, predict_chunk
 from l2h.maps.mosaic import merge_blocks, mosaic
-from l2h.model.l2hnet import L2HNet, model_metadata
-
-CRS = "EPSG:32650"
-
-
-def export_tiny_model(path, in_channels=4, width=8, seed=0):
-    """A randomly initialised L2HNet exported to ONNX with l2h metadata (inference needs no training)."""
-    torch.manual_seed(seed)
-    model = L2HNet(in_channels, width=width).eval()
-    bands = ["red", "green", "blue", "nir"][:in_channels] + [f"b{i}" for i in range(4, in_channels)]
-    meta = model_metadata(model, bands, {"mean": [110.0] * in_channels, "std": [45.0] * in_channels}, 0.5, 0.1)
-    torch.onnx.export(model, torch.zeros(1, in_channels, 64, 64), str(path), input_names=["image"],
-                      output_names=["logits"], dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}}, opset_version=17,
-                      dynamo=False)
-    proto = onnx.load(str(path))
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "l2h", json.dumps(meta)
-    onnx.save(proto, str(path))
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory):
-    return export_tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx")
 
 
 @pytest.fixture(scope="module")

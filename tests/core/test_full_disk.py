@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from test_infer import CRS, export_tiny_model
+from helpers import CRS, export_tiny_model
 
 from l2h.core.blocks import blocks_for_regions
 from l2h.core.io import file_problem

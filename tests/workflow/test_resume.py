@@ -20,12 +20,11 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
-from test_workflow import demo_overrides
+from helpers import ROOT, demo_overrides
 
 from l2h.core import runlock
 
 pytestmark = pytest.mark.workflow
-ROOT = Path(__file__).resolve().parents[1]
 TARGET = "results/maps/national.tif"
 REGIONS = ("cote_verte", "northmoor", "riverside")
 MAPS = [f"results/maps/{name}.tif" for name in (*REGIONS, "national")]

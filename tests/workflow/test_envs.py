@@ -5,8 +5,8 @@ import tomllib
 from pathlib import Path
 
 import yaml
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CONDA_TO_PYPI = {"pytorch": "torch", "matplotlib-base": "matplotlib"}
 NOT_PACKAGES = {"python", "pip"}
 # Snakemake orchestrates the jobs; it is not needed inside a job's environment.

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from test_data import _demo_label
+from helpers import demo_label
 
 from l2h.core.errors import ConfigError
 from l2h.model.data import TrainingSpec
@@ -29,7 +29,7 @@ def _one_thread(one_torch_thread):
 def specs(small_demo_world, tmp_path_factory) -> list[TrainingSpec]:
     """Six 512 m training blocks over the small demo world; label = the truth mode-aggregated to
     10 m with 20 % of the cells set to 255 (not the workflow's consensus: only the format matters)."""
-    label = _demo_label(small_demo_world, tmp_path_factory.mktemp("train_data") / "label_10m.tif")
+    label = demo_label(small_demo_world, tmp_path_factory.mktemp("train_data") / "label_10m.tif")
     with rasterio.open(small_demo_world / "truth/truth_1m.tif") as src:
         west, south, east, north = src.bounds
     image = str(small_demo_world / "imagery/demo_imagery.tif")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
+from helpers import demo_overrides, snakemake
 from rasterio.windows import Window, from_bounds
-from test_workflow import demo_overrides, snakemake
 
 pytestmark = pytest.mark.workflow
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+from helpers import HALF, IMAGERY, ZOOM, cut_xyz_tiles
 from httpserver import serve
 from rasterio.enums import ColorInterp
-from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import from_origin
-from rasterio.warp import Resampling, reproject, transform_bounds
 from shapely.geometry import box
 
 from l2h.core.blocks import parse_block_id
@@ -23,9 +21,6 @@ from l2h.core.errors import ConfigError, InputError
 from l2h.inputs.imagery import build_vrt, cache_imagery, imagery_info, region_blocks, xyz_wms_xml
 
 KEY = "SECRET123"
-ZOOM = 17
-HALF = 20037508.342789244  # half the EPSG:3857 world
-IMAGERY = "imagery/demo_imagery.tif"
 
 
 def _write(path: Path, data: np.ndarray, west: float, north: float, res: float = 1.0,
@@ -124,25 +119,7 @@ def test_xyz_wms_xml_describes_the_tile_service():
             xyz_wms_xml(template, 17, api_key=key)
 
 
-def _cut_xyz_tiles(image: Path, out: Path, zoom: int) -> int:
-    """Cut the RGB bands of `image` into 256 x 256 Web-Mercator PNG tiles out/{z}/{x}/{y}.png."""
-    size = 2 * HALF / 2 ** zoom
-    count = 0
-    with rasterio.open(image) as src, warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        west, south, east, north = transform_bounds(src.crs, "EPSG:3857", *src.bounds)
-        for x in range(math.floor((west + HALF) / size), math.floor((east + HALF) / size) + 1):
-            for y in range(math.floor((HALF - north) / size), math.floor((HALF - south) / size) + 1):
-                tile = np.zeros((3, 256, 256), np.uint8)
-                reproject(rasterio.band(src, [1, 2, 3]), tile, src_nodata=0, dst_nodata=0,
-                          dst_transform=from_origin(-HALF + x * size, HALF - y * size, size / 256, size / 256),
-                          dst_crs="EPSG:3857", resampling=Resampling.bilinear)
-                path = out / str(zoom) / str(x) / f"{y}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with rasterio.open(path, "w", driver="PNG", width=256, height=256, count=3, dtype="uint8") as dst:
-                    dst.write(tile)
-                count += 1
-    return count
+
 
 
 def _files_text(folder: Path) -> str:
@@ -152,7 +129,7 @@ def _files_text(folder: Path) -> str:
 def test_cache_imagery_from_a_local_xyz_tile_server(small_demo_world, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     image = small_demo_world / IMAGERY
-    assert _cut_xyz_tiles(image, tmp_path / "tiles", ZOOM) > 0
+    assert cut_xyz_tiles(image, tmp_path / "tiles", ZOOM) > 0
     with rasterio.open(image) as src:  # a 600 m box inside the demo country
         cx, cy = (src.bounds.left + src.bounds.right) / 2, (src.bounds.bottom + src.bounds.top) / 2
     region = box(cx - 300, cy - 300, cx + 300, cy + 300)

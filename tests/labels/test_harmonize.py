@@ -1,11 +1,11 @@
 """Consensus labels: the agreement rules on hand-made masks, and harmonize on real small rasters
 in two CRSs (nearest reprojection, unknown codes, region mask, bad files)."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
+from helpers import ROOT, SHARED
 from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
 from shapely.geometry import box
@@ -182,7 +182,7 @@ def test_region_no_product_covers_is_an_error(tmp_path):
     assert not (tmp_path / "l.tif").exists()
 
 
-ESA_REAL = (Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "esa_worldcover"
+ESA_REAL = (SHARED / "data" / "real" / "esa_worldcover"
             / "ESA_WorldCover_10m_2021_v200_N00E006_Map.tif")
 
 
@@ -215,7 +215,7 @@ def test_peak_memory_does_not_grow_with_region_area():
     """A region 4x larger (same window) stays within 1.3x the peak RSS (bench/harmonize_memory.py)."""
     import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    sys.path.insert(0, str(ROOT / "bench"))
     from harmonize_memory import measure
 
     small, large = measure(15.0), measure(30.0)
