@@ -23,7 +23,7 @@ demo: $(STAMP) $(DEMO_DIR)/manifest.json
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -ra
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -ra --durations=15
 
 install: $(STAMP)
 
