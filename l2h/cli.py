@@ -6,6 +6,7 @@ module builds the parser from them, sets up logging and turns user errors into o
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -51,11 +52,17 @@ def _setup_logging(verbose: bool, logfile: str | None) -> None:
 
 def handler_of(subcommand: str):
     """The function that runs ``l2h <subcommand>`` (for :func:`l2h.core.provenance.code_version`)."""
+    handlers = _handlers()
+    if subcommand not in handlers:
+        raise ValueError(f"no l2h subcommand {subcommand!r}; known: {', '.join(sorted(handlers))}")
+    return handlers[subcommand]
+
+
+@functools.cache
+def _handlers() -> dict:
     for action in build_parser()._actions:
         if isinstance(action, argparse._SubParsersAction):
-            if subcommand in action.choices:
-                return action.choices[subcommand].get_default("func")
-            raise ValueError(f"no l2h subcommand {subcommand!r}; known: {', '.join(sorted(action.choices))}")
+            return {name: sub.get_default("func") for name, sub in action.choices.items()}
     raise ValueError("the l2h parser has no subcommands")
 
 

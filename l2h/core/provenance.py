@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+from functools import cache
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the l2h package
@@ -44,10 +45,29 @@ def _imports_of_nodes(nodes, source: Path, package_dir: Path) -> set[str]:
     return found
 
 
-def _imports(source: Path, package_dir: Path) -> set[str]:
-    """The l2h modules `source` imports anywhere (module level or inside functions)."""
+def _statements(nodes) -> list:
+    """Every statement in `nodes` and in the blocks nested in them (function and class bodies, if,
+    try, with, loops, match): where imports can be, without walking expressions."""
+    found, todo = [], list(nodes)
+    while todo:
+        node = todo.pop()
+        found.append(node)
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            todo.extend(getattr(node, field, ()) or ())
+    return found
+
+
+@cache
+def _imports_cached(source: Path, package_dir: Path, stamp: tuple[int, int]) -> frozenset[str]:
     tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
-    return _imports_of_nodes(list(ast.walk(tree)), source, package_dir)
+    return frozenset(_imports_of_nodes(_statements(tree.body), source, package_dir))
+
+
+def _imports(source: Path, package_dir: Path) -> set[str]:
+    """The l2h modules `source` imports anywhere (module level or inside functions); parsed once
+    per file version (the Snakefile asks for every rule's version at each parse)."""
+    stat = source.stat()
+    return set(_imports_cached(source, package_dir, (stat.st_mtime_ns, stat.st_size)))
 
 
 def import_closure(modules: list[str], package_dir: Path = PACKAGE_DIR) -> list[Path]:
@@ -83,7 +103,7 @@ def _handler_sources(subcommand: str, package_dir: Path) -> list[Path]:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             roots |= _imports_of_nodes([node], source, package_dir)
         elif isinstance(node, ast.FunctionDef) and node.name == handler.__name__:
-            roots |= _imports_of_nodes(list(ast.walk(node)), source, package_dir)
+            roots |= _imports_of_nodes(_statements(node.body), source, package_dir)
     return sorted({source, *import_closure(sorted(roots - {handler.__module__}), package_dir)})
 
 
