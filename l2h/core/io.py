@@ -36,6 +36,11 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _open_level(path: Path, level: int | None):
+    """The GeoTIFF at `path`, or its overview `level` as a dataset of its own."""
+    return rasterio.open(path, **({} if level is None else {"overview_level": level}))
+
+
 def _geotiff_problem(path: Path) -> str | None:
     """Why the GeoTIFF at `path` would not read back whole: every tile of every band and overview
     must have been written inside the file, and the tile stored last must decode."""
@@ -45,25 +50,28 @@ def _geotiff_problem(path: Path) -> str | None:
         pixel_interleaved = src.count == 1 or (src.interleaving is not None and src.interleaving.name == "PIXEL")
         bands = (1,) if pixel_interleaved else range(1, src.count + 1)
         for level in (None, *range(len(src.overviews(1)))):
-            with rasterio.open(path, **({} if level is None else {"overview_level": level})) as grid:
-                height, width, (bh, bw) = grid.height, grid.width, grid.block_shapes[0]
+            if level is None:
+                height, width, (bh, bw) = src.height, src.width, src.block_shapes[0]
+            else:
+                with _open_level(path, level) as grid:
+                    height, width, (bh, bw) = grid.height, grid.width, grid.block_shapes[0]
             for band in bands:
                 for row in range(-(-height // bh)):
                     for col in range(-(-width // bw)):
                         offset = src.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=band, ovr=level)
                         length = src.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=band, ovr=level)
-                        where = f"tile {col},{row} of band {band}" + ("" if level is None else f", overview {level}")
-                        if not offset or not length or int(offset) == 0:
-                            return f"{where} was never written"
+                        written = bool(offset) and bool(length) and int(offset) != 0
+                        if not written or int(offset) + int(length) > size:
+                            overview = "" if level is None else f", overview {level}"
+                            where = f"tile {col},{row} of band {band}{overview}"
+                            return f"{where} {'lies beyond the end of the file' if written else 'was never written'}"
                         end = int(offset) + int(length)
-                        if end > size:
-                            return f"{where} lies beyond the end of the file"
                         if last is None or end > last[0]:
                             window = Window(col * bw, row * bh, min(bw, width - col * bw), min(bh, height - row * bh))
                             last = (end, level, band, window)
     if last is not None:
         _, level, band, window = last
-        with rasterio.open(path, **({} if level is None else {"overview_level": level})) as src:
+        with _open_level(path, level) as src:
             src.read(band, window=window)
     return None
 
