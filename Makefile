@@ -1,6 +1,7 @@
 # The two commands of README.md. Both set everything up on a fresh machine (a .venv in this folder).
 #   make demo   generate the embedded demo world and run the whole workflow on it
 #   make test   lint (ruff, with pydocstyle) and run the test suite
+#   make view   look at the run's maps in a browser (http://127.0.0.1:$(PORT)/), after make demo
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,8 +14,10 @@ DEMO_SEED ?= 42
 CORES ?= all
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.l2h-installed
+WEB := l2h/view/web
+PORT ?= 8000
 
-.PHONY: demo test install rulegraph clean-demo slurm-profile
+.PHONY: demo test install view rulegraph clean-demo slurm-profile
 # A run killed hard (SIGKILL, power loss) leaves Snakemake's lock behind: it is removed only when
 # no snakemake process works in this folder (l2h/runlock.py), then the run resumes.
 demo: $(STAMP) $(DEMO_DIR)/manifest.json
@@ -27,18 +30,24 @@ test: $(STAMP)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The viewer's web map library (Leaflet) comes from npm, pinned by $(WEB)/package-lock.json, and is
+# served from this folder: the page never loads anything from a CDN.
+$(STAMP): pyproject.toml $(WEB)/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,report,slurm]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,report,slurm,view]"
+	npm ci --prefix $(WEB) --no-audit --no-fund --silent
 	touch $@
+
+view: $(STAMP)
+	$(BIN)/l2h view --port $(PORT)
 
 $(DEMO_DIR)/manifest.json: | $(STAMP)
 	$(BIN)/l2h demo-world $(DEMO_DIR) --seed $(DEMO_SEED)
 
 # The DAG picture in README.md (needs graphviz's `dot`, e.g. apt-get install graphviz).
 rulegraph: $(STAMP) $(DEMO_DIR)/manifest.json
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --rulegraph | dot -Tsvg > docs/rulegraph.svg
+	set -o pipefail; PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores 1 --rulegraph | dot -Tsvg > docs/.rulegraph.svg.tmp && mv docs/.rulegraph.svg.tmp docs/rulegraph.svg
 
 clean-demo:
 	rm -rf $(DEMO_DIR) resources/regions

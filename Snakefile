@@ -31,11 +31,13 @@ include: "rules/train.smk"
 include: "rules/infer.smk"
 include: "rules/mosaic.smk"
 include: "rules/evaluate.smk"
+include: "rules/stac.smk"
 
 
 rule all:
     input:
         "results/maps/national.tif",
+        "results/stac/collection.json",
         "results/model/onnx_parity.json",
         "results/maps/confidence/national.tif" if CFG["infer"]["confidence"] else [],
         expand("resources/imagery/{region}.vrt", region=REGION_SLUGS) if IMAGERY_CACHED else [],

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from l2h import __version__
+from l2h.catalog import commands as catalog
 from l2h.core.errors import L2HError
 from l2h.core.secrets import RedactingFilter
 from l2h.demo import commands as demo
@@ -21,6 +22,7 @@ from l2h.labels import commands as labels
 from l2h.maps import commands as maps
 from l2h.model import commands as model
 from l2h.sampling import commands as sampling
+from l2h.view import commands as view
 
 log = logging.getLogger("l2h")
 
@@ -34,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log", metavar="FILE", help="also write log messages to FILE (appended)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug-level messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for stage in (demo, inputs, labels, sampling, model, maps, evaluation):  # the pipeline's order
+    for stage in (demo, inputs, labels, sampling, model, maps, evaluation, catalog, view):  # the pipeline's order
         stage.register(sub)
     return parser
 

@@ -1,4 +1,5 @@
-# Mosaics: each region's blocks into a clipped Cloud-Optimized GeoTIFF, then the national one.
+# Mosaics: each region's blocks into a clipped Cloud-Optimized GeoTIFF, then the national one; each
+# with its QGIS style (.qml) and, for class maps, GDAL's sidecar of class names (.tif.aux.xml).
 
 
 rule mosaic_region:
@@ -9,6 +10,8 @@ rule mosaic_region:
         region="resources/regions/{region}.gpkg",
     output:
         cog="results/maps/{region}.tif",
+        aux="results/maps/{region}.tif.aux.xml",
+        qml="results/maps/{region}.qml",
         quicklook=report("results/maps/{region}.png", category="Maps", labels={"region": "{region}"},
                          caption="../report/map_quicklook.rst"),
     params:
@@ -36,6 +39,8 @@ rule mosaic_national:
         regions=expand("resources/regions/{region}.gpkg", region=REGION_SLUGS),
     output:
         cog="results/maps/national.tif",
+        aux="results/maps/national.tif.aux.xml",
+        qml="results/maps/national.qml",
         quicklook=report("results/maps/national.png", category="Maps", labels={"region": "national"},
                          caption="../report/map_quicklook.rst"),
     params:
@@ -65,6 +70,7 @@ rule mosaic_confidence_region:
         region="resources/regions/{region}.gpkg",
     output:
         cog="results/maps/confidence/{region}.tif",
+        qml="results/maps/confidence/{region}.qml",
         quicklook=report("results/maps/confidence/{region}.png", category="Maps",
                          labels={"region": "{region}", "layer": "confidence"},
                          caption="../report/confidence_quicklook.rst"),
@@ -93,6 +99,7 @@ rule mosaic_confidence_national:
         regions=expand("resources/regions/{region}.gpkg", region=REGION_SLUGS),
     output:
         cog="results/maps/confidence/national.tif",
+        qml="results/maps/confidence/national.qml",
         quicklook=report("results/maps/confidence/national.png", category="Maps",
                          labels={"region": "national", "layer": "confidence"},
                          caption="../report/confidence_quicklook.rst"),

@@ -26,6 +26,7 @@ from l2h.core.errors import InputError
 from l2h.core.io import atomic_path, class_raster_profile, file_problem, verify_written
 from l2h.core.windows import iter_windows
 from l2h.maps.chunks import discard_broken_block, expand_manifests
+from l2h.maps.gis_files import class_name_tags, write_category_sidecar, write_qml
 
 log = logging.getLogger(__name__)
 WINDOW = 2048
@@ -48,6 +49,7 @@ def _footprint(path: str, manifests: dict[str, str]) -> tuple[float, float, floa
 
 
 LAYERS = {"classes": "mode", "confidence": "average"}  # layer -> overview resampling
+CONFIDENCE_TAGS = {"CONFIDENCE": "probability of the mapped class x 255 (0 = no data)"}
 
 
 def _check_layer(layer: str) -> None:
@@ -109,6 +111,7 @@ def to_cog(src_tif: str | Path, out_cog: str | Path, layer: str = "classes") -> 
         try:
             cog_translate(str(src_tif), str(tmp), profile, nodata=NODATA, overview_level=levels,
                           overview_resampling=LAYERS[layer], colormap=colormap() if layer == "classes" else None,
+                          additional_cog_metadata=class_name_tags() if layer == "classes" else CONFIDENCE_TAGS,
                           in_memory=False, quiet=True)
         except (OSError, RasterioError) as exc:  # its input was verified when written: writing failed
             raise OSError(getattr(exc, "errno", None) or errno.EIO,
@@ -123,7 +126,8 @@ def to_cog(src_tif: str | Path, out_cog: str | Path, layer: str = "classes") -> 
 def mosaic(block_paths: Sequence[str | Path], geometry, crs: str, resolution: float, out_cog: str | Path,
            layer: str = "classes", region: str | None = None) -> None:
     """Blocks (GeoTIFFs or chunk manifests, see :func:`merge_blocks`) -> clipped GeoTIFF -> COG,
-    through a temporary file next to `out_cog`."""
+    through a temporary file next to `out_cog`; then its GIS sidecars (:mod:`l2h.maps.gis_files`): the
+    QGIS style, and for a class map the category names and attribute table."""
     scratch = Path(out_cog).with_name(f".{Path(out_cog).stem}.merge.tif")
     try:
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
@@ -131,3 +135,6 @@ def mosaic(block_paths: Sequence[str | Path], geometry, crs: str, resolution: fl
             to_cog(scratch, out_cog, layer=layer)
     finally:
         scratch.unlink(missing_ok=True)
+    if layer == "classes":
+        write_category_sidecar(out_cog)
+    write_qml(out_cog, layer)

@@ -1,0 +1,238 @@
+"""`l2h view` against the session's demo run: its HTTP routes, its refusals, and the page in a real
+headless Chromium (tiles drawn in the class colours, the legend, a click that names the class)."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import io
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import morecantile
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+from pyproj import Transformer
+
+from l2h.cli import main
+from l2h.core.classes import BY_CODE, CLASSES, NODATA, hex_to_rgb
+from l2h.core.errors import InputError
+from l2h.view.layers import find_layers
+from l2h.view.server import ViewerServer
+
+pytestmark = pytest.mark.workflow
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
+
+
+@pytest.fixture(scope="module")
+def layers(http_demo_run):
+    workdir, config, _ = http_demo_run
+    return find_layers(workdir, configfile=str(config))
+
+
+@contextlib.contextmanager
+def running(layers):
+    server = ViewerServer(layers, port=0)  # any free port
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def server(layers):
+    with running(layers) as server:
+        yield server
+
+
+def get(server, path: str) -> tuple[int, bytes, str]:
+    """A GET with the path sent exactly as given (no client-side normalisation of '..')."""
+    host, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(host, port, timeout=60)
+    connection.request("GET", path)
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    return response.status, body, response.getheader("Content-Type", "")
+
+
+def homogeneous_point(path: Path, radius: int = 12) -> tuple[float, float, int]:
+    """(lon, lat, class) of the first pixel whose (2 radius + 1)^2 m neighbourhood is one class."""
+    with rasterio.open(path) as src:
+        data = src.read(1)
+        to_lonlat = Transformer.from_crs(src.crs, "EPSG:4326", always_xy=True)
+        for row in range(radius * 4, data.shape[0] - radius * 4, 7):
+            for col in range(radius * 4, data.shape[1] - radius * 4, 7):
+                window = data[row - radius:row + radius + 1, col - radius:col + radius + 1]
+                code = int(data[row, col])
+                if code != NODATA and (window == code).all():
+                    x, y = src.xy(row, col)
+                    lon, lat = to_lonlat.transform(x, y)
+                    return lon, lat, code
+    raise AssertionError(f"{path}: no homogeneous area")
+
+
+def test_layers_found_in_the_run(layers):
+    assert set(layers.zooms) == {"map", "confidence", "imagery"}
+    assert set(layers.labels) == set(layers.regions) == {"cote_verte", "northmoor", "riverside"}
+    assert layers.rgb == (1, 2, 3)
+    low, high = layers.zooms["map"]
+    assert low < high and high >= 17  # 1 m pixels; overviews reach the small zooms
+
+
+def test_layers_json_describes_run_and_legend(server):
+    status, body, kind = get(server, "/api/layers.json")
+    doc = json.loads(body)
+    assert status == 200 and kind == "application/json" and doc["title"] == "demo"
+    assert [c["name"] for c in doc["legend"]] == [c.name for c in CLASSES]
+    west, south, east, north = doc["bounds"]
+    assert 113 < west < east < 115 and 29 < south < north < 31  # the demo lies in UTM zone 50N
+
+
+def test_map_tile_is_cut_in_the_class_colours(server, layers):
+    lon, lat, code = homogeneous_point(layers.map)
+    tile = WEB_MERCATOR.tile(lon, lat, layers.zooms["map"][1])
+    status, body, kind = get(server, f"/tiles/map/{tile.z}/{tile.x}/{tile.y}.png")
+    assert status == 200 and kind == "image/png"
+    image = np.asarray(Image.open(io.BytesIO(body)).convert("RGBA"))
+    west, south, east, north = WEB_MERCATOR.xy_bounds(tile)
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True).transform(lon, lat)
+    col, row = int((x - west) / (east - west) * 256), int((north - y) / (north - south) * 256)
+    assert tuple(image[row, col]) == (*hex_to_rgb(BY_CODE[code].colour), 255)
+
+
+def test_small_zoom_tile_reads_overviews_and_far_tiles_are_404(server, layers):
+    low = layers.zooms["map"][0]
+    lon, lat, _ = homogeneous_point(layers.map)
+    tile = WEB_MERCATOR.tile(lon, lat, low)
+    status, body, _ = get(server, f"/tiles/map/{tile.z}/{tile.x}/{tile.y}.png")
+    assert status == 200 and Image.open(io.BytesIO(body)).size == (256, 256)
+    assert get(server, "/tiles/map/17/0/0.png")[0] == 404
+    assert get(server, "/tiles/nolayer/1/0/0.png")[0] == 404
+
+
+def test_point_reports_class_confidence_and_coarse_label(server, layers):
+    lon, lat, code = homogeneous_point(layers.map)
+    status, body, _ = get(server, f"/api/point?lon={lon}&lat={lat}")
+    info = json.loads(body)
+    assert status == 200
+    assert info["class"] == {"code": code, "name": BY_CODE[code].name, "colour": BY_CODE[code].colour}
+    assert 0 < info["confidence"] <= 1
+    assert info["region"] in layers.labels and info["coarse_label"]["name"]
+    assert get(server, "/api/point?lon=abc")[0] == 400
+
+
+def test_regions_outlines_are_geojson_in_degrees(server):
+    status, body, _ = get(server, "/api/regions.geojson")
+    doc = json.loads(body)
+    assert status == 200 and len(doc["features"]) == 3
+    assert {f["properties"]["name"] for f in doc["features"]} >= {"Côte Verte"}
+    assert all(f["geometry"]["type"] in ("LineString", "MultiLineString") for f in doc["features"])
+
+
+def test_serves_results_files_and_the_local_leaflet(server):
+    status, body, kind = get(server, "/results/maps/national.png")
+    assert status == 200 and kind == "image/png" and body.startswith(b"\x89PNG")
+    status, body, _ = get(server, "/static/leaflet/leaflet.js")
+    assert status == 200 and b"Leaflet" in body[:2000]
+    status, body, _ = get(server, "/")
+    assert status == 200 and b"/static/leaflet/leaflet.js" in body and b"http" not in body.split(b"<body>")[1]
+
+
+@pytest.mark.parametrize("path", [
+    "/results/../workflow_config.yaml", "/results/../../etc/passwd", "/results/%2e%2e/resources/regions",
+    "/results/..%2f..%2fetc%2fpasswd", "/static/../../core/io.py", "/static/leaflet/../../../server.py",
+    "/results//etc/passwd",
+])
+def test_paths_outside_the_served_folders_are_refused(server, path):
+    status, body, _ = get(server, path)
+    assert status == 403, (path, status, body[:200])
+
+
+def test_port_in_use_is_a_clear_error(server, layers):
+    with pytest.raises(InputError, match=r"port \d+ on 127.0.0.1 is in use; choose another with --port"):
+        ViewerServer(layers, port=server.server_address[1])
+
+
+def test_binds_to_loopback_by_default(server):
+    assert server.server_address[0] == "127.0.0.1"
+
+
+def test_run_without_maps_names_the_target_to_build(tmp_path, capsys):
+    assert main(["view", "--root", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no map to show" in err[0] and "snakemake results/maps/national.tif" in err[0]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium chromium-driver; "
+                    ".ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--force-device-scale-factor=1", "--window-size=1200,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def wait_for(driver, script: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := driver.execute_script(f"return {script}"):
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {script}")
+
+
+def test_page_draws_tiles_lists_legend_and_reports_a_click(browser, server, layers):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    browser.get(server.url)
+    wait_for(browser, "window.l2hViewer && window.l2hViewer.ready")
+    legend = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#legend li")]
+    assert legend == [c.name for c in CLASSES]
+    assert browser.execute_script("return l2hViewer.regions.getLayers().length") == 3
+    # the overview first: tiles of every visible layer were fetched and drawn
+    wait_for(browser, "l2hViewer.tiles.map > 0 && l2hViewer.tiles.imagery >= 0 && !l2hViewer.layers.map.isLoading()")
+
+    # the map alone, opaque, at its native zoom over a pixel known to be one class
+    lon, lat, code = homogeneous_point(layers.map)
+    browser.find_element(By.ID, "show-imagery").click()
+    browser.execute_script("const s = document.getElementById('opacity-map'); s.value = '1';"
+                           "s.dispatchEvent(new Event('input'));"
+                           "l2hViewer.map.removeLayer(l2hViewer.regions);"
+                           f"l2hViewer.map.setView([{lat}, {lon}], {layers.zooms['map'][1]}, {{animate: false}});")
+    wait_for(browser, "!l2hViewer.layers.map.isLoading() && l2hViewer.tiles.map > 1")
+    time.sleep(0.5)  # tiles fade in over 0.2 s
+    x, y = browser.execute_script(f"const p = l2hViewer.map.latLngToContainerPoint([{lat}, {lon}]);"
+                                  "return [Math.round(p.x), Math.round(p.y)];")
+    shot = np.asarray(Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB"))
+    mapbox = browser.find_element(By.ID, "map").rect
+    seen = shot[int(mapbox["y"]) + y, int(mapbox["x"]) + x]
+    expected = np.array(hex_to_rgb(BY_CODE[code].colour))
+    assert np.abs(seen.astype(int) - expected).max() <= 3, (seen, BY_CODE[code].name)
+
+    ActionChains(browser).move_to_element_with_offset(
+        browser.find_element(By.ID, "map"), x - mapbox["width"] // 2, y - mapbox["height"] // 2).click().perform()
+    point = wait_for(browser, "l2hViewer.lastPoint")
+    assert point["class"]["code"] == code
+    info = browser.find_element(By.ID, "info").text
+    assert BY_CODE[code].name in info and "Confidence" in info and "Coarse label" in info
