@@ -1,13 +1,14 @@
 """The viewer's HTTP server: the page and its libraries, map tiles, point queries, region outlines, and
 the run's result files (read-only).
 
-Routes (GET only):
+Routes (GET, and HEAD for the same headers):
 - ``/`` and ``/static/<file>``: the page (l2h/view/web) and the npm-installed Leaflet under it;
 - ``/api/layers.json``: layers, zoom ranges, bounds and the legend;
 - ``/tiles/<layer>/<z>/<x>/<y>.png``: a map tile of ``map``, ``confidence`` or ``imagery``;
 - ``/api/point?lon=&lat=``: the class, confidence and coarse label at a point;
 - ``/api/regions.geojson``: the region outlines;
-- ``/results/<path>``: files under the run's ``results`` folder (COGs, quicklooks, STAC).
+- ``/results/<path>``: files under the run's ``results`` folder (COGs, quicklooks, STAC), streamed, with
+  byte ranges (GDAL reads a COG from there with ``/vsicurl/``).
 A path that leaves its folder (``..``, an absolute path, a link out) is refused with 403.
 """
 
@@ -31,6 +32,7 @@ from l2h.view.layers import NotFound, RunLayers, bounds_lonlat, legend, point_in
 log = logging.getLogger(__name__)
 WEB = Path(__file__).parent / "web"
 LEAFLET = WEB / "node_modules" / "leaflet" / "dist"
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _TILE = re.compile(r"^/tiles/(map|confidence|imagery)/(\d+)/(\d+)/(\d+)\.png$")
 
 
@@ -54,7 +56,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "max-age=3600" if cache else "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _error(self, status: HTTPStatus, message: str) -> None:
         self._send(status, json.dumps({"error": message}).encode(), "application/json")
@@ -67,8 +70,39 @@ class _Handler(BaseHTTPRequestHandler):
             inside = (base.resolve() / relative).resolve().is_relative_to(base.resolve())
             return self._error(HTTPStatus.NOT_FOUND if inside else HTTPStatus.FORBIDDEN,
                                "no such file" if inside else "outside the served folder")
-        kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        self._send(HTTPStatus.OK, target.read_bytes(), kind)
+        self._stream(target)
+
+    def _stream(self, target: Path) -> None:
+        """Send a file in parts (a national COG never sits in memory), honouring one byte range, so that
+        GDAL's /vsicurl/ and QGIS can read a COG straight from the viewer."""
+        size = target.stat().st_size
+        first, last = 0, size - 1
+        status = HTTPStatus.OK
+        if (match := _RANGE.match(self.headers.get("Range", ""))) and any(match.groups()):
+            first = int(match.group(1)) if match.group(1) else max(0, size - int(match.group(2)))
+            last = min(int(match.group(2)), size - 1) if match.group(1) and match.group(2) else last
+            if first > last:
+                self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.send_header("Content-Length", "0")
+                return self.end_headers()
+            status = HTTPStatus.PARTIAL_CONTENT
+        self.send_response(status)
+        self.send_header("Content-Type", mimetypes.guess_type(target.name)[0] or "application/octet-stream")
+        self.send_header("Content-Length", str(last - first + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        if status == HTTPStatus.PARTIAL_CONTENT:
+            self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        with target.open("rb") as f:
+            f.seek(first)
+            left = last - first + 1
+            while left > 0 and (part := f.read(min(left, 1 << 20))):
+                self.wfile.write(part)
+                left -= len(part)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         """Answer one request (see the module's routes)."""
@@ -107,6 +141,11 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # noqa: BLE001 - one bad tile must not stop the server
             log.warning("%s: %s", path, exc)
             return self._error(HTTPStatus.INTERNAL_SERVER_ERROR, str(exc))
+
+
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's name
+        """The headers of a GET without its body (GDAL's /vsicurl/ asks for the size first)."""
+        self.do_GET()
 
 
 class ViewerServer(ThreadingHTTPServer):

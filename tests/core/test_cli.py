@@ -9,7 +9,8 @@ from l2h.cli import build_parser, main
 
 SUBCOMMANDS = {"demo-world", "region-geometry", "download", "roads", "harmonize", "block-stats",
                "imagery-vrt", "fetch-imagery", "sample", "train", "export", "infer", "mosaic",
-               "model-info", "evaluate", "survey", "footprint", "reference-points", "score-pixels"}
+               "model-info", "evaluate", "survey", "footprint", "reference-points", "score-pixels", "stac",
+               "view"}
 
 
 def _run(*args):

@@ -148,6 +148,22 @@ def test_serves_results_files_and_the_local_leaflet(server):
     assert status == 200 and b"/static/leaflet/leaflet.js" in body and b"http" not in body.split(b"<body>")[1]
 
 
+def test_gdal_reads_a_cog_through_the_viewer_by_byte_ranges(server, layers):
+    url = f"/vsicurl/{server.url}results/maps/national.tif"
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), rasterio.open(url) as remote, \
+            rasterio.open(layers.map) as local:
+        window = rasterio.windows.Window(100, 200, 300, 250)
+        assert remote.profile == local.profile
+        assert (remote.read(1, window=window) == local.read(1, window=window)).all()
+        assert (remote.read(1, out_shape=(64, 64)) == local.read(1, out_shape=(64, 64))).all()  # an overview
+    host, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(host, port, timeout=60)
+    connection.request("GET", "/results/maps/national.tif", headers={"Range": "bytes=10-19"})
+    response = connection.getresponse()
+    assert response.status == 206 and response.read() == layers.map.read_bytes()[10:20]
+    assert response.getheader("Content-Range") == f"bytes 10-19/{layers.map.stat().st_size}"
+
+
 @pytest.mark.parametrize("path", [
     "/results/../workflow_config.yaml", "/results/../../etc/passwd", "/results/%2e%2e/resources/regions",
     "/results/..%2f..%2fetc%2fpasswd", "/static/../../core/io.py", "/static/leaflet/../../../server.py",

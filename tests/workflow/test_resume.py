@@ -274,7 +274,7 @@ def test_kill_during_mosaic_leaves_no_half_map(reference, config, tmp_path):
 
 def test_one_province_rerun_touches_only_its_files(reference, config, tmp_path):
     work = copy_run(reference, tmp_path / "run")
-    own_map = {"results/maps/northmoor.tif", "results/maps/northmoor.png"}
+    own_map = {f"results/maps/northmoor.{ext}" for ext in ("tif", "png", "tif.aux.xml", "qml")}
 
     def rerun_changes(*args: str) -> tuple[dict, set]:
         before = mtimes(work, "resources/pred", "results/maps")
