@@ -15,7 +15,6 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import yaml
 from rio_tiler.colormap import cmap
 from rio_tiler.errors import NoOverviewWarning, PointOutsideBounds, TileOutsideBounds
@@ -56,6 +55,7 @@ class RunLayers:
     regions: dict[str, Path]  # region slug -> region GeoPackage
     zooms: dict[str, tuple[int, int]] = field(default_factory=dict)  # layer -> (min, native max) zoom
     rgb: tuple[int, int, int] = (1, 2, 3)
+    imagery_range: tuple | None = None  # per-band (low, high) stretch of imagery that is not 8-bit
 
 
 def _run_config(root: Path, configfile: str | None) -> tuple[str, list[str]]:
@@ -129,6 +129,7 @@ def find_layers(root: str | os.PathLike, imagery: list[str] | None = None,
         ranges = [_zoom_range(p, True) for p in layers.imagery]
         layers.zooms["imagery"] = (min(r[0] for r in ranges), max(r[1] for r in ranges))
         layers.rgb = _rgb_bands(layers.imagery[0])
+        layers.imagery_range = _imagery_range(layers.imagery[0], layers.rgb)
     return layers
 
 
@@ -150,8 +151,8 @@ def render_tile(layers: RunLayers, layer: str, z: int, x: int, y: int) -> bytes:
 
             image, _ = mosaic_reader(layers.imagery, read, x, y, z, pixel_selection=FirstMethod(),
                                      resampling_method="bilinear", reproject_method="bilinear")
-            if image.data.dtype != np.uint8:
-                image = image.rescale(in_range=_imagery_range(layers))
+            if layers.imagery_range:
+                image = image.rescale(in_range=layers.imagery_range)
             return image.render(img_format="PNG")
         path = layers.map if layer == "map" else layers.confidence
         with Reader(str(path)) as src:
@@ -166,10 +167,12 @@ def render_tile(layers: RunLayers, layer: str, z: int, x: int, y: int) -> bytes:
         raise
 
 
-def _imagery_range(layers: RunLayers) -> tuple[tuple[float, float], ...]:
-    """Per-band 2-98 % range of the first imagery file (read from an overview), for non-8-bit imagery."""
-    with Reader(layers.imagery[0]) as src:
-        stats = src.statistics(indexes=layers.rgb, max_size=512)
+def _imagery_range(path: str, bands: tuple[int, int, int]) -> tuple[tuple[float, float], ...] | None:
+    """The 2-98 % range of each band of `path` (read from an overview) when it is not 8-bit, else None."""
+    with Reader(path) as src:
+        if src.dataset.dtypes[0] == "uint8":
+            return None
+        stats = src.statistics(indexes=bands, max_size=512)
     return tuple((s.percentile_2, s.percentile_98) for s in stats.values())
 
 
