@@ -12,7 +12,7 @@ import warnings
 from l2h.core.errors import L2HError
 
 log = logging.getLogger(__name__)
-LOCAL = ("127.0.0.1", "localhost", "::1")
+LOCAL = ("127.0.0.1", "localhost")
 
 
 def _view(args: argparse.Namespace) -> None:
@@ -27,8 +27,8 @@ def _view(args: argparse.Namespace) -> None:
 
     # imagery without overviews is shown only from zooms where that costs little (l2h.view.layers)
     warnings.filterwarnings("ignore", category=NoOverviewWarning)
-    check_web_libraries()
     layers = find_layers(args.root, imagery=args.imagery, configfile=args.configfile)
+    check_web_libraries()
     server = ViewerServer(layers, host=args.host, port=args.port)
     if args.host not in LOCAL:
         log.warning("listening on %s: other machines can see the maps; the default is 127.0.0.1", args.host)
@@ -42,6 +42,16 @@ def _view(args: argparse.Namespace) -> None:
         server.server_close()
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {text!r}")
+    return port
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the viewer subcommand to the `l2h` parser."""
     p = sub.add_parser("view", help="look at the run's maps in a browser (a local tile server and page)",
@@ -50,9 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "outlines, the legend and a click that tells the class, its confidence and "
                                    "the coarse label, on a Leaflet page at http://127.0.0.1:PORT/.")
     p.add_argument("--root", default=".", help="the project folder holding results/ and resources/")
-    p.add_argument("--port", type=int, default=8000, help="the port to listen on")
+    p.add_argument("--port", type=_port, default=8000, help="the port to listen on (1-65535)")
     p.add_argument("--host", default="127.0.0.1",
-                   help="the address to listen on (default only this machine; 0.0.0.0 shares the maps)")
+                   help="the IPv4 address to listen on (default only this machine; 0.0.0.0 shares the maps)")
     p.add_argument("--imagery", nargs="+", default=None,
                    help="imagery to show (GDAL datasets); default the run's imagery cache or the "
                         "configuration's imagery.paths")

@@ -15,7 +15,10 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import rasterio
 import yaml
+from rasterio.windows import Window
 from rio_tiler.colormap import cmap
 from rio_tiler.errors import NoOverviewWarning, PointOutsideBounds, TileOutsideBounds
 from rio_tiler.io import Reader
@@ -82,12 +85,13 @@ def _run_config(root: Path, configfile: str | None) -> tuple[str, list[str]]:
 
 
 def _rgb_bands(path: str) -> tuple[int, int, int]:
-    """The band indexes of red, green and blue: named by the band descriptions, else the first three."""
+    """The band indexes of red, green and blue: named by the band descriptions, else the first three
+    (the first band thrice for single-band imagery)."""
     with Reader(path) as src:
         names = [(d or "").lower() for d in src.dataset.descriptions]
     if all(c in names for c in ("red", "green", "blue")):
         return tuple(names.index(c) + 1 for c in ("red", "green", "blue"))  # type: ignore[return-value]
-    return (1, 2, 3)
+    return (1, 2, 3) if len(names) >= 3 else (1, 1, 1)  # one band: grey
 
 
 def _zoom_range(path: str, limit_without_overviews: bool) -> tuple[int, int]:
@@ -127,7 +131,7 @@ def find_layers(root: str | os.PathLike, imagery: list[str] | None = None,
         layers.zooms["confidence"] = _zoom_range(str(layers.confidence), False)
     if layers.imagery:
         ranges = [_zoom_range(p, True) for p in layers.imagery]
-        layers.zooms["imagery"] = (min(r[0] for r in ranges), max(r[1] for r in ranges))
+        layers.zooms["imagery"] = (max(r[0] for r in ranges), max(r[1] for r in ranges))
         layers.rgb = _rgb_bands(layers.imagery[0])
         layers.imagery_range = _imagery_range(layers.imagery[0], layers.rgb)
     return layers
@@ -143,6 +147,8 @@ def render_tile(layers: RunLayers, layer: str, z: int, x: int, y: int) -> bytes:
     """A 256 px PNG map tile (Web Mercator) of `layer`: ``map``, ``confidence`` or ``imagery``."""
     if layer not in layers.zooms:
         raise NotFound(f"no layer {layer!r}")
+    if z < layers.zooms[layer][0]:  # the page never asks: such a tile would read too many pixels
+        raise NotFound(f"the {layer} layer starts at zoom {layers.zooms[layer][0]}")
     try:
         if layer == "imagery":
             def read(path: str, *args, **kwargs):
@@ -167,13 +173,21 @@ def render_tile(layers: RunLayers, layer: str, z: int, x: int, y: int) -> bytes:
         raise
 
 
-def _imagery_range(path: str, bands: tuple[int, int, int]) -> tuple[tuple[float, float], ...] | None:
-    """The 2-98 % range of each band of `path` (read from an overview) when it is not 8-bit, else None."""
-    with Reader(path) as src:
-        if src.dataset.dtypes[0] == "uint8":
+def _imagery_range(path: str, bands: tuple[int, int, int], side: int = 1024) -> tuple | None:
+    """The 2-98 % range of each band of `path` when it is not 8-bit, else None: from a window of at most
+    `side` pixels at its centre, read at full resolution (imagery without overviews is never read whole)."""
+    with rasterio.open(path) as src:
+        if src.dtypes[0] == "uint8":
             return None
-        stats = src.statistics(indexes=bands, max_size=512)
-    return tuple((s.percentile_2, s.percentile_98) for s in stats.values())
+        width, height = min(side, src.width), min(side, src.height)
+        window = Window((src.width - width) // 2, (src.height - height) // 2, width, height)
+        data = src.read(list(bands), window=window, masked=True)
+    ranges = []
+    for band in data:
+        values = band.compressed()
+        low, high = np.percentile(values, (2, 98)) if values.size else (0.0, 1.0)
+        ranges.append((float(low), float(max(high, low + 1))))
+    return tuple(ranges)
 
 
 def _value_at(path: Path, lon: float, lat: float) -> int | None:

@@ -50,6 +50,7 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), fmt % args)
 
     def _send(self, status: int, body: bytes, content_type: str, cache: bool = False) -> None:
+        self._started = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -78,15 +79,19 @@ class _Handler(BaseHTTPRequestHandler):
         size = target.stat().st_size
         first, last = 0, size - 1
         status = HTTPStatus.OK
-        if (match := _RANGE.match(self.headers.get("Range", ""))) and any(match.groups()):
-            first = int(match.group(1)) if match.group(1) else max(0, size - int(match.group(2)))
-            last = min(int(match.group(2)), size - 1) if match.group(1) and match.group(2) else last
-            if first > last:
+        match = _RANGE.match(self.headers.get("Range", ""))
+        start, end = (match.groups() if match else ("", ""))
+        if (start or end) and not (start and end and int(start) > int(end)):  # an invalid range is ignored
+            first = int(start) if start else max(0, size - int(end))
+            last = min(int(end), size - 1) if start and end else last
+            if first > last:  # starts past the end, or an empty suffix
+                self._started = True
                 self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
                 self.send_header("Content-Range", f"bytes */{size}")
                 self.send_header("Content-Length", "0")
                 return self.end_headers()
             status = HTTPStatus.PARTIAL_CONTENT
+        self._started = True
         self.send_response(status)
         self.send_header("Content-Type", mimetypes.guess_type(target.name)[0] or "application/octet-stream")
         self.send_header("Content-Length", str(last - first + 1))
@@ -106,9 +111,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         """Answer one request (see the module's routes)."""
+        self._started = False
         url = urlsplit(self.path)
         path = unquote(url.path)
         layers = self.server.layers
+        if not self.server.host_allowed(self.headers.get("Host", "")):
+            return self._error(HTTPStatus.FORBIDDEN, "unexpected Host header (the viewer answers its own address)")
+        if "\x00" in path:
+            return self._error(HTTPStatus.BAD_REQUEST, "NUL in the path")
         try:
             if path in ("/", "/index.html"):
                 return self._file(WEB, "index.html")
@@ -136,10 +146,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(HTTPStatus.NOT_FOUND, f"no route {path}")
         except NotFound as exc:
             return self._error(HTTPStatus.NOT_FOUND, str(exc))
-        except (BrokenPipeError, ConnectionResetError):  # the browser moved on
+        except ConnectionError:  # the browser moved on
             return None
         except Exception as exc:  # noqa: BLE001 - one bad tile must not stop the server
             log.warning("%s: %s", path, exc)
+            if self._started:  # the answer is under way: it cannot turn into an error any more
+                self.close_connection = True
+                return None
             return self._error(HTTPStatus.INTERNAL_SERVER_ERROR, str(exc))
 
 
@@ -161,10 +174,19 @@ class ViewerServer(ThreadingHTTPServer):
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise InputError(f"view: port {port} on {host} is in use; choose another with --port") from None
-            if exc.errno in (errno.EADDRNOTAVAIL, errno.EACCES):
-                raise InputError(f"view: cannot listen on {host}:{port} ({exc.strerror}); "
-                                 f"choose another --host or --port") from None
-            raise
+            raise InputError(f"view: cannot listen on {host}:{port} ({exc.strerror or exc}); choose another "
+                             f"--host (an IPv4 address) or --port") from None
+        loopback = self.server_address[0].startswith("127.")
+        self._hosts = {f"{name}:{self.server_address[1]}" for name in ("127.0.0.1", "localhost")} if loopback else None
+
+    def host_allowed(self, host: str) -> bool:
+        """Whether a request's Host header names this server: on loopback only its own address, so that a
+        web page elsewhere cannot reach the maps through a DNS name pointed at 127.0.0.1 (DNS rebinding)."""
+        return self._hosts is None or host.lower() in self._hosts
+
+    def handle_error(self, request, client_address) -> None:
+        """A connection that broke mid-answer is logged at debug level, not printed as a traceback."""
+        log.debug("request from %s failed", client_address, exc_info=True)
 
     @property
     def url(self) -> str:

@@ -54,11 +54,11 @@ def server(layers):
         yield server
 
 
-def get(server, path: str) -> tuple[int, bytes, str]:
-    """A GET with the path sent exactly as given (no client-side normalisation of '..')."""
+def get(server, path: str, method: str = "GET", **headers) -> tuple[int, bytes, str]:
+    """A request with the path sent exactly as given (no client-side normalisation of '..')."""
     host, port = server.server_address[:2]
     connection = http.client.HTTPConnection(host, port, timeout=60)
-    connection.request("GET", path)
+    connection.request(method, path, headers=headers)
     response = connection.getresponse()
     body = response.read()
     connection.close()
@@ -116,6 +116,9 @@ def test_small_zoom_tile_reads_overviews_and_far_tiles_are_404(server, layers):
     tile = WEB_MERCATOR.tile(lon, lat, low)
     status, body, _ = get(server, f"/tiles/map/{tile.z}/{tile.x}/{tile.y}.png")
     assert status == 200 and Image.open(io.BytesIO(body)).size == (256, 256)
+    for layer in ("map", "imagery"):  # below a layer's first zoom the server refuses, whoever asks
+        tile = WEB_MERCATOR.tile(lon, lat, layers.zooms[layer][0] - 1)
+        assert get(server, f"/tiles/{layer}/{tile.z}/{tile.x}/{tile.y}.png")[0] == 404
     assert get(server, "/tiles/map/17/0/0.png")[0] == 404
     assert get(server, "/tiles/nolayer/1/0/0.png")[0] == 404
 
@@ -156,12 +159,18 @@ def test_gdal_reads_a_cog_through_the_viewer_by_byte_ranges(server, layers):
         assert remote.profile == local.profile
         assert (remote.read(1, window=window) == local.read(1, window=window)).all()
         assert (remote.read(1, out_shape=(64, 64)) == local.read(1, out_shape=(64, 64))).all()  # an overview
+    whole, size = layers.map.read_bytes(), layers.map.stat().st_size
     host, port = server.server_address[:2]
-    connection = http.client.HTTPConnection(host, port, timeout=60)
-    connection.request("GET", "/results/maps/national.tif", headers={"Range": "bytes=10-19"})
-    response = connection.getresponse()
-    assert response.status == 206 and response.read() == layers.map.read_bytes()[10:20]
-    assert response.getheader("Content-Range") == f"bytes 10-19/{layers.map.stat().st_size}"
+    for asked, status, part in [("bytes=10-19", 206, whole[10:20]), ("bytes=-7", 206, whole[-7:]),
+                                (f"bytes={size - 5}-", 206, whole[-5:]), ("bytes=19-10", 200, whole),
+                                (f"bytes={size}-", 416, b"")]:
+        connection = http.client.HTTPConnection(host, port, timeout=60)
+        connection.request("GET", "/results/maps/national.tif", headers={"Range": asked})
+        response = connection.getresponse()
+        assert (response.status, response.read()) == (status, part), asked
+        connection.close()
+    status, body, _ = get(server, "/results/maps/national.tif", method="HEAD")
+    assert status == 200 and body == b""
 
 
 @pytest.mark.parametrize("path", [
@@ -174,6 +183,25 @@ def test_paths_outside_the_served_folders_are_refused(server, path):
     assert status == 403, (path, status, body[:200])
 
 
+def test_links_out_nul_backslash_and_foreign_hosts_are_refused(server, layers, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the browser")
+    links = [layers.root / "results" / "link_to_file.txt", layers.root / "results" / "link_to_dir"]
+    links[0].symlink_to(secret)
+    links[1].symlink_to(tmp_path, target_is_directory=True)
+    try:
+        assert get(server, "/results/link_to_file.txt")[0] == 403
+        assert get(server, "/results/link_to_dir/secret.txt")[0] == 403
+    finally:
+        for link in links:
+            link.unlink()
+    assert get(server, "/results/maps/national.png%00.txt")[0] == 400
+    assert get(server, "/results/..%5c..%5cworkflow_config.yaml")[0] == 403
+    # DNS rebinding: a page elsewhere reaching 127.0.0.1 through its own name
+    assert get(server, "/api/layers.json", Host="evil.example:80")[0] == 403
+    assert get(server, "/api/layers.json", Host=f"localhost:{server.server_address[1]}")[0] == 200
+
+
 def test_port_in_use_is_a_clear_error(server, layers):
     with pytest.raises(InputError, match=r"port \d+ on 127.0.0.1 is in use; choose another with --port"):
         ViewerServer(layers, port=server.server_address[1])
@@ -181,6 +209,12 @@ def test_port_in_use_is_a_clear_error(server, layers):
 
 def test_binds_to_loopback_by_default(server):
     assert server.server_address[0] == "127.0.0.1"
+
+
+def test_port_out_of_range_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["view", "--port", "70000"])
+    assert stop.value.code == 2 and "expected a port number from 1 to 65535" in capsys.readouterr().err
 
 
 def test_run_without_maps_names_the_target_to_build(tmp_path, capsys):
@@ -227,7 +261,7 @@ def test_page_draws_tiles_lists_legend_and_reports_a_click(browser, server, laye
     assert legend == [c.name for c in CLASSES]
     assert browser.execute_script("return l2hViewer.regions.getLayers().length") == 3
     # the overview first: tiles of every visible layer were fetched and drawn
-    wait_for(browser, "l2hViewer.tiles.map > 0 && l2hViewer.tiles.imagery >= 0 && !l2hViewer.layers.map.isLoading()")
+    wait_for(browser, "l2hViewer.tiles.map > 0 && l2hViewer.tiles.imagery > 0 && !l2hViewer.layers.map.isLoading()")
 
     # the map alone, opaque, at its native zoom over a pixel known to be one class
     lon, lat, code = homogeneous_point(layers.map)
