@@ -216,4 +216,4 @@ def check_web_libraries() -> None:
     """Fail with the set-up step to run when the page's npm packages are missing."""
     if not (LEAFLET / "leaflet.js").is_file():
         raise InputError(f"view: the page's web map library is not installed ({LEAFLET / 'leaflet.js'}): run "
-                         f"`make install` (it runs `npm ci --prefix {WEB}`)")
+                         f"`npm ci --prefix {WEB}` (make install does when npm is on the machine)")
