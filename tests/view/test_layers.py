@@ -66,3 +66,11 @@ def test_missing_imagery_is_named(run):
     root, _ = run
     with pytest.raises(InputError, match="imagery /nowhere.tif does not exist; give the imagery with --imagery"):
         find_layers(root, imagery=["/nowhere.tif"])
+
+
+def test_missing_web_library_names_the_npm_step(monkeypatch, tmp_path):
+    from l2h.view import server
+
+    monkeypatch.setattr(server, "LEAFLET", tmp_path / "node_modules/leaflet/dist")
+    with pytest.raises(InputError, match=r"web map library is not installed .*npm ci --prefix"):
+        server.check_web_libraries()
