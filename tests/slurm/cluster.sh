@@ -3,7 +3,7 @@
 #
 #   tests/slurm/cluster.sh start    install (Debian, as root) and start munge + slurmctld + slurmd
 #   tests/slurm/cluster.sh status   exit 0 when the cluster answers and its node takes jobs
-#   tests/slurm/cluster.sh stop     cancel leftover jobs, stop the three daemons
+#   tests/slurm/cluster.sh stop     cancel leftover jobs, stop the three daemons, remove our configuration
 #
 # The node is this host (hostname -s) on 127.0.0.1 with all its CPUs, ~90 % of the memory slurmd
 # sees, one partition `debug` and a fake GPU (GRES gpu:1 backed by /dev/null) so jobs asking for
@@ -163,6 +163,13 @@ stop() {
     stop_daemon "$SLURMD_PID" slurmd
     stop_daemon "$CTLD_PID" slurmctld
     stop_daemon "$MUNGE_PID" munged
+    # Left behind, our configuration would name a controller that is gone: every SLURM client then
+    # waits ~9 s for it, and so does every Snakemake start (the SLURM executor plugin runs
+    # 'scontrol show config' when it is imported).
+    local file
+    for file in "$CONF" "$GRES"; do
+        if ours "$file"; then rm -f "$file"; fi
+    done
 }
 
 status() {

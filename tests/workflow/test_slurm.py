@@ -41,6 +41,8 @@ def slurm_cluster():
     if already.returncode != 0:
         stopped = subprocess.run([CLUSTER, "stop"], capture_output=True, text=True, timeout=120)
         assert stopped.returncode == 0, stopped.stderr
+        # a configuration naming the stopped controller would stall every later Snakemake start ~9 s
+        assert not Path("/etc/slurm/slurm.conf").exists()
 
 
 @pytest.fixture(scope="module")
