@@ -43,4 +43,5 @@ rule all:
         expand("resources/imagery/{region}.vrt", region=REGION_SLUGS) if IMAGERY_CACHED else [],
         "results/reports/accuracy.json" if EVAL_POINTS else [],
         "results/reports/survey_error.csv" if EVAL_SURVEY else [],
+        "results/reports/pixels.json" if EVAL_PIXELS else [],
     default_target: True

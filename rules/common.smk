@@ -63,9 +63,12 @@ IMAGERY_PATHS = CFG["imagery"]["paths"]
 XYZ = CFG["imagery"]["xyz"]
 IMAGERY_MOSAIC = "resources/imagery/mosaic.vrt" if len(IMAGERY_PATHS) > 1 else next(iter(IMAGERY_PATHS), None)
 IMAGERY_CACHED = bool(XYZ) or CFG["imagery"]["cache"]
+EVAL_PIXELS = (CFG.get("evaluation") or {}).get("pixels")
+NETWORK_MAP = bool(EVAL_PIXELS and EVAL_PIXELS.get("network"))
 OSM = CFG["roads"]["osm"]
 OSM_IS_REMOTE = bool(OSM) and OSM.startswith(("http://", "https://"))
 OSM_LOCAL = f"resources/raw/osm/{url_filename(OSM)}" if OSM_IS_REMOTE else OSM
+PRIOR_ROADS = bool(OSM) and CFG["infer"]["prior_roads"]  # the prior draws roads at 1 m from their surfaces
 
 
 def imagery_for_region(region):
@@ -103,6 +106,14 @@ def chunk_label_sets(wildcards):
     if not CFG["infer"]["label_prior"]:
         return []
     return sorted({f"resources/labels/{r}_sets.tif" for b in chunk_of(wildcards) for r in b.touches})
+
+
+def chunk_roads(wildcards):
+    """The OSM road surfaces of the regions a chunk's blocks touch, when the prior draws roads at
+    1 m (infer.prior_roads, with a label prior and roads.osm); none otherwise."""
+    if not (CFG["infer"]["label_prior"] and PRIOR_ROADS):
+        return []
+    return sorted({f"resources/roads/{r}.gpkg" for b in chunk_of(wildcards) for r in b.touches})
 
 
 def region_chunk_manifests(wildcards):

@@ -103,3 +103,51 @@ if EVAL_SURVEY:
         shell:
             "l2h --log {log} survey --settings {params.settings:q} --map {input.maps:q} {params.region_args}"
             " --out-dir {params.out_dir:q}"
+
+
+if EVAL_PIXELS:
+
+    rule score_pixels:
+        message:
+            "Wall-to-wall scores and 1 m detail of the map against {params.n_refs} reference raster(s)"
+        input:
+            map="results/maps/national.tif",
+            network="results/maps/network/national.tif" if NETWORK_MAP else [],
+            labels=expand("resources/labels/{region}.tif", region=REGION_SLUGS),
+            products=product_manifests,
+            references=EVAL_PIXELS["reference"],
+            imagery=expand("resources/imagery/{region}.vrt", region=REGION_SLUGS) if IMAGERY_CACHED
+            else [IMAGERY_MOSAIC],
+            blocks="resources/blocks.csv",
+            training_blocks="resources/training_blocks.csv",
+        output:
+            json=report("results/reports/pixels.json", category="Accuracy",
+                        labels={"figure": "wall-to-wall scores (JSON)"}, caption="../report/pixels_json.rst"),
+            figure=report("results/reports/detail.png", category="Accuracy",
+                          labels={"figure": "1 m detail"}, caption="../report/pixels_detail.rst"),
+        params:
+            n_refs=len(EVAL_PIXELS["reference"]),
+            settings=json.dumps({"legend": EVAL_PIXELS.get("legend") or EVAL_POINTS["legend"],
+                                 "mapping": EVAL_PIXELS.get("mapping") or EVAL_POINTS["mapping"]}),
+            products=lambda w, input: " ".join(f"--product {shlex.quote(m)}" for m in input.products),
+            network=lambda w, input: f"--extra-map network={shlex.quote(input.network)}" if input.network else "",
+            recode=" ".join(f"{k}={v}" for k, v in (EVAL_PIXELS.get("recode") or {}).items()),
+            cell_size=EVAL_PIXELS.get("cell_size") or CFG["labels"]["resolution"],
+            tolerance=EVAL_PIXELS.get("boundary_tolerance", 2.0),
+            crs=GRID.crs,
+            code_version=code_version("score-pixels"),
+        log:
+            "logs/score_pixels.log",
+        benchmark:
+            "benchmarks/score_pixels.tsv"
+        threads: 1
+        resources:
+            mem_mb=3000,
+        conda:
+            "../envs/geo.yaml"
+        shell:
+            "l2h --log {log} score-pixels --map {input.map:q} {params.network} --reference {input.references:q}"
+            " --settings {params.settings:q} --recode {params.recode} {params.products}"
+            " --coarse-label {input.labels:q} --blocks {input.blocks:q} --training-blocks {input.training_blocks:q}"
+            " --crs {params.crs:q} --cell-size {params.cell_size} --boundary-tolerance {params.tolerance}"
+            " --imagery {input.imagery:q} --figure {output.figure:q} --out {output.json:q}"

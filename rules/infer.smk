@@ -11,6 +11,7 @@ rule infer:
         imagery=lambda w: imagery_for_region(w.region),
         masks=chunk_masks,
         label_sets=chunk_label_sets,
+        roads=chunk_roads,
     output:
         chunk_manifest_path("{region}", "{chunk}"),
     params:
@@ -26,7 +27,13 @@ rule infer:
         confidence="--confidence" if CFG["infer"]["confidence"] else "",
         strict="--strict" if CFG["infer"]["strict"] else "",
         label_prior=lambda w, input: (f"--label-prior {CFG['infer']['label_prior']} --label-sets "
-                                      + " ".join(shlex.quote(p) for p in input.label_sets)) if input.label_sets else "",
+                                      + " ".join(shlex.quote(p) for p in input.label_sets)
+                                      + f" --prior-interpolation {CFG['infer']['prior_interpolation']}"
+                                      + (" --roads " + " ".join(shlex.quote(p) for p in input.roads)
+                                         if input.roads else ""))
+        if input.label_sets else "",
+        network="--network" if NETWORK_MAP else "",
+        flips=CFG["infer"]["flips"],
         code_version=code_version("infer"),
     log:
         "logs/infer/{region}/chunk_{chunk}.log",
@@ -42,4 +49,5 @@ rule infer:
         " --block-size {params.block_size} --resolution {params.resolution} --crs {params.crs:q}"
         " --mask {input.masks:q} --region {wildcards.region} --out-dir resources/pred/{wildcards.region}"
         " --manifest {output:q} {params.confidence} --tile {params.tile} --batch {params.batch}"
-        " --threads {threads} --device {params.device} {params.strict} {params.label_prior}"
+        " --threads {threads} --device {params.device} --flips {params.flips} {params.strict} {params.label_prior}"
+        " {params.network}"

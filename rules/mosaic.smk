@@ -121,3 +121,38 @@ rule mosaic_confidence_national:
         "l2h --log {log} mosaic --layer confidence --blocks {input.maps:q} --region {input.regions:q}"
         " --title {params.title:q} --resolution {params.resolution} --out {output.cog:q}"
         " --quicklook {output.quicklook:q}"
+
+
+if NETWORK_MAP:
+
+    rule mosaic_network:
+        message:
+            "National COG of the network alone (no label prior), {params.n} regions"
+        input:
+            chunks=[chunk_manifest_path(r, n) for r, chunks in CHUNKS.items() for n in range(len(chunks))],
+            regions=expand("resources/regions/{region}.gpkg", region=REGION_SLUGS),
+        output:
+            cog="results/maps/network/national.tif",
+            aux="results/maps/network/national.tif.aux.xml",
+            qml="results/maps/network/national.qml",
+            quicklook=report("results/maps/network/national.png", category="Maps",
+                             labels={"region": "national", "layer": "network alone"},
+                             caption="../report/network_quicklook.rst"),
+        params:
+            n=len(REGION_SLUGS),
+            resolution=GRID.resolution,
+            title=CFG["run"]["name"],
+            code_version=code_version("mosaic"),
+        log:
+            "logs/mosaic_network.log",
+        benchmark:
+            "benchmarks/mosaic_network.tsv"
+        threads: 1
+        resources:
+            mem_mb=4000,
+        conda:
+            "../envs/geo.yaml"
+        shell:
+            "l2h --log {log} mosaic --layer network --blocks {input.chunks:q} --region {input.regions:q}"
+            " --title {params.title:q} --resolution {params.resolution} --out {output.cog:q}"
+            " --quicklook {output.quicklook:q}"

@@ -10,6 +10,7 @@ rule train:
         labels=expand("resources/labels/{region}.tif", region=REGION_SLUGS),
         label_sets=expand("resources/labels/{region}_sets.tif", region=REGION_SLUGS),
         imagery=[imagery_for_region(r) for r in REGION_SLUGS],
+        roads=expand("resources/roads/{region}.gpkg", region=REGION_SLUGS) if PRIOR_ROADS else [],
     output:
         model="results/model/l2hnet.pt",
         metrics=report("results/model/metrics.csv", category="Model", labels={"table": "training metrics"},
@@ -23,7 +24,11 @@ rule train:
         resolution=GRID.resolution,
         work_dir="results/model/training",
         n_regions=len(REGION_SLUGS),
-        steps=CFG["train"]["steps"],
+        steps=CFG["train"]["steps"] + CFG["train"]["self_training_steps"],
+        # the pseudo-labels of self-training use the prior as inference does
+        prior=lambda w: (f"--prior-interpolation {CFG['infer']['prior_interpolation']}"
+                         + (" --roads 'resources/roads/{region}.gpkg'" if PRIOR_ROADS else ""))
+        if CFG["train"]["self_training_steps"] else "",
         code_version=code_version("train"),
     log:
         "logs/train.log",
@@ -38,7 +43,7 @@ rule train:
         "l2h --log {log} train --blocks {input.blocks:q} --training-blocks {input.training_blocks:q}"
         " --labels {params.labels:q} --label-sets {params.label_sets:q} --imagery {params.imagery:q} --crs {params.crs:q}"
         " --resolution {params.resolution} --settings {params.settings:q} --work-dir {params.work_dir:q}"
-        " --out {output.model:q} --metrics {output.metrics:q}"
+        " --out {output.model:q} --metrics {output.metrics:q} {params.prior}"
 
 
 rule export:

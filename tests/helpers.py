@@ -46,12 +46,13 @@ def demo_overrides(demo_world: Path, mirror: str | None = None) -> dict:
         "roads": {"osm": str(demo_world / "osm" / "demo.osm")},
         # a few steps of a narrow net: the tests check the machinery, not the accuracy
         "train": {"width": 8, "patch_size": 64, "batch_size": 4, "steps": 6, "warmup_steps": 2,
-                  "checkpoint_every": 3, "stats_samples": 8},
+                  "self_training_steps": 2, "checkpoint_every": 3, "stats_samples": 8},
         "infer": {"tile": 256, "threads": 1},
         "evaluation": {
             "points": {"file": str(demo_world / "reference" / "points.csv"), "bootstrap": 100,
                        "strata": {"column": "class", "areas_csv": str(demo_world / "reference" / "strata.csv")}},
             "survey": {"table": str(demo_world / "survey" / "survey.csv")},
+            "pixels": {"reference": [str(demo_world / "truth" / "truth_1m.tif")]},
         },
     }
 

@@ -111,6 +111,15 @@ def check_rules(config: dict) -> None:
         if points.get("crs_column") and points.get("crs"):
             raise ConfigError("config keys 'evaluation.points.crs_column' and 'evaluation.points.crs': "
                               "give at most one of them (a CRS column, or one CRS for every point)")
+    pixels = (config.get("evaluation") or {}).get("pixels")
+    if pixels:
+        own = [k for k in ("legend", "mapping") if pixels.get(k)]
+        if len(own) == 1 or (not own and not points):
+            raise ConfigError("config key 'evaluation.pixels': give both legend and mapping (the reference "
+                              "rasters' classes and where ours go), or neither to use evaluation.points'")
+        bad = [k for k in (pixels.get("recode") or {}) if not str(k).strip().isdigit()]
+        if bad:
+            raise ConfigError(f"config key 'evaluation.pixels.recode': keys must be integer class codes, got {bad}")
 
 
 def _download_urls(config: dict) -> Iterator[tuple[str, str]]:

@@ -103,13 +103,33 @@ def _score_pixels(args: argparse.Namespace) -> None:
         if not (args.blocks and args.crs):
             raise L2HError("score-pixels: --training-blocks needs --blocks (the block table) and --crs")
         exclude = (training_block_bounds(args.blocks, args.training_blocks), args.crs)
-    result = score_pixels(args.map, args.reference, legend, _parse_recode(args.recode),
-                          [read_manifest(m) for m in args.product], crosswalks, regions, exclude)
+    maps = {"map": args.map}
+    for item in args.extra_map:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path or name in maps:
+            raise L2HError(f"--extra-map {item!r}: expected NAME=PATH with a new name, e.g. network=results/maps/"
+                           f"network/national.tif")
+        maps[name] = path
+    labels = {"consensus_label": args.coarse_label} if args.coarse_label else None
+    recode = _parse_recode(args.recode)
+    result = score_pixels(maps, args.reference, legend, recode, [read_manifest(m) for m in args.product], crosswalks,
+                          regions, exclude, labels=labels, cell_size=args.cell_size, tolerance=args.boundary_tolerance)
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    log.info("%s pixels scored (%s in training blocks left out): %s", f"{result['n_pixels']:,}",
-             f"{result['excluded_pixels']:,}",
-             ", ".join(f"{k} OA {v['oa']:.3f} mIoU {v['miou']:.3f}" for k, v in result["sources"].items()))
+    for scope, part in (("held-out pixels", result), ("where the label has a class", result.get("where_labelled"))):
+        if part:
+            log.info("%s (%s): %s", scope, f"{part['n_pixels']:,}", "; ".join(
+                f"{k} OA {v['oa']:.3f}, boundary F1 {_fmt(v['boundary_f1'])}, sub-cell OA {_fmt(v['subcell_oa'])}"
+                for k, v in part["sources"].items()))
+    if args.figure:
+        from l2h.evaluation.detail_figure import detail_figure
+
+        detail_figure(args.figure, args.imagery, args.reference[0], maps["map"], args.coarse_label, legend,
+                      recode, exclude)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -181,5 +201,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--blocks", default=None, help="block table (resources/blocks.csv)")
     p.add_argument("--training-blocks", default=None, help="leave out the pixels of these blocks")
     p.add_argument("--crs", default=None, help="the run's CRS (of the block table)")
+    p.add_argument("--extra-map", action="append", default=[], metavar="NAME=PATH",
+                   help="another map to score beside --map, e.g. network=results/maps/network/national.tif (repeat)")
+    p.add_argument("--coarse-label", nargs="*", default=[],
+                   help="the coarse training label (resources/labels/<region>.tif of every region): scored where "
+                        "it has a class, beside the maps on the same pixels")
+    p.add_argument("--cell-size", type=float, default=10.0,
+                   help="coarse cell size in reference CRS units (cells at its multiples) for the sub-cell and "
+                        "mixed-cell measures and the perfect coarse map (default 10)")
+    p.add_argument("--boundary-tolerance", type=float, default=2.0,
+                   help="class-boundary F1: an edge counts as found within this many reference pixels (default 2)")
+    p.add_argument("--figure", default=None, help="also draw the 1 m detail figure (PNG): imagery, coarse label, "
+                                                  "map and reference at the held-out windows with most detail")
+    p.add_argument("--imagery", nargs="*", default=[], help="the imagery (files composited in order), for --figure")
     p.add_argument("--out", required=True, help="output JSON")
     p.set_defaults(func=_score_pixels)

@@ -10,6 +10,7 @@ area-weighted accuracy estimates. The same rasters, options and seed give the sa
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from collections.abc import Mapping, Sequence
@@ -60,8 +61,9 @@ def _crs_name(crs) -> str:
     return f"EPSG:{epsg}" if epsg else crs.to_wkt()
 
 
-def class_windows(path: str):
-    """(dataset, window, codes) of every window of a single-band class raster."""
+@contextlib.contextmanager
+def open_reference(path: str):
+    """A single-band class raster, opened and checked (a CRS, one band of integer codes)."""
     try:
         src = rasterio.open(path)
     except RasterioError as exc:
@@ -72,6 +74,12 @@ def class_windows(path: str):
         if src.dtypes[0] not in ("uint8", "int8", "uint16", "int16") or src.count != 1:
             raise InputError(f"reference raster {path}: expected one band of integer class codes, got "
                              f"{src.count} band(s) of {src.dtypes[0]}")
+        yield src
+
+
+def class_windows(path: str):
+    """(dataset, window, codes) of every window of a single-band class raster."""
+    with open_reference(path) as src:
         for win in iter_windows(src.width, src.height, WINDOW):
             yield src, win, src.read(1, window=win)
 

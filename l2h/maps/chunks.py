@@ -5,7 +5,8 @@ take minutes to build (about 5 ms of CPU per job). :func:`chunk_blocks` cuts eac
 (in :func:`l2h.core.blocks.blocks_for_regions` order) into runs of ``infer.blocks_per_job``; one job
 predicts a chunk and writes:
 
-* one class GeoTIFF per block (``<out_dir>/<block>.tif``, plus ``<block>_confidence.tif``), each
+* one class GeoTIFF per block (``<out_dir>/<block>.tif``, plus ``<block>_confidence.tif`` and
+  ``<block>_network.tif``, the network's own map without the label prior, when asked), each
   written atomically;
 * a progress file (``<out_dir>/.chunk_<n>.progress.json``) after every block: a job killed
   half-way, run again with the same inputs (the same *key*), keeps the blocks it had finished;
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = "l2h-block-chunk"
 MANIFEST_VERSION = 1
-LAYERS = ("classes", "confidence")  # the files a manifest lists per block
+LAYERS = ("classes", "confidence", "network")  # the files a manifest lists per block
 
 
 def chunk_blocks(blocks: Iterable[Block], per_job: int) -> dict[str, list[tuple[Block, ...]]]:
@@ -54,7 +55,8 @@ def chunk_manifest_path(region: str, chunk: int) -> str:
 def block_paths(out_dir: str | Path, block: str) -> dict[str, str]:
     """{layer: path} of a block's predictions in ``out_dir``."""
     return {"classes": str(Path(out_dir) / f"{block}.tif"),
-            "confidence": str(Path(out_dir) / f"{block}_confidence.tif")}
+            "confidence": str(Path(out_dir) / f"{block}_confidence.tif"),
+            "network": str(Path(out_dir) / f"{block}_network.tif")}
 
 
 def chunk_key(settings: Mapping, files: Sequence[str | Path], imagery: str | None = None) -> str:
@@ -100,7 +102,7 @@ class ChunkProgress:
             log.info("%s: written for other inputs or settings; predicting every block again", self.path)
             return
         self.done = {b: e for b, e in old.get("blocks", {}).items()
-                     if all(p is None or is_readable(p) for p in (e.get("classes"), e.get("confidence")))}
+                     if all(p is None or is_readable(p) for p in (e.get(layer) for layer in LAYERS))}
         if lost := len(old.get("blocks", {})) - len(self.done):
             log.warning("%s: %d finished block(s) no longer read back; predicting them again", self.path, lost)
 
@@ -176,8 +178,9 @@ def expand_manifests(paths: Sequence[str | Path], layer: str = "classes",
                 continue
             file = entry.get(layer)
             if file is None:
+                setting = "infer.confidence" if layer == "confidence" else "evaluation.pixels.network"
                 raise InputError(f"chunk manifest {path}: block {entry.get('id')} has no {layer} layer "
-                                 f"(infer.confidence was false when it was predicted); delete it and rerun")
+                                 f"({setting} was off when it was predicted); delete it and rerun")
             files.append(file)
             origin[file] = path
     return files, origin

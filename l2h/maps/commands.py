@@ -35,15 +35,17 @@ def _infer(args: argparse.Namespace) -> None:
     if args.label_prior > 0 and not args.label_sets:
         raise L2HError("infer: --label-prior needs the class-set labels of the regions (--label-sets)")
     sets = args.label_sets if args.label_prior > 0 else []
+    roads = args.roads if args.label_prior > 0 else []
     settings = {k: v for k, v in vars(args).items() if k not in ("func", "log", "verbose", "threads", "device")}
-    key = chunk_key(settings, [args.model, *args.mask, *sets], imagery=args.imagery)
+    key = chunk_key(settings, [args.model, *args.mask, *sets, *roads], imagery=args.imagery)
     model = load_onnx(args.model, threads=args.threads, device=args.device)
     with contextlib.ExitStack() as stack:
-        prior = stack.enter_context(LabelPrior(sets, args.label_prior)) if sets else None
+        prior = stack.enter_context(LabelPrior(sets, args.label_prior, interpolation=args.prior_interpolation,
+                                               roads=roads)) if sets else None
         stats = predict_chunk(model, args.imagery, blocks, args.resolution, args.crs,
                               {r.slug: r.geometry for r in regions}, args.out_dir, args.manifest, key, args.region,
                               confidence=args.confidence, tile=args.tile, batch=args.batch, strict=args.strict,
-                              prior=prior, post_threads=args.threads)
+                              prior=prior, post_threads=args.threads, network=args.network, flips=args.flips)
     seconds = max(stats["seconds"], 1e-9)
     log.info("%d block(s) predicted, %d kept from an interrupted attempt: %d of %d pixels mapped in %.1f s "
              "(%.0f pixels/s, %s)", stats["blocks"] - stats["kept"], stats["kept"], stats["valid_pixels"],
@@ -61,6 +63,8 @@ def _mosaic(args: argparse.Namespace) -> None:
     mosaic(args.blocks, geometry, regions[0].crs, args.resolution, args.out, layer=args.layer, region=region)
     if args.layer == "confidence":
         confidence_quicklook_from_file(args.quicklook, args.out, f"{name}: confidence of the 1 m map")
+    elif args.layer == "network":
+        quicklook_from_file(args.quicklook, args.out, f"{name}: the network alone (no label prior)")
     else:
         quicklook_from_file(args.quicklook, args.out, f"{name}: 1 m land cover")
     log.info("%s: %s COG written to %s from %d input(s)", name, args.layer, args.out, len(args.blocks))
@@ -95,6 +99,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="bonus on the logits of the classes the coarse label allows (0 = off)")
     p.add_argument("--label-sets", nargs="*", default=[],
                    help="class-set labels (from harmonize) of the regions the blocks touch, for --label-prior")
+    p.add_argument("--prior-interpolation", choices=["nearest", "bilinear"], default="nearest",
+                   help="the prior at 1 m: each pixel its coarse cell's set (nearest), or the sets' "
+                        "membership interpolated between the cells' centres (bilinear: it fades across an edge)")
+    p.add_argument("--roads", nargs="*", default=[],
+                   help="road surfaces (GeoPackages from `l2h roads`): the prior's road class follows them at 1 m")
+    p.add_argument("--flips", type=int, choices=[1, 2, 4], default=1,
+                   help="test-time flips: the logits of 1, 2 (left-right) or 4 (and up-down, both) mirrored "
+                        "copies of each tile averaged (costs as many model runs)")
+    p.add_argument("--network", action="store_true",
+                   help="also write <block>_network.tif: the network's own map, without the prior")
     p.set_defaults(func=_infer)
 
     p = sub.add_parser("mosaic", help="merge block predictions (or region maps) into a clipped COG + quicklook",
@@ -105,8 +119,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--region", nargs="+", required=True, help="region GeoPackage(s) to clip to")
     p.add_argument("--resolution", type=float, required=True, help="output pixel size in metres")
     p.add_argument("--title", default="national", help="quicklook title when several regions")
-    p.add_argument("--layer", choices=["classes", "confidence"], default="classes",
-                   help="class maps (palette, MODE overviews) or confidence layers (AVERAGE overviews)")
+    p.add_argument("--layer", choices=["classes", "network", "confidence"], default="classes",
+                   help="class maps (palette, MODE overviews), the network's own maps (the same, without the "
+                        "label prior) or confidence layers (AVERAGE overviews)")
     p.add_argument("--out", required=True, help="output COG")
     p.add_argument("--quicklook", required=True, help="quicklook PNG with legend")
     p.set_defaults(func=_mosaic)

@@ -80,13 +80,16 @@ def load_onnx(path: str | Path, threads: int = 1, device: str = "auto") -> OnnxM
 def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, float, float], resolution: float,
                   crs: str, mask_geometry, out: str | Path, confidence_out: str | Path | None = None,
                   tile: int = 512, batch: int = 4, strict: bool = False, progress: bool = True,
-                  prior: LabelPrior | None = None, post_threads: int = 1) -> dict:
-    """Predict one block and write its class GeoTIFF (and optionally a confidence GeoTIFF).
+                  prior: LabelPrior | None = None, post_threads: int = 1,
+                  network_out: str | Path | None = None, flips: int = 1) -> dict:
+    """Predict one block and write its class GeoTIFF (and optionally a confidence GeoTIFF, and the
+    network's own class map without the prior, ``network_out``).
 
     `bounds` is the block in the run's CRS; pixels outside `mask_geometry` (the mapped area, in
     `crs`) or where the imagery has no data are nodata (0). `prior`: the coarse label's bonus on
-    the logits (:mod:`l2h.maps.label_prior`). Returns counts for the log/benchmark.
-    A block without any imagery is written as nodata with a warning, or is an error when `strict`.
+    the logits (:mod:`l2h.maps.label_prior`); ``flips``: test-time flips averaged (:func:`run_flipped`).
+    Returns counts for the log/benchmark. A block without any imagery is written as nodata with a
+    warning, or is an error when `strict`.
     """
     west, south, east, north = bounds
     width, height = round((east - west) / resolution), round((north - south) / resolution)
@@ -97,6 +100,7 @@ def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, fl
     halo = model.halo
     classes = np.zeros((height, width), np.uint8)
     confidence = np.zeros((height, width), np.uint8) if confidence_out else None
+    network = np.zeros((height, width), np.uint8) if network_out else None
     try:
         src = rasterio.open(imagery)
     except rasterio.errors.RasterioIOError as exc:
@@ -117,21 +121,24 @@ def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, fl
             lambda core: prior.bonus(transform * rasterio.Affine.translation(core.col_off, core.row_off),
                                      (int(core.height), int(core.width))))
         stats = _run_pipeline(model, src, block_window, cores, tile, halo, mean, std, batch, classes, confidence,
-                              progress, bonus, post_threads)
+                              progress, bonus, post_threads, network, flips)
     valid = inside & stats.pop("valid")
-    classes[~valid] = NODATA
-    if confidence is not None:
-        confidence[~valid] = NODATA
+    for layer in (classes, confidence, network):
+        if layer is not None:
+            layer[~valid] = NODATA
     if not valid.any():
         message = f"block at {bounds}: no imagery inside the mapped area ({imagery})"
         if strict:
             raise InputError(message + " (strict: true)")
         log.warning("%s; written as nodata", message)
     profile = class_raster_profile(width, height, crs, transform)
-    with atomic_path(out) as tmp:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write_colormap(1, colormap())
-            dst.write(classes, 1)
+    for path, layer in ((out, classes), (network_out, network)):
+        if path is None:
+            continue
+        with atomic_path(path) as tmp:
+            with rasterio.open(tmp, "w", **profile) as dst:
+                dst.write_colormap(1, colormap())
+                dst.write(layer, 1)
     if confidence_out:
         with atomic_path(confidence_out) as tmp:
             with rasterio.open(tmp, "w", **{**profile, "nodata": 0}) as dst:
@@ -144,14 +151,15 @@ def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tu
                   resolution: float, crs: str, regions: Mapping[str, object], out_dir: str | Path,
                   manifest: str | Path, key: str, region: str, confidence: bool = True, tile: int = 512,
                   batch: int = 4, strict: bool = False, progress: bool = True,
-                  prior: LabelPrior | None = None, post_threads: int = 1) -> dict:
+                  prior: LabelPrior | None = None, post_threads: int = 1, network: bool = False,
+                  flips: int = 1) -> dict:
     """Predict a chunk's blocks ((id, bounds) pairs) into ``out_dir`` and write its ``manifest``.
 
     ``regions``: slug -> geometry (in ``crs``) of every region the blocks touch; pixels outside
     all of them are nodata. ``key`` (:func:`l2h.maps.chunks.chunk_key`): blocks a killed attempt with
     the same key finished are kept, not predicted again. ``prior``: the coarse label as a prior
-    (:mod:`l2h.maps.label_prior`); ``post_threads``: threads turning logits into classes and confidence.
-    Returns counts for the log.
+    (:mod:`l2h.maps.label_prior`); ``post_threads``: threads turning logits into classes and confidence;
+    ``network``: also write each block's map without the prior (the network alone). Returns counts for the log.
     """
     from shapely import union_all
 
@@ -167,12 +175,13 @@ def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tu
             continue
         paths = block_paths(out_dir, block)
         confidence_out = paths["confidence"] if confidence else None
+        network_out = paths["network"] if network else None
         t0 = time.perf_counter()
         stats = predict_block(model, imagery, bounds, resolution, crs, mask, paths["classes"],
                               confidence_out=confidence_out, tile=tile, batch=batch, strict=strict, progress=False,
-                              prior=prior, post_threads=post_threads)
+                              prior=prior, post_threads=post_threads, network_out=network_out, flips=flips)
         state.record({"id": block, "bounds": list(bounds), "touches": list(regions_touching(bounds, regions)),
-                      "classes": paths["classes"], "confidence": confidence_out,
+                      "classes": paths["classes"], "confidence": confidence_out, "network": network_out,
                       "valid_pixels": stats["valid_pixels"], "seconds": round(time.perf_counter() - t0, 3)})
         pixels += stats["pixels"]
         valid += stats["valid_pixels"]
@@ -182,10 +191,12 @@ def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tu
 
 
 def _run_pipeline(model, src, block_window, cores, tile, halo, mean, std, batch, classes, confidence,
-                  progress, bonus=None, post_threads: int = 1) -> dict:
+                  progress, bonus=None, post_threads: int = 1, network=None, flips: int = 1) -> dict:
     """Reader thread -> batched onnxruntime -> ``post_threads`` post-processing threads (each core
     goes to one of them and fills its own slice of the outputs); returns the valid mask and timings.
-    ``bonus(core)``: a (K, h, w) addition to the core's logits (the label prior), or None."""
+    ``bonus(core)``: a (K, h, w) addition to the core's logits (the label prior), or None;
+    ``network``: filled with the classes of the logits before the bonus; ``flips``: test-time flips
+    (:func:`run_flipped`)."""
     tiles: queue.Queue = queue.Queue(maxsize=2 * batch)
     results: queue.Queue = queue.Queue(maxsize=2 * batch)
     valid = np.zeros(classes.shape, bool)
@@ -217,10 +228,12 @@ def _run_pipeline(model, src, block_window, cores, tile, halo, mean, std, batch,
     def post_process(core, logits, has_data) -> None:
         h, w = int(core.height), int(core.width)
         core_logits = logits[:, halo:halo + h, halo:halo + w]
+        rows, cols = slice(int(core.row_off), int(core.row_off) + h), slice(int(core.col_off), int(core.col_off) + w)
+        if network is not None:
+            network[rows, cols] = core_logits.argmax(axis=0).astype(np.uint8) + 1
         extra = bonus(core) if bonus is not None else None
         if extra is not None:
             core_logits = core_logits + extra
-        rows, cols = slice(int(core.row_off), int(core.row_off) + h), slice(int(core.col_off), int(core.col_off) + w)
         classes[rows, cols] = core_logits.argmax(axis=0).astype(np.uint8) + 1
         valid[rows, cols] = has_data[halo:halo + h, halo:halo + w]
         if confidence is not None:
@@ -239,11 +252,11 @@ def _run_pipeline(model, src, block_window, cores, tile, halo, mean, std, batch,
         while (item := tiles.get()) is not None:
             pending.append(item)
             if len(pending) == batch:
-                _infer(model.session, input_name, pending, results)
+                _infer(model.session, input_name, pending, results, flips)
                 bar.update(len(pending))
                 pending = []
         if pending:
-            _infer(model.session, input_name, pending, results)
+            _infer(model.session, input_name, pending, results, flips)
             bar.update(len(pending))
     for _ in writers:
         results.put(None)
@@ -257,8 +270,27 @@ def _run_pipeline(model, src, block_window, cores, tile, halo, mean, std, batch,
     return dict(valid=valid, tiles=len(cores))
 
 
-def _infer(session, input_name: str, group: list, results: queue.Queue) -> None:
+# test-time flips: the array axes (of N, C, H, W) each pass flips; the logits are flipped back and averaged
+FLIPS = {1: ((),), 2: ((), (3,)), 4: ((), (3,), (2,), (2, 3))}
+
+
+def run_flipped(session, input_name: str, stack: np.ndarray, flips: int = 1) -> np.ndarray:
+    """Logits of a tile stack (N, C, H, W), averaged over ``flips`` mirrored copies (1, 2 or 4: none,
+    left-right, and up-down and both). A pixel's logits still depend only on its neighbourhood,
+    mirrored, so tiles and blocks join without seams as without flips."""
+    if flips not in FLIPS:
+        raise ValueError(f"flips must be one of {', '.join(map(str, FLIPS))}, got {flips}")
+    total = None
+    for axes in FLIPS[flips]:
+        x = np.ascontiguousarray(np.flip(stack, axes)) if axes else stack
+        y = session.run(None, {input_name: x})[0]
+        y = np.flip(y, axes) if axes else y
+        total = y if total is None else total + y
+    return total / np.float32(len(FLIPS[flips])) if flips > 1 else total
+
+
+def _infer(session, input_name: str, group: list, results: queue.Queue, flips: int = 1) -> None:
     stack = np.stack([g[1] for g in group])
-    logits = session.run(None, {input_name: stack})[0]
+    logits = run_flipped(session, input_name, stack, flips)
     for (core, _, has_data), out in zip(group, logits):
         results.put((core, out, has_data))

@@ -1,7 +1,8 @@
 """Region and national mosaics: block predictions streamed window by window into Cloud-Optimized
 GeoTIFFs (tiled 512, DEFLATE, nodata 0), clipped to the region polygon; memory is bounded by the
-window, never the region. Two layers: ``classes`` (MODE overviews, the class colour table) and
-``confidence`` (max class probability x 255; AVERAGE overviews, no colour table)."""
+window, never the region. Layers: ``classes`` (MODE overviews, the class colour table), ``network``
+(the network's own map without the label prior, a class map like ``classes``) and ``confidence``
+(max class probability x 255; AVERAGE overviews, no colour table)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def _footprint(path: str, manifests: dict[str, str]) -> tuple[float, float, floa
                      f"writing it, so it was left in place: replace or remove it")
 
 
-LAYERS = {"classes": "mode", "confidence": "average"}  # layer -> overview resampling
+LAYERS = {"classes": "mode", "network": "mode", "confidence": "average"}  # layer -> overview resampling
+CLASS_LAYERS = ("classes", "network")
 CONFIDENCE_TAGS = {"CONFIDENCE": "probability of the mapped class x 255 (0 = no data)"}
 
 
@@ -78,7 +80,7 @@ def merge_blocks(block_paths: Sequence[str | Path], geometry, crs: str, resoluti
     transform = rasterio.transform.from_origin(west, north, res, res)
     profile = class_raster_profile(width, height, crs, transform, BIGTIFF="IF_SAFER")
     with atomic_path(out_tif) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-        if layer == "classes":
+        if layer in CLASS_LAYERS:
             dst.write_colormap(1, colormap())
         for win in iter_windows(width, height, window):
             left, bottom, right, top = rasterio.windows.bounds(win, transform)
@@ -110,8 +112,8 @@ def to_cog(src_tif: str | Path, out_cog: str | Path, layer: str = "classes") -> 
         tmp = Path(scratch) / out_cog.name
         try:
             cog_translate(str(src_tif), str(tmp), profile, nodata=NODATA, overview_level=levels,
-                          overview_resampling=LAYERS[layer], colormap=colormap() if layer == "classes" else None,
-                          additional_cog_metadata=class_name_tags() if layer == "classes" else CONFIDENCE_TAGS,
+                          overview_resampling=LAYERS[layer], colormap=colormap() if layer in CLASS_LAYERS else None,
+                          additional_cog_metadata=class_name_tags() if layer in CLASS_LAYERS else CONFIDENCE_TAGS,
                           in_memory=False, quiet=True)
         except (OSError, RasterioError) as exc:  # its input was verified when written: writing failed
             raise OSError(getattr(exc, "errno", None) or errno.EIO,
@@ -135,6 +137,6 @@ def mosaic(block_paths: Sequence[str | Path], geometry, crs: str, resolution: fl
             to_cog(scratch, out_cog, layer=layer)
     finally:
         scratch.unlink(missing_ok=True)
-    if layer == "classes":
+    if layer in CLASS_LAYERS:
         write_category_sidecar(out_cog)
-    write_qml(out_cog, layer)
+    write_qml(out_cog, "classes" if layer in CLASS_LAYERS else layer)

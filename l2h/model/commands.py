@@ -18,15 +18,17 @@ def _train(args: argparse.Namespace) -> None:
 
     from l2h.core.io import atomic_path
     from l2h.inputs.imagery import band_names
-    from l2h.model.data import load_training_specs, training_class_areas
+    from l2h.model.data import PriorSettings, load_training_specs, training_class_areas
     from l2h.model.train import TrainConfig, train
 
     imagery = json.loads(args.imagery)
     specs = load_training_specs(args.blocks, args.training_blocks, args.labels, imagery, crs=args.crs,
                                 resolution=args.resolution, label_sets=args.label_sets)
     cfg = TrainConfig.from_dict(json.loads(args.settings))
+    roads = tuple(sorted({args.roads.replace("{region}", s.region) for s in specs})) if args.roads else ()
+    prior = PriorSettings(cfg.self_training_prior, args.prior_interpolation, roads)
     summary = train(specs, band_names(specs[0].imagery), cfg, args.out, Path(args.work_dir),
-                    class_areas=training_class_areas(args.blocks, args.training_blocks))
+                    class_areas=training_class_areas(args.blocks, args.training_blocks), prior=prior)
     with atomic_path(args.metrics) as tmp:
         shutil.copyfile(Path(args.work_dir) / "metrics.csv", tmp)
     final = summary["metrics"]["final"]
@@ -76,6 +78,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crs", required=True, help="the run's CRS")
     p.add_argument("--resolution", type=float, required=True, help="output pixel size in metres")
     p.add_argument("--settings", required=True, help="the config's `train` section as JSON")
+    p.add_argument("--prior-interpolation", choices=["nearest", "bilinear"], default="bilinear",
+                   help="the label prior of self-training's pseudo-labels at 1 m (as infer's)")
+    p.add_argument("--roads", default=None,
+                   help="road surfaces path template with {region} (from `l2h roads`): the pseudo-labels' prior "
+                        "draws roads at 1 m")
     p.add_argument("--work-dir", required=True, help="folder for the checkpoint and per-step metrics")
     p.add_argument("--out", required=True, help="final model (.pt, with its metadata)")
     p.add_argument("--metrics", required=True, help="copy of the per-step metrics CSV")

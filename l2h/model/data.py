@@ -189,6 +189,16 @@ def _north_up(transform) -> bool:
 
 
 @dataclass(frozen=True)
+class PriorSettings:
+    """The label prior of the pseudo-labels (:mod:`l2h.maps.label_prior`): strength in nats, how it
+    reaches 1 m, and the road surface GeoPackages whose roads it draws at 1 m."""
+
+    strength: float
+    interpolation: str = "bilinear"
+    roads: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class WindowDraw:
     """Where sample ``i`` came from: the spec index, the window's bounds, the attempt used,
     its labelled share and the augmentation (rotations by 90 degrees, horizontal flip)."""
@@ -217,19 +227,25 @@ class TrainingWindows(torch.utils.data.Dataset):
     uniformly from [1 - j, 1 + j] (another acquisition has another radiometry); ``rare_draws`` k > 1:
     draw k candidate windows and keep the one whose label has the highest mean ``class_rarity``
     (a weight per class index, e.g. its inverse frequency; unlabelled pixels count 0), so that
-    windows holding rare classes are seen more often.
+    windows holding rare classes are seen more often. ``edge_cells``: also return where the window's
+    pixels lie in an edge cell of the coarse label (:meth:`_read_edge_cells`), for the cell loss.
+    ``prior``: also return the window's label-prior bonus (:class:`l2h.maps.label_prior.LabelPrior` on
+    the specs' class-set labels) and its valid-imagery mask, for pseudo-labels.
 
     Construction opens every label and imagery source once to check them (missing label,
     band count, CRS, grid) and closes them again; ``__getitem__`` reopens lazily per process.
     ``self[i]`` -> ``(image float32 [C, H, W], target int64 [H, W])``, plus ``sets int64 [H, W]``
-    (bit k = class index k possible) with ``sets``; ``draw(i)`` tells where sample ``i`` came from.
+    (bit k = class index k possible) with ``sets``, then ``cells int64 [H, W]`` with ``edge_cells``,
+    then ``bonus float32 [K, H, W]`` and ``valid int64 [H, W]`` (1 = imagery) with ``prior``;
+    ``draw(i)`` tells where sample ``i`` came from.
     """
 
     def __init__(self, specs: Sequence[TrainingSpec], patch_size: int = 128, seed: int = 0,
                  in_channels: int | None = None, normalisation: Mapping[str, Sequence[float]] | None = None,
                  min_labelled: float = 0.3, augment: bool = True, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
                  length: int = 2**31 - 1, sets: bool = False, colour_jitter: float = 0.0,
-                 rare_draws: int = 1, class_rarity: Sequence[float] | None = None):
+                 rare_draws: int = 1, class_rarity: Sequence[float] | None = None, edge_cells: bool = False,
+                 prior: PriorSettings | None = None):
         specs = list(specs)
         if not specs:
             raise ConfigError("no training blocks given (the training block list is empty)")
@@ -249,6 +265,8 @@ class TrainingWindows(torch.utils.data.Dataset):
         self.max_attempts = int(max_attempts)
         self.length = int(length)
         self.sets = bool(sets)
+        self.edge_cells = bool(edge_cells)
+        self.prior = prior
         if not 0.0 <= colour_jitter < 1.0:
             raise ConfigError(f"colour_jitter must be within [0, 1), got {colour_jitter}")
         self.colour_jitter = float(colour_jitter)
@@ -262,9 +280,9 @@ class TrainingWindows(torch.utils.data.Dataset):
                                   f"{class_rarity!r}")
             self._code_rarity[list(CLASS_CODES)] = np.asarray(class_rarity, np.float64)
         missing = [s.block_id for s in specs if s.label_sets is None]
-        if self.sets and missing:
+        if (self.sets or prior is not None) and missing:
             raise ConfigError(f"training blocks {', '.join(missing[:5])} have no class-set label (label_sets), "
-                              f"which learning from ambiguous pixels needs")
+                              f"which learning from ambiguous pixels and pseudo-labels need")
 
         self._grid: list[tuple[CRS, float, int, int]] = []  # crs, res, block width px, height px
         areas = []
@@ -344,6 +362,13 @@ class TrainingWindows(torch.utils.data.Dataset):
             self._pid = os.getpid()
         key = (kind, name)
         if key not in self._handles:
+            if kind == "prior":
+                from l2h.maps.label_prior import LabelPrior
+
+                p = self.prior
+                self._handles[key] = LabelPrior(sorted({s.label_sets for s in self.specs}), p.strength,
+                                                num_classes=NUM_CLASSES, interpolation=p.interpolation, roads=p.roads)
+                return self._handles[key]
             if kind == "image":
                 self._handles[key] = _Source(name)
             else:
@@ -412,18 +437,47 @@ class TrainingWindows(torch.utils.data.Dataset):
         image[:, ~valid] = 0
         return image, valid
 
-    def _read_codes(self, path: str, res: float, x0: float, ytop: float, dtype: str = "uint8") -> np.ndarray:
-        """A label raster's values (P, P) at the centres of the window's pixels (nearest; 0 outside)."""
-        p = self.patch_size
-        ds = self._handle("label", path)
+    def _label_cells(self, ds, res: float, x0: float, ytop: float) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and columns of a label raster's cells at the centres of the window's pixels."""
         t = ds.transform
-        centres = (np.arange(p) + 0.5) * res
+        centres = (np.arange(self.patch_size) + 0.5) * res
         cols = np.floor((x0 + centres - t.c) / t.a).astype(np.int64)
         rows = np.floor((ytop - centres - t.f) / t.e).astype(np.int64)
+        return rows, cols
+
+    def _read_codes(self, path: str, res: float, x0: float, ytop: float, dtype: str = "uint8") -> np.ndarray:
+        """A label raster's values (P, P) at the centres of the window's pixels (nearest; 0 outside)."""
+        ds = self._handle("label", path)
+        rows, cols = self._label_cells(ds, res, x0, ytop)
         c0, r0 = int(cols[0]), int(rows[0])
         data, _ = _read_clipped(ds, [1], c0, r0, int(cols[-1]) - c0 + 1, int(rows[-1]) - r0 + 1,
                                 dtype, 0)
         return data[0][(rows - r0)[:, None], (cols - c0)[None, :]]
+
+    def _read_edge_cells(self, b: int, col: int, row: int) -> np.ndarray:
+        """(P, P) int64: where a pixel lies in an *edge cell* of the coarse label -- a labelled cell
+        with a neighbour (of its 8) that holds another code or no class (255; 0, outside the region,
+        does not count) -- the number of that cell, unique within the window; -1 elsewhere.
+
+        An edge cell is where the 1 m truth is most likely mixed: its label says what the cell
+        holds most of, not what each of its pixels is (:class:`l2h.model.loss.L2HLoss`'s cell loss).
+        """
+        spec = self.specs[b]
+        x0, ytop = self._window(b, col, row)
+        ds = self._handle("label", spec.label)
+        rows, cols = self._label_cells(ds, self._grid[b][1], x0, ytop)
+        r0, c0 = int(rows[0]) - 1, int(cols[0]) - 1  # one cell of margin for the neighbours
+        h, w = int(rows[-1]) - r0 + 2, int(cols[-1]) - c0 + 2
+        codes = _read_clipped(ds, [1], c0, r0, w, h, "uint8", 0)[0][0]
+        padded = np.pad(codes, 1)
+        edge = np.zeros(codes.shape, bool)
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                other = padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+                edge |= (other != codes) & (other != 0)
+        edge &= (codes >= 1) & (codes <= NUM_CLASSES)
+        rr, cc = (rows - r0)[:, None], (cols - c0)[None, :]
+        return np.where(edge[rr, cc], rr * w + cc, -1).astype(np.int64)
 
     def _read_sets(self, b: int, col: int, row: int, valid: np.ndarray) -> np.ndarray:
         """The class sets (P, P) int64 of a window: bit k = class index k possible (code k + 1);
@@ -465,7 +519,7 @@ class TrainingWindows(torch.utils.data.Dataset):
             scores.append(float(self._code_rarity[codes].mean()))
         return int(np.argmax(scores))
 
-    def _sample(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, WindowDraw]:
+    def _sample(self, i: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], WindowDraw]:
         best = None
         attempts = range(self.max_attempts)
         if self.rare_draws > 1:  # the rarest candidate first; further draws only if it lacks labels
@@ -478,13 +532,18 @@ class TrainingWindows(torch.utils.data.Dataset):
             if share >= self.min_labelled:
                 break
         image, target, valid, (b, col, row, k, flip), share, attempt = best
-        sets = self._read_sets(b, col, row, valid) if self.sets else None
+        extras = [self._read_sets(b, col, row, valid)] if self.sets else []
+        if self.edge_cells:
+            extras.append(self._read_edge_cells(b, col, row))
         x0, ytop = self._window(b, col, row)
         res = self._grid[b][1]
         p = self.patch_size
+        if self.prior is not None:
+            bonus = self._handle("prior", "").bonus(from_origin(x0, ytop, res, res), (p, p))
+            extras += [np.zeros((NUM_CLASSES, p, p), np.float32) if bonus is None else bonus, valid.astype(np.int64)]
         draw = WindowDraw(b, (x0, ytop - p * res, x0 + p * res, ytop), col, row, attempt, share,
                           k if self.augment else 0, flip if self.augment else False)
-        return image, target, sets, draw
+        return image, target, extras, draw
 
     def draw(self, i: int) -> WindowDraw:
         """Where sample ``i`` comes from (block, window bounds, attempt, augmentation)."""
@@ -493,22 +552,20 @@ class TrainingWindows(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         if i < 0:
             raise IndexError(f"sample index must be >= 0, got {i}")
-        image, target, sets, draw = self._sample(int(i))
+        image, target, extras, draw = self._sample(int(i))
         if self.augment and self.colour_jitter > 0:
             rng = np.random.default_rng([self.seed, int(i), _JITTER_STREAM])
             j = self.colour_jitter
             gain = rng.uniform(1 - j, 1 + j) * rng.uniform(1 - j, 1 + j, size=image.shape[0])
             image = image * gain.astype(np.float32)[:, None, None]
         image = normalise(image, self.mean, self.std)
-        rasters = [target] if sets is None else [target, sets]
+        rasters = [image, target, *extras]
         if draw.rot90:
-            image = np.rot90(image, draw.rot90, axes=(1, 2))
-            rasters = [np.rot90(r, draw.rot90, axes=(0, 1)) for r in rasters]
+            rasters = [np.rot90(r, draw.rot90, axes=(-2, -1)) for r in rasters]
         if draw.flip:
-            image = image[:, :, ::-1]
-            rasters = [r[:, ::-1] for r in rasters]
-        return (torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
-                *(torch.from_numpy(np.ascontiguousarray(r, dtype=np.int64)) for r in rasters))
+            rasters = [r[..., ::-1] for r in rasters]
+        return tuple(torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32 if r.dtype.kind == "f" else np.int64))
+                     for r in rasters)
 
 
 def band_statistics(specs: Sequence[TrainingSpec], patch_size: int = 128, n_samples: int = 64,
@@ -557,6 +614,6 @@ def worker_count(requested: int) -> int:
     return max(0, min(int(requested), cpus))
 
 
-__all__ = ["TrainingSpec", "TrainingWindows", "WindowDraw", "band_statistics", "load_training_specs",
+__all__ = ["TrainingSpec", "TrainingWindows", "WindowDraw", "PriorSettings", "band_statistics", "load_training_specs",
            "training_class_areas",
            "specs_digest", "worker_count", "IGNORE_INDEX"]

@@ -29,6 +29,16 @@ probabilities renormalised over S; with per-batch weights a class without single
 the batch counts with the mean weight, 1); it is confident when sum_{c in S} p_c >= tau
 (``label_prob``) or the argmax is in S (``argmax``), and the per-class floor counts single-class
 pixels only.
+
+**Edge cells.** Given ``cells`` (:meth:`l2h.model.data.TrainingWindows._read_edge_cells`: the number of
+the coarse cell a pixel lies in where that cell borders a cell of another label, -1 elsewhere), the
+labelled pixels of an edge cell leave the pixel terms (CE, confident area, L_DVA) and the cell as a
+whole is taught instead (:func:`cell_nll`): -log of the cell's mean probability of its label, i.e.
+"some of this cell is class c", a multiple-instance loss. A 10 m label says what most of a cell
+holds; at a class edge or on a building, forcing every 1 m pixel to it teaches the network the
+10 m blocks, while the cell loss leaves the pixels the network confidently sees as another class
+(gradient ~ p(1 - p)) free. A cell weighs its class weight times its pixels, in the same weighted
+mean as the pixel CE.
 """
 
 from __future__ import annotations
@@ -193,6 +203,37 @@ def set_nll(log_p: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
     return -log_p.masked_fill(~members, float("-inf")).logsumexp(dim=-1)
 
 
+def cell_nll(probs: torch.Tensor, label: torch.Tensor, cells: torch.Tensor,
+             mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Multiple-instance loss of coarse cells: per cell, -log (mean over its pixels of p[label]).
+
+    ``probs`` (N, K, H, W) (with gradients), ``label`` (N, H, W) class indices, ``cells`` (N, H, W)
+    cell numbers (unique within a sample), ``mask`` (N, H, W) the pixels taking part (each cell's
+    pixels must share one label). Returns (nll (M,), class (M,), pixels (M,)) of the M cells.
+    """
+    n = torch.arange(cells.shape[0], device=cells.device).view(-1, 1, 1).expand_as(cells)
+    key = (n * (int(cells.max()) + 1) + cells)[mask]
+    _, inverse = torch.unique(key, return_inverse=True)
+    m = int(inverse.max()) + 1 if inverse.numel() else 0
+    p = probs.permute(0, 2, 3, 1)[mask]  # (P, K)
+    sums = torch.zeros(m, p.shape[1], dtype=p.dtype, device=p.device).index_add(0, inverse, p)
+    pixels = torch.bincount(inverse, minlength=m)
+    cls = torch.zeros(m, dtype=torch.int64, device=p.device).scatter(0, inverse, label[mask])
+    mean = sums.gather(1, cls.unsqueeze(1)).squeeze(1) / pixels.to(p.dtype)
+    return -torch.log(mean.clamp(min=1e-8)), cls, pixels
+
+
+def pseudo_label_ce(logits: torch.Tensor, pseudo: torch.Tensor, valid: torch.Tensor,
+                    balance_power: float = 0.5) -> torch.Tensor:
+    """Class-balanced cross-entropy against 1 m pseudo-labels (N, H, W) on the ``valid`` pixels, the
+    loss of self-training: weights (pixels of the class in the batch) ** -balance_power."""
+    target = torch.where(valid, pseudo, torch.full_like(pseudo, 255))
+    if not bool(valid.any()):
+        return logits.sum() * 0.0
+    weights = class_balanced_weights(target, logits.shape[1], 255, balance_power).to(logits.dtype)
+    return F.cross_entropy(logits, target, weight=weights, ignore_index=255)
+
+
 _POPCOUNT = torch.tensor([bin(v).count("1") for v in range(1 << 12)], dtype=torch.int64)
 
 
@@ -244,12 +285,20 @@ class L2HLoss:
             self.class_weights = cw
 
     def __call__(self, logits: torch.Tensor, features: torch.Tensor, label: torch.Tensor,
-                 step: int, sets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                 step: int, sets: torch.Tensor | None = None, cells: torch.Tensor | None = None
+                 ) -> dict[str, torch.Tensor]:
         """The losses of one batch; ``sets`` (N, H, W) int64 class-set bitmasks switch on the
-        partial-label loss of the ambiguous pixels (see the module doc)."""
+        partial-label loss of the ambiguous pixels, ``cells`` (N, H, W) int64 edge-cell numbers
+        (-1 = not in an edge cell) the cell loss (see the module doc)."""
         if logits.dim() != 4 or logits.shape[1] != self.num_classes:
             raise ValueError(f"logits (N, {self.num_classes}, H, W) expected, got {tuple(logits.shape)}")
-        label = _check_label(label, self.num_classes, self.ignore_index)
+        full_label = _check_label(label, self.num_classes, self.ignore_index)
+        in_cell = torch.zeros_like(full_label, dtype=torch.bool)
+        if cells is not None:
+            if cells.shape != full_label.shape:
+                raise ValueError(f"cells {tuple(cells.shape)} and label {tuple(full_label.shape)} must have one shape")
+            in_cell = (cells >= 0) & (full_label != self.ignore_index)
+        label = torch.where(in_cell, torch.full_like(full_label, self.ignore_index), full_label)
         labelled = label != self.ignore_index
         probs = logits.detach().softmax(dim=1)
         ambiguous = torch.zeros_like(labelled)
@@ -257,7 +306,7 @@ class L2HLoss:
             if sets.shape != label.shape:
                 raise ValueError(f"sets {tuple(sets.shape)} and label {tuple(label.shape)} must have one shape")
             size = _popcount(sets & ((1 << self.num_classes) - 1))
-            ambiguous = ~labelled & (size >= 2) & (size < self.num_classes)
+            ambiguous = (full_label == self.ignore_index) & (size >= 2) & (size < self.num_classes)
         members = set_members(sets[ambiguous], self.num_classes) if bool(ambiguous.any()) else None
         if step < self.warmup_steps:
             confident = labelled
@@ -271,32 +320,42 @@ class L2HLoss:
             vague = (labelled & ~confident) | (ambiguous & ~confident_set)
             dva = dva_loss(features, label, confident, vague)
 
-        target = torch.where(confident, label, torch.full_like(label, self.ignore_index))
         if self.class_weights is not None:
             weights = self.class_weights.to(logits.device, logits.dtype)
-        else:
-            weights = class_balanced_weights(target, self.num_classes, self.ignore_index,
+        else:  # counted over the pixels the CE teaches: confident ones and those of edge cells
+            counted = torch.where(confident | in_cell, full_label, torch.full_like(full_label, self.ignore_index))
+            weights = class_balanced_weights(counted, self.num_classes, self.ignore_index,
                                              self.balance_power).to(logits.dtype)
-        if members is None:
-            # the weighted mean is over the confident pixels whose class has weight > 0
-            has_ce = bool(confident.any()) and bool((weights[label[confident]] > 0).any())
-            if has_ce:
-                ce = F.cross_entropy(logits, target, weight=weights, ignore_index=self.ignore_index)
-            else:
-                ce = logits.sum() * 0.0
-        else:
-            ce = self._partial_ce(logits, probs, label, confident, ambiguous, confident_set, members, weights)
+        log_p = logits.log_softmax(dim=1)
+        num, den = self._pixel_ce(log_p, label, confident, weights)
+        if members is not None:
+            set_num, set_den = self._partial_ce(log_p, probs, ambiguous, confident_set, members, weights)
+            num, den = num + set_num, den + set_den
+        if bool(in_cell.any()):
+            nll, cls, pixels = cell_nll(log_p.exp(), full_label, cells, in_cell)
+            cell_w = weights[cls] * pixels.to(weights.dtype)
+            num, den = num + (cell_w * nll).sum(), den + cell_w.sum()
+        ce = num / den if bool(den > 0) else logits.sum() * 0.0
         total = ce + self.gamma * dva
 
-        n_labelled = labelled.sum().clamp(min=1).to(torch.float32)
+        n_labelled = (labelled | in_cell).sum().clamp(min=1).to(torch.float32)
+        confident = confident | in_cell
         if members is not None:
             confident = confident | confident_set
-            n_labelled = (labelled | ambiguous).sum().clamp(min=1).to(torch.float32)
+            n_labelled = (labelled | in_cell | ambiguous).sum().clamp(min=1).to(torch.float32)
         confident_share = confident.sum().to(torch.float32) / n_labelled
-        agreement = (((probs.argmax(dim=1) == label) & labelled).sum().to(torch.float32)
-                     / labelled.sum().clamp(min=1).to(torch.float32))
+        all_labelled = full_label != self.ignore_index
+        agreement = (((probs.argmax(dim=1) == full_label) & all_labelled).sum().to(torch.float32)
+                     / all_labelled.sum().clamp(min=1).to(torch.float32))
         return {"total": total, "ce": ce, "dva": dva, "confident_share": confident_share,
                 "agreement": agreement}
+
+    def _pixel_ce(self, log_p, label, confident, weights) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum of w * nll, sum of w) over the confident single-class pixels (w = their class weight)."""
+        safe = torch.where(confident, label, torch.zeros_like(label))
+        nll = -log_p.gather(1, safe.unsqueeze(1)).squeeze(1)[confident]
+        w = weights[label[confident]]
+        return (w * nll).sum(), w.sum()
 
     def _set_confident(self, probs: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
         """Confident ambiguous pixels ((M, K) probabilities and sets): p(S) >= tau, or the argmax in S
@@ -305,14 +364,10 @@ class L2HLoss:
             return members.gather(1, probs.argmax(dim=1, keepdim=True)).squeeze(1)
         return (probs * members).sum(dim=1) >= self.tau
 
-    def _partial_ce(self, logits, probs, label, confident, ambiguous, confident_set, members, weights) -> torch.Tensor:
-        """Weighted mean of the cross-entropy of the confident single-class pixels and the set NLL of
-        the confident ambiguous ones; an ambiguous pixel weighs sum_c q_c w_c, q = the network's
-        (detached) probabilities renormalised over its set."""
-        log_p = logits.log_softmax(dim=1)
-        safe = torch.where(confident, label, torch.zeros_like(label))
-        single_nll = -log_p.gather(1, safe.unsqueeze(1)).squeeze(1)[confident]
-        single_w = weights[label[confident]]
+    def _partial_ce(self, log_p, probs, ambiguous, confident_set, members,
+                    weights) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum of w * set NLL, sum of w) over the confident ambiguous pixels; an ambiguous pixel weighs
+        sum_c q_c w_c, q = the network's (detached) probabilities renormalised over its set."""
         keep = confident_set[ambiguous]  # which ambiguous pixels are confident, in ambiguous order
         set_members_ = members[keep]
         q = probs.permute(0, 2, 3, 1)[ambiguous][keep] * set_members_
@@ -321,7 +376,4 @@ class L2HLoss:
             weights = torch.where(weights > 0, weights, torch.ones_like(weights))
         set_w = (q * weights).sum(dim=1)
         set_nll_ = set_nll(log_p.permute(0, 2, 3, 1)[ambiguous][keep], set_members_)
-        total_w = single_w.sum() + set_w.sum()
-        if not bool(total_w > 0):
-            return logits.sum() * 0.0
-        return ((single_w * single_nll).sum() + (set_w * set_nll_).sum()) / total_w
+        return (set_w * set_nll_).sum(), set_w.sum()

@@ -24,7 +24,9 @@ width, tau/gamma and a training summary in its metadata.
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
+import itertools
 import logging
 import math
 import os
@@ -40,7 +42,7 @@ import torch
 
 from l2h.core.errors import ConfigError, L2HError
 from l2h.core.io import atomic_path
-from l2h.model.data import TrainingSpec, TrainingWindows, band_statistics, specs_digest
+from l2h.model.data import PriorSettings, TrainingSpec, TrainingWindows, band_statistics, specs_digest
 from l2h.model.l2hnet import (
     L2HNet,
     index_to_code,
@@ -49,7 +51,7 @@ from l2h.model.l2hnet import (
     save_checkpoint_model,
     suppress_unseen_classes,
 )
-from l2h.model.loss import MODES, L2HLoss, weights_from_counts
+from l2h.model.loss import MODES, L2HLoss, pseudo_label_ce, weights_from_counts
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +63,13 @@ METRIC_COLUMNS = ("step", "lr", "total", "ce", "dva", "confident_share", "agreem
 # config fields that may change between a checkpoint and the run resuming it
 RESUMABLE_FIELDS = ("steps", "checkpoint_every", "workers", "device")
 SUMMARY_WINDOW = 10  # steps averaged for the "first" / "final" metrics
+# settings a checkpoint of an older l2h lacks, with the behaviour that l2h had
+SETTINGS_ADDED_LATER = {"edge_cells": "pixel", "self_training_steps": 0}
 
 
 OPTIMIZERS = ("sgd", "adamw")
 CLASS_WEIGHTS = ("batch", "labels")
+EDGE_CELLS = ("pixel", "cell")
 
 
 @dataclass
@@ -90,6 +95,15 @@ class TrainConfig:
         does not get a huge weight in the one batch where it has a few pixels).
     partial_labels: learn from ambiguous pixels too (their class set S, loss -log sum_{c in S} p_c;
         :mod:`l2h.model.loss`) instead of ignoring them; needs the class-set labels of the training blocks.
+    edge_cells: how the labelled pixels of an edge cell (a coarse cell bordering a cell of another
+        label, where the 1 m truth is most likely mixed) teach: "pixel" (each pixel as the cell's
+        class, like every other pixel) or "cell" (the cell as a whole: -log of its mean probability
+        of the class, :func:`l2h.model.loss.cell_nll`).
+    self_training_steps: steps of a second phase after ``steps`` (0 = none) that learns from 1 m
+        pseudo-labels: the phase-1 network (frozen, the teacher) plus the label prior
+        (``self_training_prior`` nats, :mod:`l2h.maps.label_prior`) maps each window, and the student
+        continues on those maps with class-balanced cross-entropy (Paraformer's pseudo-label-assisted
+        training). Its learning rate starts at ``self_training_lr`` and decays (poly) over the phase.
     rare_draws: candidate windows per training sample; the one whose label holds the rarest classes
         (by the label's class areas) is used, so rare classes are seen more often (1 = plain draws).
     colour_jitter: radiometric augmentation of the training windows (brightness and per-band gains
@@ -106,21 +120,25 @@ class TrainConfig:
     """
 
     width: int = 16
-    patch_size: int = 128
-    batch_size: int = 8
-    steps: int = 250
+    patch_size: int = 32
+    batch_size: int = 128
+    steps: int = 400
     optimizer: str = "adamw"
-    lr: float = 0.002
+    lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
     poly_power: float = 0.9
-    tau: float = 0.5
-    gamma: float = 0.1
+    tau: float = 0.0
+    gamma: float = 0.0
     confidence: str = "label_prob"
     min_class_share: float = 0.2
-    balance_power: float = 0.5
+    balance_power: float = 0.25
     class_weights: str = "batch"
     partial_labels: bool = False
+    edge_cells: str = "cell"
+    self_training_steps: int = 200
+    self_training_lr: float = 0.003
+    self_training_prior: float = 4.0
     rare_draws: int = 1
     colour_jitter: float = 0.0
     ema: float = 0.0
@@ -134,6 +152,7 @@ class TrainConfig:
 
     def __post_init__(self):
         ints = (("width", 4), ("patch_size", 1), ("batch_size", 1), ("steps", 1), ("warmup_steps", 0),
+                ("self_training_steps", 0),
                 ("rare_draws", 1), ("checkpoint_every", 1), ("workers", 0), ("seed", 0), ("stats_samples", 1))
         for name, minimum in ints:
             value = getattr(self, name)
@@ -145,7 +164,8 @@ class TrainConfig:
                   ("poly_power", 0.0, math.inf, True), ("tau", 0.0, 1.0, True), ("gamma", 0.0, math.inf, True),
                   ("min_class_share", 0.0, 1.0, True), ("min_labelled", 0.0, 1.0, True),
                   ("balance_power", 0.0, math.inf, True), ("colour_jitter", 0.0, 0.99, True),
-                  ("ema", 0.0, 0.9999, True))
+                  ("ema", 0.0, 0.9999, True), ("self_training_lr", 0.0, math.inf, False),
+                  ("self_training_prior", 0.0, math.inf, True))
         for name, low, high, low_ok in floats:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
@@ -154,6 +174,8 @@ class TrainConfig:
                                   f"{'' if high == math.inf else f' and <= {high}'}, got {value!r}")
         if not isinstance(self.partial_labels, bool):
             raise ConfigError(f"train.partial_labels must be true or false, got {self.partial_labels!r}")
+        if self.edge_cells not in EDGE_CELLS:
+            raise ConfigError(f"train.edge_cells must be one of {', '.join(EDGE_CELLS)}, got {self.edge_cells!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.class_weights not in CLASS_WEIGHTS:
@@ -163,6 +185,19 @@ class TrainConfig:
             raise ConfigError(f"train.confidence must be one of {', '.join(MODES)}, got {self.confidence!r}")
         if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
             raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+    @property
+    def total_steps(self) -> int:
+        """Steps of both phases: on the coarse labels, then on the pseudo-labels."""
+        return self.steps + self.self_training_steps
+
+    def lr_factor(self, step: int) -> float:
+        """The learning rate of ``step`` over ``lr``: poly decay over each phase, the second from
+        ``self_training_lr``."""
+        if step < self.steps or not self.self_training_steps:
+            return poly_factor(step, self.steps, self.poly_power)
+        return self.self_training_lr / self.lr * poly_factor(step - self.steps, self.self_training_steps,
+                                                             self.poly_power)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -246,7 +281,9 @@ def _check_resumable(path: Path, payload: dict, cfg: TrainConfig, bands: list[st
     if old.get("width") != cfg.width:
         raise ConfigError(f"training checkpoint {path} was trained with width {old.get('width')}, this "
                           f"run has width {cfg.width}; {hint}")
-    defaults = asdict(TrainConfig())  # a setting newer than the checkpoint had its default value
+    # a setting newer than the checkpoint behaved then as it does when off (edge cells pixel-wise, no
+    # self-training); one added before had its default value
+    defaults = {**asdict(TrainConfig()), **SETTINGS_ADDED_LATER}
     diffs = [f"{k}: checkpoint {old.get(k, defaults[k])!r}, now {v!r}" for k, v in asdict(cfg).items()
              if k not in RESUMABLE_FIELDS and old.get(k, defaults[k]) != v]
     if diffs:
@@ -257,14 +294,14 @@ def _check_resumable(path: Path, payload: dict, cfg: TrainConfig, bands: list[st
     if payload.get("data_digest") != digest:
         raise ConfigError(f"training checkpoint {path} was trained on other training blocks / labels / "
                           f"imagery than this run's; {hint}")
-    if payload["step"] > cfg.steps:
-        raise ConfigError(f"training checkpoint {path} is at step {payload['step']}, beyond train.steps = "
-                          f"{cfg.steps}; {hint}")
+    if payload["step"] > cfg.total_steps:
+        raise ConfigError(f"training checkpoint {path} is at step {payload['step']}, beyond train.steps + "
+                          f"train.self_training_steps = {cfg.total_steps}; {hint}")
 
 
 def _write_checkpoint(path: Path, model, optimiser, scheduler, step: int, cfg: TrainConfig, bands: list[str],
                       normalisation: dict, digest: str, elapsed_s: float, label_pixels: torch.Tensor,
-                      ema=None) -> None:
+                      ema=None, teacher=None) -> None:
     payload = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
@@ -282,6 +319,8 @@ def _write_checkpoint(path: Path, model, optimiser, scheduler, step: int, cfg: T
     }
     if ema is not None:
         payload["ema"] = {k: v.detach().cpu().clone() for k, v in ema.state_dict().items()}
+    if teacher is not None:
+        payload["teacher"] = {k: v.detach().cpu().clone() for k, v in teacher.state_dict().items()}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -332,6 +371,31 @@ def _summarise(rows: list[dict]) -> dict:
 # ---------------------------------------------------------------------------------- training
 
 
+def _frozen_copy(model: L2HNet, state: dict) -> L2HNet:
+    """A frozen copy of ``model`` (same architecture, device and layout) holding ``state``, in eval mode."""
+    teacher = copy.deepcopy(model)
+    teacher.load_state_dict(state)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def _self_training_step(model, teacher, image, target, bonus, valid, cfg: TrainConfig, autocast) -> dict:
+    """Losses of a self-training batch: the teacher's map plus the label prior is the target."""
+    with torch.no_grad(), autocast():
+        pseudo = (teacher(image).float() + bonus).argmax(dim=1)
+    with autocast():
+        logits = model(image)
+    valid = valid.bool()
+    ce = pseudo_label_ce(logits.float(), pseudo, valid, cfg.balance_power)
+    labelled = target != 255
+    agreement = ((logits.detach().argmax(dim=1) == target) & labelled).sum() / labelled.sum().clamp(min=1)
+    zero = torch.zeros((), device=ce.device)
+    return {"total": ce, "ce": ce, "dva": zero, "confident_share": valid.float().mean(),
+            "agreement": agreement.float()}
+
+
 def _batches(start: int, stop: int, batch: int):
     for s in range(start, stop):
         yield list(range(s * batch, (s + 1) * batch))
@@ -339,7 +403,7 @@ def _batches(start: int, stop: int, batch: int):
 
 def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_model: str | os.PathLike,
           work_dir: str | os.PathLike, progress: bool = True, stop_after: int | None = None,
-          class_areas: list[float] | None = None) -> dict:
+          class_areas: list[float] | None = None, prior: PriorSettings | None = None) -> dict:
     """Train (or resume training) L2HNet and write ``out_model``; see the module doc.
 
     ``specs``: the training blocks; ``bands``: names of the imagery bands, in order (the imagery
@@ -348,6 +412,8 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
     writing ``out_model``) -- for wall-time-limited jobs that resume in the next one.
     ``class_areas``: labelled area per class index over the training blocks
     (:func:`l2h.model.data.training_class_areas`); needed by ``class_weights: labels``.
+    ``prior``: how the pseudo-labels of self-training use the label prior (its interpolation and road
+    surfaces; the strength is ``cfg.self_training_prior``); bilinear without roads when None.
 
     Returns a summary: steps (completed), steps_run (this call), resumed_from, complete,
     seconds, pixels_per_s (training pixels per second this call), device, normalisation and
@@ -384,11 +450,16 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
     else:
         normalisation = band_statistics(specs, cfg.patch_size, cfg.stats_samples, cfg.seed, in_channels=len(bands))
         normalisation = {"mean": normalisation["mean"], "std": normalisation["std"]}
-    dataset = TrainingWindows(specs, cfg.patch_size, cfg.seed, in_channels=len(bands), normalisation=normalisation,
-                              min_labelled=cfg.min_labelled, augment=True, sets=cfg.partial_labels,
-                              colour_jitter=cfg.colour_jitter, rare_draws=cfg.rare_draws,
-                              class_rarity=(weights_from_counts(class_areas, 1.0).tolist()
-                                            if cfg.rare_draws > 1 else None))
+    common = dict(in_channels=len(bands), normalisation=normalisation, min_labelled=cfg.min_labelled, augment=True,
+                  colour_jitter=cfg.colour_jitter, rare_draws=cfg.rare_draws,
+                  class_rarity=weights_from_counts(class_areas, 1.0).tolist() if cfg.rare_draws > 1 else None)
+    dataset = TrainingWindows(specs, cfg.patch_size, cfg.seed, sets=cfg.partial_labels,
+                              edge_cells=cfg.edge_cells == "cell", **common)
+    pseudo_data = None
+    if cfg.self_training_steps:
+        prior = PriorSettings(cfg.self_training_prior, prior.interpolation if prior else "bilinear",
+                              tuple(prior.roads) if prior else ())
+        pseudo_data = TrainingWindows(specs, cfg.patch_size, cfg.seed, prior=prior, **common)
 
     model = L2HNet(len(bands), 11, cfg.width)  # seeded above: the same init for the same seed
     if payload is not None:
@@ -403,8 +474,11 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
     if ema is not None and payload is not None:
         ema.load_state_dict(payload["ema"])
     optimiser = make_optimiser(model, cfg)
-    steps = cfg.steps
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: poly_factor(s, steps, cfg.poly_power))
+    steps = cfg.total_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, cfg.lr_factor)
+    teacher = None
+    if payload is not None and "teacher" in payload:
+        teacher = _frozen_copy(model, payload["teacher"])
     loss_fn = L2HLoss(num_classes=model.num_classes, tau=cfg.tau, gamma=cfg.gamma, mode=cfg.confidence,
                       min_class_share=cfg.min_class_share, warmup_steps=cfg.warmup_steps,
                       balance_power=cfg.balance_power,
@@ -427,7 +501,7 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
             log.warning("resuming %s (trained for steps=%s) with steps=%s: the learning-rate decay is "
                         "recomputed over the new total", ckpt_path, payload["cfg"].get("steps"), cfg.steps)
             for group, base in zip(optimiser.param_groups, scheduler.base_lrs):
-                group["lr"] = base * poly_factor(payload["step"], steps, cfg.poly_power)
+                group["lr"] = base * cfg.lr_factor(payload["step"])
         _set_rng_state(payload["rng"])
         start, elapsed_before = int(payload["step"]), float(payload.get("elapsed_s", 0.0))
         log.info("resuming from %s at step %d of %d", ckpt_path, start, steps)
@@ -435,10 +509,20 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
     _reset_metrics(metrics_path, start)
 
     stop = steps if stop_after is None else min(steps, start + stop_after)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=list(_batches(start, stop, cfg.batch_size)), num_workers=cfg.workers,
-        pin_memory=cuda, generator=torch.Generator().manual_seed(cfg.seed),
-        persistent_workers=False, prefetch_factor=4 if cfg.workers > 0 else None)
+
+    def loader(data, first: int, last: int):
+        if last <= first:
+            return []
+        return torch.utils.data.DataLoader(
+            data, batch_sampler=list(_batches(first, last, cfg.batch_size)), num_workers=cfg.workers,
+            pin_memory=cuda, generator=torch.Generator().manual_seed(cfg.seed),
+            persistent_workers=False, prefetch_factor=4 if cfg.workers > 0 else None)
+
+    batches = itertools.chain(loader(dataset, start, min(stop, cfg.steps)),
+                              loader(pseudo_data, max(start, cfg.steps), stop) if pseudo_data else [])
+
+    def autocast():
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
 
     from tqdm import tqdm
 
@@ -452,17 +536,23 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
     try:
         with open(metrics_path, "a", newline="", encoding="utf-8") as mf:
             writer = csv.writer(mf)
-            for image, target, *sets in loader:
-                label_pixels += torch.bincount(target[target != loss_fn.ignore_index].flatten().long(),
-                                               minlength=model.num_classes)[:model.num_classes]
-                image = image.to(device, non_blocking=cuda)
+            for image, target, *extras in batches:
+                image = image.to(device, non_blocking=cuda).contiguous(memory_format=torch.channels_last)
                 target = target.to(device, non_blocking=cuda)
-                sets = sets[0].to(device, non_blocking=cuda) if sets else None
-                image = image.contiguous(memory_format=torch.channels_last)
+                extras = [e.to(device, non_blocking=cuda) for e in extras]
                 lr = optimiser.param_groups[0]["lr"]
-                with torch.autocast(device_type="cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext():
-                    features, logits = model.forward_features(image)
-                losses = loss_fn(logits.float(), features.float(), target, step, sets=sets)
+                if step < cfg.steps:
+                    label_pixels += torch.bincount(target[target != loss_fn.ignore_index].flatten().long().cpu(),
+                                                   minlength=model.num_classes)[:model.num_classes]
+                    sets = extras.pop(0) if cfg.partial_labels else None
+                    cells = extras.pop(0) if cfg.edge_cells == "cell" else None
+                    with autocast():
+                        features, logits = model.forward_features(image)
+                    losses = loss_fn(logits.float(), features.float(), target, step, sets=sets, cells=cells)
+                else:
+                    if teacher is None:  # the phase-1 network, frozen, maps the windows
+                        teacher = _frozen_copy(model, (ema.module if ema is not None else model).state_dict())
+                    losses = _self_training_step(model, teacher, image, target, *extras, cfg, autocast)
                 total = losses["total"]
                 if not torch.isfinite(total):
                     raise L2HError(f"training diverged: loss is {float(total)} at step {step} (lower train.lr, "
@@ -484,16 +574,18 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
                 bar.set_postfix(loss=f"{last['total']:.3f}", agree=f"{last['agreement']:.3f}", refresh=False)
                 if step % cfg.checkpoint_every == 0 or step == stop:
                     _write_checkpoint(ckpt_path, model, optimiser, scheduler, step, cfg, bands, normalisation,
-                                      digest, elapsed_before + now - t_start, label_pixels, ema)
+                                      digest, elapsed_before + now - t_start, label_pixels, ema, teacher)
     finally:
         bar.close()
         dataset.close()
+        if pseudo_data is not None:
+            pseudo_data.close()
     seconds = time.perf_counter() - t_start
     if step == start and start < stop:  # pragma: no cover - the loader yielded nothing
         raise L2HError("training produced no batches")
     if start == stop and not ckpt_path.exists():  # pragma: no cover - defensive
         _write_checkpoint(ckpt_path, model, optimiser, scheduler, step, cfg, bands, normalisation, digest, 0.0,
-                          label_pixels, ema)
+                          label_pixels, ema, teacher)
 
     steps_run = step - start
     pixels = steps_run * cfg.batch_size * cfg.patch_size**2

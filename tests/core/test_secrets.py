@@ -72,6 +72,7 @@ def _config(demo_world: Path, **products) -> dict:
     config["evaluation"]["points"]["file"] = str(demo_world / "reference" / "points.csv")
     config["evaluation"]["points"]["strata"]["areas_csv"] = str(demo_world / "reference" / "strata.csv")
     config["evaluation"]["survey"]["table"] = str(demo_world / "survey" / "survey.csv")
+    config["evaluation"]["pixels"]["reference"] = [str(demo_world / "truth" / "truth_1m.tif")]
     config["products"] = products or {"p": {"preset": "custom", "urls": ["https://h/a.tif"], "codes": {"1": ["tree"]}}}
     return config
 

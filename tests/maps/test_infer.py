@@ -216,3 +216,95 @@ def test_post_processing_threads_give_the_same_block(tiny_onnx, small_demo_world
     assert (layers[1][0] > 0).mean() > 0.5 and len(np.unique(layers[1][0])) > 2
     np.testing.assert_array_equal(layers[1][0], layers[4][0])
     np.testing.assert_array_equal(layers[1][1], layers[4][1])
+
+
+def test_bilinear_prior_fades_across_cell_edges_and_is_seamless_between_regions(tmp_path):
+    from rasterio.transform import from_origin
+
+    from l2h.maps.label_prior import LabelPrior
+
+    # three rows of 10 m cells across two regions' rasters: tree | tree || grass | grass
+    west = _sets_raster(tmp_path / "w.tif", from_origin(0, 30, 10, 10), np.full((3, 2), 1 << 1))
+    east = _sets_raster(tmp_path / "e.tif", from_origin(20, 30, 10, 10), np.full((3, 2), 1 << 4))
+    with LabelPrior([west, east], 4.0, interpolation="bilinear") as prior:
+        bonus = prior.bonus(from_origin(0, 30, 1, 1), (30, 40))
+        assert prior.bonus(from_origin(100, 30, 1, 1), (10, 10)) is None  # far from both rasters
+        part = prior.bonus(from_origin(13, 20, 1, 1), (7, 9))  # a tile read on its own agrees
+    tree, grass = bonus[0, 15], bonus[3, 15]  # the middle row of cells, at its centre
+    # full strength from the first cell's centre to the last like one, then linear across the edge
+    assert (tree[5:15] == 4.0).all() and (grass[25:35] == 4.0).all()
+    np.testing.assert_allclose(tree[15:25], 4.0 * (1 - (np.arange(15, 25) + 0.5 - 15) / 10), rtol=1e-6)
+    np.testing.assert_allclose((tree + grass)[5:35], 4.0, rtol=1e-6)  # the two regions join without a seam
+    assert bonus[0, 15, 10] == 4.0 and bonus[0, 0, 10] == pytest.approx(4.0 * 0.55)  # fading out at the edge
+    np.testing.assert_allclose(part, bonus[:, 10:17, 13:22], rtol=1e-6)
+
+
+def test_roads_in_the_prior_follow_the_surfaces_at_1m(tmp_path):
+    import geopandas as gpd
+    from rasterio.transform import from_origin
+    from shapely.geometry import box as sbox
+
+    from l2h.labels.roads import write_roads
+    from l2h.maps.label_prior import LabelPrior
+
+    # a 10 m road cell (its set: road) in grass, and a 4 m wide road surface through its middle
+    sets = np.full((3, 3), 1 << 4, np.uint16)
+    sets[1, 1] = 1 << 11
+    path = _sets_raster(tmp_path / "s.tif", from_origin(0, 30, 10, 10), sets)
+    roads = gpd.GeoDataFrame({"highway": ["residential"], "name": ["High Street"], "width_m": [4.0]},
+                             geometry=[sbox(0, 13, 30, 17)], crs=CRS)
+    write_roads(roads, tmp_path / "roads.gpkg")
+    with LabelPrior([path], 3.0, roads=[str(tmp_path / "roads.gpkg")]) as prior:
+        bonus = prior.bonus(from_origin(0, 30, 1, 1), (30, 30))
+    road, grass = bonus[10], bonus[3]
+    assert (road[13:17, :] == 3.0).all() and (road[:13] == 0).all() and (road[17:] == 0).all()
+    assert (grass[10:20, 10:20] == 0).all()  # the road cell's other classes are unknown ...
+    assert (grass[:10] == 3.0).all()  # ... its neighbours keep their sets
+    with LabelPrior([path], 3.0) as prior:  # without the surfaces: the 10 m road cell
+        assert (prior.bonus(from_origin(0, 30, 1, 1), (30, 30))[10] == 3.0).sum() == 100
+
+
+def test_network_layer_is_the_map_without_the_prior(tiny_onnx, small_demo_world, country, tmp_path):
+    from l2h.maps.label_prior import LabelPrior
+
+    geoms, union = country
+    block = blocks_for_regions(geoms, 256)[5]
+    imagery = str(small_demo_world / "imagery" / "demo_imagery.tif")
+    model = load_onnx(tiny_onnx)
+    west, south, east, north = block.bounds
+    path = _sets_raster(tmp_path / "sets.tif", rasterio.transform.from_origin(west, north, 10, 10),
+                        np.full((26, 26), 1 << 7, np.uint16))
+    with LabelPrior([path], 1e3) as prior:
+        predict_block(model, imagery, block.bounds, 1.0, CRS, union, tmp_path / "map.tif", progress=False,
+                      prior=prior, network_out=tmp_path / "net.tif")
+    predict_block(model, imagery, block.bounds, 1.0, CRS, union, tmp_path / "plain.tif", progress=False)
+    with rasterio.open(tmp_path / "map.tif") as m, rasterio.open(tmp_path / "net.tif") as n, \
+            rasterio.open(tmp_path / "plain.tif") as p:
+        mapped, network, plain = m.read(1), n.read(1), p.read(1)
+        assert n.colormap(1)[1][:3] == (0, 100, 0)
+    assert (mapped[mapped > 0] == 7).all()
+    np.testing.assert_array_equal(network, plain)
+
+
+def test_test_time_flips_average_the_mirrored_logits_and_keep_blocks_seamless(tiny_onnx, small_demo_world, country,
+                                                                              tmp_path):
+    from l2h.maps.infer import run_flipped
+
+    model = load_onnx(tiny_onnx)
+    name = model.session.get_inputs()[0].name
+    rng = np.random.default_rng(0)
+    stack = rng.normal(size=(2, model.in_channels, 40, 40)).astype(np.float32)
+    plain = model.session.run(None, {name: stack})[0]
+    np.testing.assert_array_equal(run_flipped(model.session, name, stack, 1), plain)
+    lr = model.session.run(None, {name: np.ascontiguousarray(stack[..., ::-1])})[0][..., ::-1]
+    np.testing.assert_allclose(run_flipped(model.session, name, stack, 2), (plain + lr) / 2, rtol=1e-5, atol=1e-6)
+    # a block predicted whole or in tiles with 4 flips: the same map
+    geoms, union = country
+    block = blocks_for_regions(geoms, 256)[5]
+    imagery = str(small_demo_world / "imagery" / "demo_imagery.tif")
+    for tile in (64, 256):
+        predict_block(model, imagery, block.bounds, 1.0, CRS, union, tmp_path / f"{tile}.tif", tile=tile,
+                      progress=False, flips=4)
+    a, b = (rasterio.open(tmp_path / f"{t}.tif").read(1) for t in (64, 256))
+    assert (a > 0).mean() > 0.5
+    np.testing.assert_array_equal(a, b)

@@ -346,3 +346,26 @@ def test_rare_draws_favour_windows_of_rare_classes(synthetic):
     assert all(torch.equal(rare[i][1], again[i][1]) for i in range(10))  # still a function of (seed, i)
     with pytest.raises(Exception, match="rarity"):
         TrainingWindows(synthetic["specs"], patch_size=20, rare_draws=3)
+
+
+def test_edge_cells_are_the_label_cells_next_to_another_label(tmp_path):
+    """A 10 m label: class 3 in the west, class 4 in the east (the edge between cell columns 1 and 2),
+    one cell without a class (255) and the raster's edge (no neighbour there: not an edge)."""
+    label = np.full((4, 4), 3, np.uint8)
+    label[:, 2:] = 4
+    label[3, 0] = 255
+    lpath = _write(tmp_path / "label.tif", label, 10.0)
+    ipath = _write(tmp_path / "image.tif", np.full((4, 40, 40), 9, np.uint8), 1.0)
+    spec = TrainingSpec("b", "r", (X0, Y0 - 40, X0 + 40, Y0), lpath, ipath)
+    ds = TrainingWindows([spec], patch_size=40, min_labelled=0.0, augment=False, edge_cells=True)
+    _, target, cells = ds[0]
+    edge = np.array([[0, 1, 1, 0],
+                     [0, 1, 1, 0],
+                     [1, 1, 1, 0],
+                     [0, 1, 1, 0]], bool)  # (3, 0) itself has no class: never an edge cell
+    up = np.kron(edge, np.ones((10, 10), bool))
+    assert ((cells >= 0).numpy() == up).all()
+    # one number per cell, shared by its 100 pixels
+    numbers = cells[cells >= 0].unique()
+    assert len(numbers) == int(edge.sum()) and all(int((cells == n).sum()) == 100 for n in numbers)
+    assert (target[cells >= 0] != 255).all()

@@ -351,3 +351,42 @@ def test_confident_ambiguous_pixels_follow_the_rule():
         out = L2HLoss(num_classes=3, tau=0.5, mode=mode, min_class_share=0.0)(
             torch.log(p), features, label, step=0, sets=sets)
         assert float(out["confident_share"]) == pytest.approx(2 / 3)  # pixel 2 is vague
+
+
+def test_cell_nll_is_minus_log_of_the_cells_mean_probability():
+    from l2h.model.loss import cell_nll
+
+    # one sample, 1 x 4 pixels: cell 0 = pixels 0-1 (label 0), cell 5 = pixels 2-3 (label 1)
+    p = torch.tensor([[0.9, 0.1], [0.1, 0.9], [0.5, 0.5], [0.3, 0.7]]).t().reshape(1, 2, 1, 4)
+    label = torch.tensor([[[0, 0, 1, 1]]])
+    cells = torch.tensor([[[0, 0, 5, 5]]])
+    nll, cls, pixels = cell_nll(p, label, cells, torch.ones_like(label, dtype=torch.bool))
+    assert cls.tolist() == [0, 1] and pixels.tolist() == [2, 2]
+    assert nll.tolist() == pytest.approx([-math.log(0.5), -math.log(0.6)])
+    # the same cell number in two samples is two cells
+    nll2, _, pixels2 = cell_nll(torch.cat([p, p]), torch.cat([label, label]), torch.cat([cells, cells]),
+                                torch.ones(2, 1, 4, dtype=torch.bool))
+    assert len(nll2) == 4 and pixels2.tolist() == [2, 2, 2, 2]
+
+
+def test_an_edge_cell_teaches_that_some_of_it_is_its_class_not_every_pixel():
+    """A cell labelled 0 whose second pixel the network sees as class 1: with the cell loss the
+    confident class-1 pixel is barely pushed, while the pixel loss pushes it hard towards 0."""
+    label = torch.tensor([[[0, 0]]])
+    cells = torch.tensor([[[3, 3]]])
+    logits = torch.tensor([[[[4.0, -4.0]], [[0.0, 0.0]]]], requires_grad=True)  # pixel 0: class 0; pixel 1: class 1
+    features = torch.zeros(1, 2, 1, 2)
+    loss = L2HLoss(num_classes=2, gamma=0.0, warmup_steps=10, balance_power=0.0)
+    out = loss(logits, features, label, step=0, cells=cells)
+    p = logits.detach().softmax(dim=1)[0, 0, 0]  # p(class 0) of both pixels
+    assert float(out["ce"].detach()) == pytest.approx(-math.log(float(p.mean())), rel=1e-5)
+    out["total"].backward()
+    cell_grad = logits.grad[0, :, 0, 1].abs().sum()
+    logits.grad = None
+    loss(logits, features, label, step=0)["total"].backward()  # no cells: every pixel is taught class 0
+    assert logits.grad[0, :, 0, 1].abs().sum() > 20 * cell_grad
+    # pixels outside edge cells (-1) keep the pixel loss; the agreement counts every labelled pixel
+    mixed = loss(logits.detach(), features, label, step=0, cells=torch.tensor([[[-1, 3]]]))
+    expected_num = -math.log(float(p[0])) - math.log(float(p[1]))  # the cell of one pixel: its own NLL
+    assert float(mixed["ce"]) == pytest.approx(expected_num / 2, rel=1e-5)
+    assert float(mixed["agreement"]) == pytest.approx(0.5)

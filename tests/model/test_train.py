@@ -38,8 +38,9 @@ def specs(small_demo_world, tmp_path_factory) -> list[TrainingSpec]:
 
 
 def _cfg(**kw) -> TrainConfig:
+    # the confident-area loss and L_DVA on, pixel-wise edge cells, no self-training: each test adds its own
     base = dict(width=8, patch_size=48, batch_size=4, steps=6, warmup_steps=2, checkpoint_every=3,
-                stats_samples=16, device="cpu")
+                stats_samples=16, device="cpu", tau=0.5, gamma=0.1, edge_cells="pixel", self_training_steps=0)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -108,7 +109,7 @@ def test_checkpoint_of_another_width_or_setting_is_refused(specs, tmp_path):
     train(specs, BANDS, _cfg(steps=2, warmup_steps=0), tmp_path / "m.pt", work, progress=False, stop_after=1)
     with pytest.raises(ConfigError, match=r"width 8.*width 12"):
         train(specs, BANDS, _cfg(steps=2, warmup_steps=0, width=12), tmp_path / "m.pt", work, progress=False)
-    with pytest.raises(ConfigError, match=r"lr: checkpoint 0\.002, now 0\.02"):
+    with pytest.raises(ConfigError, match=r"lr: checkpoint 0\.01, now 0\.02"):
         train(specs, BANDS, _cfg(steps=2, warmup_steps=0, lr=0.02), tmp_path / "m.pt", work, progress=False)
     with pytest.raises(ConfigError, match="bands"):
         train(specs, ["b1", "b2", "b3", "b4"], _cfg(steps=2, warmup_steps=0), tmp_path / "m.pt", work,
@@ -198,3 +199,47 @@ def test_a_checkpoint_from_before_label_counting_still_finishes(specs, tmp_path)
     _, meta = load_model(tmp_path / "m.pt")
     assert summary["steps_run"] == 0 and meta["extra"]["suppressed_classes"] == []
     assert meta["extra"]["label_pixels"] is None
+
+
+@pytest.fixture(scope="module")
+def specs_with_sets(specs, tmp_path_factory):
+    """The same blocks with a class-set label (each labelled cell's own class; nothing where 255)."""
+    label = specs[0].label
+    with rasterio.open(label) as src:
+        codes, profile = src.read(1), src.profile
+    sets = np.where((codes >= 1) & (codes <= 11), 1 << codes.astype(np.int64), 0).astype(np.uint16)
+    path = tmp_path_factory.mktemp("sets") / "sets.tif"
+    with rasterio.open(path, "w", **{**profile, "dtype": "uint16"}) as dst:
+        dst.write(sets, 1)
+    return [TrainingSpec(s.block_id, s.region, s.bounds, s.label, s.imagery, label_sets=str(path)) for s in specs]
+
+
+def test_self_training_follows_the_edge_cell_phase_and_resumes_across_the_boundary(specs_with_sets, tmp_path):
+    """4 steps on the coarse label with the edge-cell loss, then 4 on the frozen teacher's pseudo-labels:
+    the learning rate restarts at self_training_lr; a run cut inside the second phase (the teacher in
+    its checkpoint) ends with the weights of a straight run."""
+    cfg = _cfg(steps=4, self_training_steps=4, edge_cells="cell", tau=0.0, gamma=0.0, checkpoint_every=2,
+               lr=0.004, self_training_lr=0.001)
+    straight = train(specs_with_sets, BANDS, cfg, tmp_path / "b.pt", tmp_path / "b", progress=False)
+    assert straight["complete"] and straight["steps"] == 8
+    rows = read_metrics(tmp_path / "b" / "metrics.csv")
+    lrs = [r["lr"] for r in rows]
+    assert lrs[0] == pytest.approx(0.004) and lrs[4] == pytest.approx(0.001) and lrs[3] < 0.004 and lrs[7] < 0.001
+    assert all(r["dva"] == 0 for r in rows)
+    first = train(specs_with_sets, BANDS, cfg, tmp_path / "a.pt", tmp_path / "a", progress=False, stop_after=6)
+    assert first["steps"] == 6 and not first["complete"]
+    assert "teacher" in torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    resumed = train(specs_with_sets, BANDS, cfg, tmp_path / "a.pt", tmp_path / "a", progress=False)
+    assert resumed["resumed_from"] == 6 and resumed["complete"]
+    wa, wb = _weights(tmp_path / "a.pt"), _weights(tmp_path / "b.pt")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-5, msg=k)
+    # the second phase did change the weights: a run of the first phase alone ends elsewhere
+    alone = _cfg(steps=4, self_training_steps=0, edge_cells="cell", tau=0.0, gamma=0.0, checkpoint_every=2, lr=0.004)
+    train(specs_with_sets, BANDS, alone, tmp_path / "c.pt", tmp_path / "c", progress=False)
+    assert not torch.allclose(_weights(tmp_path / "c.pt")["classifier.weight"], wb["classifier.weight"])
+
+
+def test_self_training_needs_the_class_set_labels(specs, tmp_path):
+    with pytest.raises(ConfigError, match="class-set label"):
+        train(specs, BANDS, _cfg(self_training_steps=2), tmp_path / "m.pt", tmp_path / "w", progress=False)
