@@ -92,3 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", _os_error_line(exc))
         return 1
     return 0
+
+
+if __name__ == "__main__":  # `python -m l2h.cli`, as `python -m l2h`
+    sys.exit(main())

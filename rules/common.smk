@@ -48,8 +48,9 @@ try:
     REGION_BOUNDS = region_bounds_lonlat(_regions)
     BLOCKS = blocks_for_regions(region_geometries(_regions, GRID.crs),
                                 CFG["grid"]["block_size"] * GRID.resolution)
-except L2HError as exc:
-    raise WorkflowError(f"l2h: {exc}") from None
+except L2HError as exc:  # the user's mistake: the message alone, no traceback
+    print(f"l2h: {exc}", file=sys.stderr)
+    sys.exit(1)
 
 REGION_SLUGS = sorted(_regions.index)
 REGION_NAMES = dict(_regions["name"].items())

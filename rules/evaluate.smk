@@ -13,6 +13,7 @@ if EVAL_POINTS:
             "Accuracy of the map and {params.n_products} products at the reference points"
         input:
             map="results/maps/national.tif",
+            model="results/model/l2hnet.onnx",
             products=product_manifests,
             points=EVAL_POINTS["file"],
             blocks="resources/blocks.csv",
@@ -68,6 +69,7 @@ if EVAL_POINTS:
             "l2h --log {log} evaluate --settings {params.settings:q} --map {input.map:q} {params.products}"
             " {params.region_args} --run-name {params.run_name:q} --blocks {input.blocks:q}"
             " --training-blocks {input.training_blocks:q} --crs {params.crs:q} --out-dir {params.out_dir:q}"
+            " --model {input.model:q}"
 
 
 if EVAL_SURVEY:

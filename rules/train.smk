@@ -34,7 +34,8 @@ rule train:
         "logs/train.log",
     benchmark:
         "benchmarks/train.tsv"
-    threads: workflow.cores
+    # every core it is given: Snakemake caps a rule's threads at --cores (the SLURM profile sets its own)
+    threads: 256
     resources:
         mem_mb=8000,
     conda:

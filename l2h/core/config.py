@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import glob
+import re
 from collections.abc import Iterator
 from functools import cache
 from importlib.resources import files
@@ -74,8 +75,49 @@ def fill_defaults(config: dict) -> dict:
     return filled
 
 
+def coerce_scalars(config: dict) -> dict:
+    """A copy of `config` where text that spells a number, or true/false, becomes one wherever the schema
+    wants a number or a boolean (and no text): Snakemake hands nested ``--config`` values over as
+    text (``--config train='{width: 32}'`` gives width '32'). Other text is left for validation to refuse."""
+    out = copy.deepcopy(config)
+    _coerce(out, load_schema())
+    return out
+
+
+def _coerce(node, schema: dict) -> None:
+    if isinstance(node, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key not in node:
+                continue
+            types = sub.get("type", [])
+            types = [types] if isinstance(types, str) else list(types)
+            value = node[key]
+            if isinstance(value, str) and "string" not in types:
+                node[key] = _scalar(value, types)
+            else:
+                _coerce(value, sub)
+
+
+def _scalar(text: str, types: list[str]):
+    """`text` as the first of `types` it spells (integer, number, boolean), else unchanged."""
+    word = text.strip()
+    if "integer" in types and re.fullmatch(r"[+-]?\d+", word):
+        return int(word)
+    if "number" in types:
+        try:
+            number = float(word)
+        except ValueError:
+            pass
+        else:
+            return int(number) if number.is_integer() and re.fullmatch(r"[+-]?\d+", word) else number
+    if "boolean" in types and word.lower() in ("true", "false"):
+        return word.lower() == "true"
+    return text
+
+
 def load_config(config: dict, root: str | Path) -> dict:
     """Validate `config`, fill schema defaults and resolve its paths; the one call the Snakefile makes."""
+    config = coerce_scalars(config)
     validate_config(config)
     config = fill_defaults(config)
     check_rules(config)

@@ -37,15 +37,22 @@ def _evaluate(args: argparse.Namespace) -> None:
         if not (args.blocks and args.crs):
             raise L2HError("evaluate: --training-blocks needs --blocks (the block table) and --crs (the run's CRS)")
         training = (training_block_bounds(args.blocks, args.training_blocks), args.crs)
+    unpredictable = []
+    if args.model:
+        from l2h.core.onnx_metadata import onnx_metadata
+
+        meta = onnx_metadata(args.model)
+        unpredictable = meta.get("unpredictable_classes", meta.get("extra", {}).get("suppressed_classes") or [])
     doc = evaluate(json.loads(args.settings), args.map, args.product, args.out_dir, regions=regions,
-                   run_name=args.run_name, training_blocks=training)
-    for part in ("held_out", "in_training_blocks"):
-        if part in doc:
-            log.info("accuracy, %s: map OA %.3f on %d points; %s", part.replace("_", " "), doc[part]["map"]["oa"],
-                     doc[part]["map"]["n_points"],
-                     ", ".join(f"{k} OA {v['oa']:.3f}" for k, v in doc[part]["products"].items()))
-    log.info("accuracy, all points: map OA %.3f on %d points; %s", doc["map"]["oa"], doc["map"]["n_points"],
-             ", ".join(f"{k} OA {v['oa']:.3f}" for k, v in doc["products"].items()))
+                   run_name=args.run_name, training_blocks=training, unpredictable=unpredictable)
+    if doc["classes_the_model_cannot_predict"]:
+        log.warning("the model can never predict %s: no training label showed them (their reference points count "
+                    "as errors of the map)", ", ".join(f"{c['code']} {c['class']}"
+                                                       for c in doc["classes_the_model_cannot_predict"]))
+    for part, entry in [(p.replace("_", " "), doc[p]) for p in ("held_out", "in_training_blocks") if p in doc] + [
+            ("all points", doc)]:
+        log.info("accuracy, %s: map OA %s on %d points; %s", part, _fmt(entry["map"]["oa"]), entry["map"]["n_points"],
+                 ", ".join(f"{k} OA {_fmt(v['oa'])}" for k, v in entry["products"].items()))
 
 
 def _survey(args: argparse.Namespace) -> None:
@@ -144,6 +151,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--product", action="append", default=[], help="product manifest (repeat)")
     region_file_args(p)
     p.add_argument("--run-name", default="run", help="run name for the report")
+    p.add_argument("--model", default=None, help="the ONNX model (its metadata names the classes it cannot predict)")
     p.add_argument("--blocks", default=None, help="block table (resources/blocks.csv)")
     p.add_argument("--training-blocks", default=None,
                    help="selected blocks (resources/training_blocks.csv): score the points outside them "

@@ -26,7 +26,7 @@ import rasterio
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
 
-from l2h.core.classes import BY_KEY
+from l2h.core.classes import BY_CODE, BY_KEY
 from l2h.core.errors import ConfigError, InputError
 from l2h.core.io import atomic_path
 from l2h.core.windows import iter_windows
@@ -92,6 +92,7 @@ class Points:
     ref: np.ndarray  # index into the legend
     strata: np.ndarray | None = None
     region: np.ndarray | None = None
+    all_regions: tuple[str, ...] = ()  # every region of the run, those without points too
     _cache: dict = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -308,9 +309,9 @@ def score_source(name: str, pred: np.ndarray, points: Points, legend: Legend, it
     result = SourceResult(name, status, int(valid.sum()), cm, scores(cm),
                           bootstrap_scores(ref, p, legend.k, iterations, seed, strata), [])
     regions = points.region[valid] if points.region is not None else np.full(len(ref), NO_REGION, object)
-    for region in sorted(set(regions)):
+    for region in sorted(set(regions) | set(points.all_regions)):  # a region without points: 0, no OA
         sel = regions == region
-        result.region_oa.append((region, int(sel.sum()), float((ref[sel] == p[sel]).mean())))
+        result.region_oa.append((region, int(sel.sum()), float((ref[sel] == p[sel]).mean()) if sel.any() else np.nan))
     if stratum_area is not None and len(ref):
         result.weighted = stratified_estimates(ref, p, legend.k, strata, stratum_area)
     return result
@@ -349,13 +350,16 @@ def _subset_entry(n_points: int, results: dict[str, SourceResult]) -> dict:
 
 def evaluate(points_cfg: dict, map_path: str | Path, manifests: Sequence[str], out_dir: str | Path,
              regions=None, run_name: str = "run",
-             training_blocks: tuple[Sequence[tuple[float, float, float, float]], str] | None = None) -> dict:
+             training_blocks: tuple[Sequence[tuple[float, float, float, float]], str] | None = None,
+             unpredictable: Sequence[int] = ()) -> dict:
     """Score our map and every product at the reference points; write accuracy.json, the CSV
     tables and the figures into `out_dir`; return the JSON document.
 
     ``training_blocks``: (the training blocks' bounds, their CRS). The points are then also scored
     in two parts, ``held_out`` (outside every training block: land the network never saw; the
     honest measure) and ``in_training_blocks`` (in-sample), each for the map and every product.
+    ``unpredictable``: codes of our classes the model can never predict (its metadata); they are
+    listed in accuracy.json and marked beside the map's per-class scores.
     """
     from l2h.evaluation import report_figures as reportfigs
 
@@ -363,6 +367,7 @@ def evaluate(points_cfg: dict, map_path: str | Path, manifests: Sequence[str], o
     points = read_points(points_cfg, legend)
     if regions is not None:
         points.region = assign_regions(points, regions)
+        points.all_regions = tuple(str(slug) for slug in regions.index)
     stratum_area = None
     strata_cfg = points_cfg.get("strata")
     if strata_cfg:
@@ -401,6 +406,10 @@ def evaluate(points_cfg: dict, map_path: str | Path, manifests: Sequence[str], o
         "reference": {"file": points.path, "n_points": len(points), "legend": dict(zip(legend.codes, legend.names)),
                       "stratified": stratum_area is not None, "bootstrap": iterations, "seed": seed},
         **{part: _subset_entry(part_sizes[part], scored) for part, scored in parts.items()},
+        "classes_the_model_cannot_predict": [
+            {"code": int(c), "class": BY_CODE[int(c)].name,
+             "reference_class": legend.codes[legend.ours[int(c)]] if legend.ours[int(c)] >= 0 else None}
+            for c in sorted(unpredictable)],
         "map": summary(results["map"]),
         "products": {name: summary(r) for name, r in results.items() if name != "map"},
         "common_points": {"n_points": int(common.sum()),
@@ -408,8 +417,9 @@ def evaluate(points_cfg: dict, map_path: str | Path, manifests: Sequence[str], o
                                  for name, p in preds.items()}},
     }
     out_dir = Path(out_dir)
-    write_tables(out_dir, results, legend)
-    reportfigs.confusion_figure(out_dir / "confusion.png", results, legend)
+    blind = reference_classes_out_of_reach(legend, unpredictable)
+    write_tables(out_dir, results, legend, blind)
+    reportfigs.confusion_figure(out_dir / "confusion.png", results, legend, blind)
     reportfigs.region_oa_figure(out_dir / "region_oa.png", results)
     reportfigs.sources_figure(out_dir / "sources.png", results, parts.get("held_out"))
     reportfigs.legend_figure(out_dir / "legend.png", legend)
@@ -431,8 +441,18 @@ def _r(v) -> str:
     return "" if v is None or np.isnan(v) else f"{float(v):.4f}"
 
 
-def write_tables(out_dir: Path, results: dict[str, SourceResult], legend: Legend) -> None:
-    """class_metrics.csv, confusion.csv, region_oa.csv, points.csv and (stratified) area_estimates.csv."""
+def reference_classes_out_of_reach(legend: Legend, unpredictable: Sequence[int]) -> set[int]:
+    """Indices of the reference classes the map can never give: every one of our classes that maps
+    onto them is one the model cannot predict."""
+    ours = {code: int(legend.ours[code]) for code in BY_CODE if legend.ours[code] >= 0}
+    return {i for i in range(legend.k)
+            if any(k == i for k in ours.values()) and all(c in set(unpredictable) for c, k in ours.items() if k == i)}
+
+
+def write_tables(out_dir: Path, results: dict[str, SourceResult], legend: Legend,
+                 blind: set[int] = frozenset()) -> None:
+    """class_metrics.csv, confusion.csv, region_oa.csv, points.csv and (stratified) area_estimates.csv;
+    ``blind``: reference classes the map cannot give (marked in class_metrics.csv)."""
     metric_names = ("producers", "users", "f1", "iou")
     rows = []
     for r in results.values():
@@ -440,10 +460,10 @@ def write_tables(out_dir: Path, results: dict[str, SourceResult], legend: Legend
             row = [r.name, code, legend.names[i], int(r.cm[i].sum()), int(r.cm[:, i].sum())]
             for m in metric_names:
                 row += [_r(r.scores[m][i]), _r(r.ci[m][i][0]), _r(r.ci[m][i][1])]
-            rows.append(row)
+            rows.append(row + [("no" if i in blind else "yes") if r.name == "map" else ""])
     write_csv(out_dir / "class_metrics.csv",
                ["source", "class", "name", "n_reference", "n_predicted"]
-               + [f"{m}{s}" for m in metric_names for s in ("", "_lo95", "_hi95")], rows)
+               + [f"{m}{s}" for m in metric_names for s in ("", "_lo95", "_hi95")] + ["model_can_predict"], rows)
     write_csv(out_dir / "confusion.csv", ["source", "reference", "predicted", "count"],
                [[r.name, legend.codes[i], legend.codes[j], int(r.cm[i, j])]
                 for r in results.values() for i in range(legend.k) for j in range(legend.k)])

@@ -14,8 +14,9 @@ from l2h.evaluation.metrics import Z95
 SOURCE_COLOURS = ("#1b6ca8", "#e8743b", "#5aa469", "#9c6ade", "#c94c4c", "#8c8c8c")
 
 
-def confusion_figure(path, results: dict, legend) -> None:
-    """One heatmap per source: confusion matrix normalised by reference row (producer's view)."""
+def confusion_figure(path, results: dict, legend, blind=frozenset()) -> None:
+    """One heatmap per source: confusion matrix normalised by reference row (producer's view);
+    ``blind``: reference classes the map cannot give (no training label showed them), marked ✗ on its axes."""
     n = len(results)
     cols = min(n, 2)
     rows = -(-n // cols)
@@ -32,11 +33,14 @@ def confusion_figure(path, results: dict, legend) -> None:
                 if cm[i, j]:
                     ax.text(j, i, f"{norm[i, j]:.2f}".lstrip("0"), ha="center", va="center", fontsize=6,
                             color="white" if norm[i, j] > 0.6 else "black")
-        ax.set_xticks(range(legend.k), legend.codes, fontsize=7)
-        ax.set_yticks(range(legend.k), legend.codes, fontsize=7)
+        labels = [f"{c} ✗" if r.name == "map" and i in blind else c for i, c in enumerate(legend.codes)]
+        ax.set_xticks(range(legend.k), labels, fontsize=7)
+        ax.set_yticks(range(legend.k), labels, fontsize=7)
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("reference", fontsize=8)
-        ax.set_title(f"{r.name}: OA {r.scores['oa']:.3f}, n = {r.n}", fontsize=9)
+        ax.set_title(f"{r.name}: OA {r.scores['oa']:.3f}, n = {r.n}"
+                     + ("\n✗ = no training label showed it: never predicted" if r.name == "map" and blind else ""),
+                     fontsize=9)
     for ax in axes[n:]:
         ax.set_visible(False)
     save_png(fig, path)

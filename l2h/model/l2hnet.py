@@ -237,14 +237,17 @@ def class_names(num_classes: int) -> dict[int, str]:
 
 
 def model_metadata(model: L2HNet, bands: Sequence[str], normalisation: Mapping[str, Sequence[float]],
-                   tau: float, gamma: float, extra: Mapping[str, Any] | None = None) -> dict:
+                   tau: float, gamma: float, extra: Mapping[str, Any] | None = None,
+                   unpredictable_classes: Sequence[int] = ()) -> dict:
     """The metadata stored beside a model's weights.
 
     Keys: ``classes`` ({code: name}, code = output index + 1), ``class_index_to_code`` (list),
     ``bands``, ``in_channels``, ``num_classes``, ``width``, ``num_blocks``, ``receptive_field``,
     ``normalisation`` ({"mean": [...], "std": [...]}, one value per band), ``tau``, ``gamma``,
-    ``l2h_version`` and ``extra`` (the caller's dict, e.g. training steps, seed, config digest;
-    stored as given under ``extra``, converted to plain Python values).
+    ``l2h_version``, ``unpredictable_classes`` (codes of the classes the model can never predict: no
+    training label showed them, :func:`suppress_unseen_classes`) and ``extra`` (the caller's dict,
+    e.g. training steps, seed, config digest; stored as given under ``extra``, converted to plain
+    Python values).
     """
     from l2h import __version__
 
@@ -266,6 +269,7 @@ def model_metadata(model: L2HNet, bands: Sequence[str], normalisation: Mapping[s
     return {
         "architecture": "L2HNet",
         "classes": class_names(model.num_classes),
+        "unpredictable_classes": sorted(int(c) for c in unpredictable_classes),
         "class_index_to_code": [index_to_code(k) for k in range(model.num_classes)],
         "nodata": NODATA,
         "ignore": IGNORE,

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from l2h.core.errors import ConfigError, L2HError
+from l2h.core.errors import ConfigError, InputError, L2HError
 from l2h.core.io import atomic_path
 from l2h.model.data import PriorSettings, TrainingSpec, TrainingWindows, band_statistics, specs_digest
 from l2h.model.l2hnet import (
@@ -56,6 +56,7 @@ from l2h.model.loss import MODES, L2HLoss, pseudo_label_ce, weights_from_counts
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
+PREVIOUS_NAME = "checkpoint.previous.pt"  # the checkpoint before the last, kept in case the last cannot be read
 METRICS_NAME = "metrics.csv"
 CHECKPOINT_FORMAT = "l2h-train-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -274,6 +275,29 @@ def _read_train_checkpoint(path: Path) -> dict:
                                   "delete it to start afresh")
 
 
+def _resume_point(ckpt_path: Path) -> tuple[dict, Path] | None:
+    """The checkpoint to resume from: the last one, or, when it cannot be read (a disk fault, a
+    truncated file), the one before it, saying so in one line; None when there is none. When none
+    of them reads, an InputError names the files to delete to start afresh."""
+    previous = ckpt_path.with_name(PREVIOUS_NAME)
+    candidates = [p for p in (ckpt_path, previous) if p.exists()]
+    problems = []
+    for path in candidates:
+        try:
+            payload = _read_train_checkpoint(path)
+        except InputError as exc:
+            problems.append(f"{path.name}: {' '.join(str(exc).split())[:300]}")
+            continue
+        if path == previous and problems:
+            log.warning("training checkpoint %s cannot be read (%s); resuming from the one before it, %s (step %d)",
+                        ckpt_path, problems[0], previous, int(payload.get("step", 0)))
+        return payload, path
+    if candidates:
+        raise InputError(f"no training checkpoint in {ckpt_path.parent} can be read ({'; '.join(problems)}); delete "
+                         f"{' and '.join(str(p) for p in candidates)} to start training afresh")
+    return None
+
+
 def _check_resumable(path: Path, payload: dict, cfg: TrainConfig, bands: list[str], digest: str) -> None:
     """Raise ConfigError unless the checkpoint was written by a run with the same settings."""
     old = payload.get("cfg", {})
@@ -323,6 +347,8 @@ def _write_checkpoint(path: Path, model, optimiser, scheduler, step: int, cfg: T
         payload["teacher"] = {k: v.detach().cpu().clone() for k, v in teacher.state_dict().items()}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+        if path.exists():  # the last one becomes the previous: a fallback should the new one not read
+            os.replace(path, path.with_name(PREVIOUS_NAME))
 
 
 # ---------------------------------------------------------------------------------- metrics file
@@ -440,9 +466,9 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
     digest = specs_digest(specs)
 
     payload = None
-    if ckpt_path.exists():
-        payload = _read_train_checkpoint(ckpt_path)
-        _check_resumable(ckpt_path, payload, cfg, bands, digest)
+    if (found := _resume_point(ckpt_path)) is not None:
+        payload, path = found
+        _check_resumable(path, payload, cfg, bands, digest)
     seed_everything(cfg.seed)
 
     if payload is not None:
@@ -504,7 +530,7 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
                 group["lr"] = base * cfg.lr_factor(payload["step"])
         _set_rng_state(payload["rng"])
         start, elapsed_before = int(payload["step"]), float(payload.get("elapsed_s", 0.0))
-        log.info("resuming from %s at step %d of %d", ckpt_path, start, steps)
+        log.info("resuming from %s at step %d of %d", path, start, steps)
         payload = None  # free the memory
     _reset_metrics(metrics_path, start)
 
@@ -626,7 +652,7 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
                          if counted_all else None),
         "suppressed_classes": unseen,
     }
-    meta = model_metadata(model, bands, normalisation, cfg.tau, cfg.gamma, extra=extra)
+    meta = model_metadata(model, bands, normalisation, cfg.tau, cfg.gamma, extra=extra, unpredictable_classes=unseen)
     save_checkpoint_model(out_model, model, meta)
     result["model"] = str(out_model)
     return result

@@ -98,3 +98,15 @@ def test_model_info_reports_the_models_size_and_cost(capsys):
     model = L2HNet(3, 11, 64)
     assert f"{count_parameters(model):,}" in out and f"{flops_per_pixel(model):,}" in out
     assert "receptive_field_px   23" in out
+
+
+@pytest.mark.parametrize("module", ["l2h", "l2h.cli"])
+def test_python_dash_m_runs_the_cli(module):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", module, "model-info", "--width", "16"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and "parameters" in done.stdout, done.stderr
+    bad = subprocess.run([sys.executable, "-m", module, "no-such-command"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr

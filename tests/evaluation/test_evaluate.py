@@ -337,3 +337,66 @@ def test_survey_class_without_mapping_is_an_error(tmp_path):
     with pytest.raises(InputError, match=r"survey.csv: class\(es\) 'orchard' are not covered by config "
                                          r"evaluation.survey.mapping"):
         compare_survey(cfg, maps, {"north": "North", "cote_sud": "Côte Sud"}, tmp_path / "out")
+
+
+@pytest.mark.parametrize("split", ["all_inside", "none_inside", "mixed"])
+def test_every_split_of_the_points_is_scored_and_reported(tmp_path, split):
+    """Reference points all inside the training blocks, none inside (a held-out reference set, the
+    honest way to assess a map) or some: `l2h evaluate` writes accuracy.json, its tables and figures;
+    a part without points says so (0 points, null scores). A region without points is listed with none."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    from l2h.cli import main
+
+    _tiny_map(tmp_path / "map.tif", nodata_cols=0)
+    gpd.GeoDataFrame({"name": ["West", "East", "Far"]},
+                     geometry=[box(500000, 0, 500005, 10), box(500005, 0, 500010, 10), box(600000, 0, 600010, 10)],
+                     crs="EPSG:32650").to_file(tmp_path / "regions.gpkg")
+    rows = [(500001.5, 9.5, "EPSG:32650", 1), (500002.5, 7.5, "EPSG:32650", 3),  # West
+            (500007.5, 9.5, "EPSG:32650", 1), (500007.5, 7.5, "EPSG:32650", 4)]  # East
+    blocks = {"all_inside": [(500000, 0, 500010, 10)], "none_inside": [(500020, 0, 500030, 10)],
+              "mixed": [(500000, 0, 500005, 10)]}[split]
+    (tmp_path / "blocks.csv").write_text("block_id,region,xmin,ymin,xmax,ymax\n" + "".join(
+        f"b{i},west,{b[0]},{b[1]},{b[2]},{b[3]}\n" for i, b in enumerate(blocks)))
+    (tmp_path / "training.csv").write_text("block_id\n" + "".join(f"b{i}\n" for i in range(len(blocks))))
+    cfg = {**_cfg(_write_points(tmp_path / "p.csv", rows)), "bootstrap": 20}
+    out = tmp_path / "out"
+    assert main(["evaluate", "--settings", json.dumps(cfg), "--map", str(tmp_path / "map.tif"),
+                 "--regions", str(tmp_path / "regions.gpkg"), "--name-field", "name", "--blocks",
+                 str(tmp_path / "blocks.csv"), "--training-blocks", str(tmp_path / "training.csv"),
+                 "--crs", "EPSG:32650", "--out-dir", str(out)]) == 0
+    doc = json.loads((out / "accuracy.json").read_text())
+    inside = {"all_inside": 4, "none_inside": 0, "mixed": 2}[split]
+    assert doc["in_training_blocks"]["n_points"] == inside and doc["held_out"]["n_points"] == 4 - inside
+    for part in ("held_out", "in_training_blocks"):
+        if doc[part]["n_points"] == 0:
+            assert doc[part]["map"]["oa"] is None and doc[part]["map"]["n_points"] == 0
+        else:
+            assert doc[part]["map"]["oa"] is not None
+    assert doc["map"]["oa"] == pytest.approx(0.75)
+    for name in ("confusion.png", "region_oa.png", "sources.png", "legend.png", "class_metrics.csv"):
+        assert (out / name).stat().st_size > 0
+    by_region = {tuple(r.split(",")[1:3]) for r in (out / "region_oa.csv").read_text().splitlines()[1:]
+                 if r.startswith("map,")}
+    assert ("far", "0") in by_region and ("west", "2") in by_region  # the region without points is listed
+
+
+def test_classes_the_model_cannot_predict_are_named_beside_the_scores(tmp_path):
+    from l2h.evaluation.evaluate import evaluate
+
+    _tiny_map(tmp_path / "map.tif", nodata_cols=0)
+    rows = [(500001.5, 9.5, "EPSG:32650", 2), (500001.5, 3.5, "EPSG:32650", 4)]  # tree right; impervious (map: building)
+    cfg = {**_cfg(_write_points(tmp_path / "p.csv", rows), FOUR), "bootstrap": 10}
+    doc = evaluate(cfg, tmp_path / "map.tif", [], tmp_path / "out", unpredictable=[5, 6, 9, 11])
+    assert doc["classes_the_model_cannot_predict"][0] == {"code": 5, "class": "building / built-up",
+                                                           "reference_class": "4"}
+    assert [c["code"] for c in doc["classes_the_model_cannot_predict"]] == [5, 6, 9, 11]
+    table = (tmp_path / "out" / "class_metrics.csv").read_text().splitlines()
+    assert table[0].endswith(",model_can_predict")
+    by_class = {r.split(",")[1]: r.split(",")[-1] for r in table[1:] if r.startswith("map,")}
+    # the four classes of our map that go to impervious (4) are all off: the map can never say 4
+    assert by_class == {"1": "yes", "2": "yes", "3": "yes", "4": "no"}
+    evaluate(cfg, tmp_path / "map.tif", [], tmp_path / "out2", unpredictable=[5])
+    assert {r.split(",")[1]: r.split(",")[-1] for r in (tmp_path / "out2" / "class_metrics.csv").read_text()
+            .splitlines()[1:] if r.startswith("map,")}["4"] == "yes"  # roads and bare ground still give 4

@@ -12,7 +12,7 @@ import rasterio
 import torch
 from helpers import demo_label
 
-from l2h.core.errors import ConfigError
+from l2h.core.errors import ConfigError, InputError
 from l2h.model.data import TrainingSpec
 from l2h.model.l2hnet import load_model, logits_to_codes
 from l2h.model.train import TrainConfig, read_metrics, train
@@ -243,3 +243,30 @@ def test_self_training_follows_the_edge_cell_phase_and_resumes_across_the_bounda
 def test_self_training_needs_the_class_set_labels(specs, tmp_path):
     with pytest.raises(ConfigError, match="class-set label"):
         train(specs, BANDS, _cfg(self_training_steps=2), tmp_path / "m.pt", tmp_path / "w", progress=False)
+
+
+def test_a_truncated_checkpoint_falls_back_to_the_previous_one(specs, tmp_path, caplog):
+    """A disk fault truncated the last checkpoint: training resumes from the one before it, saying so
+    in one line, and ends with a straight run's weights; when no checkpoint reads, the error names the
+    files to delete."""
+    cfg = _cfg(steps=6, checkpoint_every=2)
+    work = tmp_path / "a"
+    train(specs, BANDS, cfg, tmp_path / "a.pt", work, progress=False, stop_after=4)
+    assert (work / "checkpoint.previous.pt").is_file()  # step 2, kept beside step 4
+    data = (work / "checkpoint.pt").read_bytes()
+    (work / "checkpoint.pt").write_bytes(data[: len(data) // 3])
+    with caplog.at_level("WARNING"):
+        resumed = train(specs, BANDS, cfg, tmp_path / "a.pt", work, progress=False)
+    assert resumed["resumed_from"] == 2 and resumed["complete"]
+    lines = [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
+    assert len(lines) == 1 and "checkpoint.previous.pt (step 2)" in lines[0] and "\n" not in lines[0]
+    train(specs, BANDS, cfg, tmp_path / "b.pt", tmp_path / "b", progress=False)
+    wa, wb = _weights(tmp_path / "a.pt"), _weights(tmp_path / "b.pt")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-5, msg=k)
+    # both unreadable: the message says which files to delete
+    for name in ("checkpoint.pt", "checkpoint.previous.pt"):
+        (work / name).write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(InputError, match=r"delete .*checkpoint\.pt and .*checkpoint\.previous\.pt to start "
+                                         r"training afresh"):
+        train(specs, BANDS, cfg, tmp_path / "a.pt", work, progress=False)

@@ -286,3 +286,31 @@ def test_page_draws_tiles_lists_legend_and_reports_a_click(browser, server, laye
     assert point["class"]["code"] == code
     info = browser.find_element(By.ID, "info").text
     assert BY_CODE[code].name in info and "Confidence" in info and "Coarse label" in info
+
+
+def test_the_view_lives_in_the_url_so_a_reload_or_a_link_opens_it_again(browser, server, layers):
+    lon, lat, _ = homogeneous_point(layers.map)
+    zoom = layers.zooms["map"][1]
+    browser.get(server.url)
+    wait_for(browser, "window.l2hViewer && window.l2hViewer.ready")
+    assert browser.execute_script("return window.location.hash").count("/") == 3  # the whole-run view, written
+    browser.execute_script(f"l2hViewer.map.setView([{lat}, {lon}], {zoom}, {{animate: false}});"
+                           "document.getElementById('show-confidence').click();"
+                           "document.getElementById('show-imagery').click();")
+    hash_ = wait_for(browser, f"window.location.hash.startsWith('#{zoom}/') && window.location.hash")
+    assert hash_.endswith("/map,confidence"), hash_
+    shared = server.url.rstrip("/") + "/" + hash_
+    browser.get("about:blank")
+    browser.get(shared)  # a link in a fresh page
+    wait_for(browser, "window.l2hViewer && window.l2hViewer.ready")
+    centre = browser.execute_script("const c = l2hViewer.map.getCenter(); return [c.lat, c.lng, l2hViewer.map.getZoom()];")
+    assert centre[2] == zoom and abs(centre[0] - lat) < 1e-5 and abs(centre[1] - lon) < 1e-5
+    shown = browser.execute_script("return Object.keys(l2hViewer.layers).filter("
+                                   "(id) => l2hViewer.map.hasLayer(l2hViewer.layers[id]))")
+    assert sorted(shown) == ["confidence", "map"]
+    assert browser.execute_script("return [document.getElementById('show-imagery').checked,"
+                                  " document.getElementById('show-confidence').checked]") == [False, True]
+    browser.refresh()  # a reload keeps it
+    wait_for(browser, "window.l2hViewer && window.l2hViewer.ready")
+    assert browser.execute_script("return window.location.hash") == hash_
+    assert browser.execute_script("return l2hViewer.map.getZoom()") == zoom

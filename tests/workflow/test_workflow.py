@@ -77,3 +77,17 @@ def test_committed_rulegraph_shows_every_rule(demo_config, tmp_path):
     svg = (ROOT / "docs" / "rulegraph.svg").read_text()
     drawn = set(re.findall(r"<text[^>]*>(\w+)</text>", svg))
     assert rules and rules == drawn, f"docs/rulegraph.svg is stale: run `make rulegraph` ({rules} vs {drawn})"
+
+
+def test_nested_config_on_the_command_line_takes_numbers_written_as_text(demo_config, tmp_path):
+    """README's `--config train='{width: 32, steps: 600}'`: Snakemake hands the nested values over as
+    text; a number key takes a number written as text, and anything else is one clean line."""
+    result = snakemake(tmp_path, "-n", "-p", "--config", "train={width: 32, steps: 600}", "infer={label_prior: 0}",
+                       configfile=demo_config)
+    assert result.returncode == 0, result.stderr
+    assert '"width": 32' in result.stdout and '"steps": 600' in result.stdout
+    assert "--label-prior" not in result.stdout  # label_prior 0: no prior
+    bad = snakemake(tmp_path, "-n", "--config", "train={width: wide}", configfile=demo_config)
+    assert bad.returncode != 0
+    assert "l2h: invalid configuration:\n  - config key 'train.width': expected integer, got 'wide' (string)" in bad.stderr
+    assert 'File "' not in bad.stderr and "Traceback" not in bad.stderr
