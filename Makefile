@@ -2,6 +2,7 @@
 #   make demo   generate the embedded demo world and run the whole workflow on it
 #   make test   lint (ruff, with pydocstyle) and run the test suite
 #   make view   look at the run's maps in a browser (http://127.0.0.1:$(PORT)/), after make demo
+#   make gpu-check  the GPU path in minutes (bench/gpu_check.py: torch and numpy alone, no venv needed)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -17,7 +18,7 @@ STAMP := $(VENV)/.l2h-installed
 WEB := l2h/view/web
 PORT ?= 8000
 
-.PHONY: demo test install view rulegraph clean-demo slurm-profile
+.PHONY: demo test install view rulegraph clean-demo slurm-profile gpu-check
 # A run killed hard (SIGKILL, power loss) leaves Snakemake's lock behind: it is removed only when
 # no snakemake process works in this folder (l2h/runlock.py), then the run resumes.
 demo: $(STAMP) $(DEMO_DIR)/manifest.json
@@ -42,6 +43,11 @@ $(STAMP): pyproject.toml $(WEB)/package-lock.json
 
 view: $(STAMP)
 	$(BIN)/l2h view --port $(PORT)
+
+# On a GPU node with CUDA PyTorch (and numpy): no venv, no GDAL or Snakemake; writes bench/results/gpu_check.json.
+# PYTHON=... names the Python that has CUDA torch.
+gpu-check:
+	$(PYTHON) bench/gpu_check.py
 
 $(DEMO_DIR)/manifest.json: | $(STAMP)
 	$(BIN)/l2h demo-world $(DEMO_DIR) --seed $(DEMO_SEED)

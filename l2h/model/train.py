@@ -23,8 +23,6 @@ width, tau/gamma and a training summary in its metadata.
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import csv
 import itertools
 import logging
@@ -42,6 +40,7 @@ import torch
 
 from l2h.core.errors import ConfigError, InputError, L2HError
 from l2h.core.io import atomic_path
+from l2h.model import step as step_fns
 from l2h.model.data import PriorSettings, TrainingSpec, TrainingWindows, band_statistics, specs_digest
 from l2h.model.l2hnet import (
     L2HNet,
@@ -51,7 +50,7 @@ from l2h.model.l2hnet import (
     save_checkpoint_model,
     suppress_unseen_classes,
 )
-from l2h.model.loss import MODES, L2HLoss, pseudo_label_ce, weights_from_counts
+from l2h.model.loss import MODES, L2HLoss, weights_from_counts
 
 log = logging.getLogger(__name__)
 
@@ -397,31 +396,6 @@ def _summarise(rows: list[dict]) -> dict:
 # ---------------------------------------------------------------------------------- training
 
 
-def _frozen_copy(model: L2HNet, state: dict) -> L2HNet:
-    """A frozen copy of ``model`` (same architecture, device and layout) holding ``state``, in eval mode."""
-    teacher = copy.deepcopy(model)
-    teacher.load_state_dict(state)
-    teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher
-
-
-def _self_training_step(model, teacher, image, target, bonus, valid, cfg: TrainConfig, autocast) -> dict:
-    """Losses of a self-training batch: the teacher's map plus the label prior is the target."""
-    with torch.no_grad(), autocast():
-        pseudo = (teacher(image).float() + bonus).argmax(dim=1)
-    with autocast():
-        logits = model(image)
-    valid = valid.bool()
-    ce = pseudo_label_ce(logits.float(), pseudo, valid, cfg.balance_power)
-    labelled = target != 255
-    agreement = ((logits.detach().argmax(dim=1) == target) & labelled).sum() / labelled.sum().clamp(min=1)
-    zero = torch.zeros((), device=ce.device)
-    return {"total": ce, "ce": ce, "dva": zero, "confident_share": valid.float().mean(),
-            "agreement": agreement.float()}
-
-
 def _batches(start: int, stop: int, batch: int):
     for s in range(start, stop):
         yield list(range(s * batch, (s + 1) * batch))
@@ -504,7 +478,7 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, cfg.lr_factor)
     teacher = None
     if payload is not None and "teacher" in payload:
-        teacher = _frozen_copy(model, payload["teacher"])
+        teacher = step_fns.frozen_copy(model, payload["teacher"])
     loss_fn = L2HLoss(num_classes=model.num_classes, tau=cfg.tau, gamma=cfg.gamma, mode=cfg.confidence,
                       min_class_share=cfg.min_class_share, warmup_steps=cfg.warmup_steps,
                       balance_power=cfg.balance_power,
@@ -547,9 +521,6 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
     batches = itertools.chain(loader(dataset, start, min(stop, cfg.steps)),
                               loader(pseudo_data, max(start, cfg.steps), stop) if pseudo_data else [])
 
-    def autocast():
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
-
     from tqdm import tqdm
 
     bar = tqdm(total=steps, initial=start, disable=not progress, file=sys.stderr, unit="step",
@@ -572,21 +543,16 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
                                                    minlength=model.num_classes)[:model.num_classes]
                     sets = extras.pop(0) if cfg.partial_labels else None
                     cells = extras.pop(0) if cfg.edge_cells == "cell" else None
-                    with autocast():
-                        features, logits = model.forward_features(image)
-                    losses = loss_fn(logits.float(), features.float(), target, step, sets=sets, cells=cells)
+                    losses = step_fns.coarse_label_losses(model, loss_fn, image, target, step, sets, cells)
                 else:
                     if teacher is None:  # the phase-1 network, frozen, maps the windows
-                        teacher = _frozen_copy(model, (ema.module if ema is not None else model).state_dict())
-                    losses = _self_training_step(model, teacher, image, target, *extras, cfg, autocast)
+                        teacher = step_fns.frozen_copy(model, (ema.module if ema is not None else model).state_dict())
+                    losses = step_fns.self_training_losses(model, teacher, image, target, *extras, cfg.balance_power)
                 total = losses["total"]
                 if not torch.isfinite(total):
                     raise L2HError(f"training diverged: loss is {float(total)} at step {step} (lower train.lr, "
                                    f"now {cfg.lr}); the last good checkpoint is {ckpt_path}")
-                optimiser.zero_grad(set_to_none=True)
-                total.backward()
-                optimiser.step()
-                scheduler.step()
+                step_fns.apply(losses, optimiser, scheduler)
                 if ema is not None:
                     ema.update_parameters(model)
                 step += 1
