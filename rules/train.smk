@@ -10,7 +10,8 @@ rule train:
         labels=expand("resources/labels/{region}.tif", region=REGION_SLUGS),
         label_sets=expand("resources/labels/{region}_sets.tif", region=REGION_SLUGS),
         imagery=[imagery_for_region(r) for r in REGION_SLUGS],
-        roads=expand("resources/roads/{region}.gpkg", region=REGION_SLUGS) if PRIOR_ROADS else [],
+        roads=(expand("resources/roads/{region}.gpkg", region=REGION_SLUGS)
+               if PRIOR_ROADS and CFG["train"]["self_training_steps"] else []),
     output:
         model="results/model/l2hnet.pt",
         metrics=report("results/model/metrics.csv", category="Model", labels={"table": "training metrics"},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import glob
+import math
 import re
 from collections.abc import Iterator
 from functools import cache
@@ -108,8 +109,9 @@ def _scalar(text: str, types: list[str]):
             number = float(word)
         except ValueError:
             pass
-        else:
-            return int(number) if number.is_integer() and re.fullmatch(r"[+-]?\d+", word) else number
+        else:  # "nan" and "inf" stay text: the schema then names the key and the number it wants
+            if math.isfinite(number):
+                return int(number) if number.is_integer() and re.fullmatch(r"[+-]?\d+", word) else number
     if "boolean" in types and word.lower() in ("true", "false"):
         return word.lower() == "true"
     return text
@@ -159,6 +161,12 @@ def check_rules(config: dict) -> None:
         if len(own) == 1 or (not own and not points):
             raise ConfigError("config key 'evaluation.pixels': give both legend and mapping (the reference "
                               "rasters' classes and where ours go), or neither to use evaluation.points'")
+        if own:
+            legend = {str(k) for k in pixels["legend"]}
+            unknown = {key: v for key, v in pixels["mapping"].items() if str(v) not in legend}
+            if unknown:
+                raise ConfigError(f"config key 'evaluation.pixels.mapping': {unknown} map to class(es) missing "
+                                  f"from evaluation.pixels.legend; expected some of: {', '.join(sorted(legend))}")
         bad = [k for k in (pixels.get("recode") or {}) if not str(k).strip().isdigit()]
         if bad:
             raise ConfigError(f"config key 'evaluation.pixels.recode': keys must be integer class codes, got {bad}")

@@ -35,8 +35,9 @@ SCAN = 16  # tiles per side of a scanning window
 def pick_windows(reference: str, legend: Legend, recode: dict | None = None,
                  exclude: tuple[Sequence, str] | None = None, size: int = 160) -> list[tuple[str, Window]]:
     """[(what, window)] of up to three held-out reference tiles: "town" (most building pixels),
-    "road" (most road pixels among tiles with few buildings) and "class edges" (most edge pixels among
-    tiles with neither); tiles with most edges instead where the legend has no building or road."""
+    "road" (most road pixels among tiles with buildings on at most 2 % of them) and "class edges" (most
+    edge pixels among those tiles without road); tiles with most edges instead where the legend has no
+    building or road. Tiles are held out from the training blocks of ``exclude``, not chosen by region."""
     table, lut = recode_table(recode or {}, ()), reference_lut(legend)
     building, road = int(legend.ours[BUILDING]), int(legend.ours[ROAD])
     stats = []  # (row, col, buildings, roads, edges)

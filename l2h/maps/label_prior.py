@@ -58,7 +58,11 @@ class LabelPrior:
         except RasterioError as exc:
             self.close()
             raise InputError(f"class-set label {path}: cannot be opened: {exc}") from None
-        self.roads = _RoadSurfaces(roads) if roads else None
+        try:
+            self.roads = _RoadSurfaces(roads) if roads else None
+        except InputError:
+            self.close()
+            raise
 
     def __enter__(self) -> LabelPrior:
         return self

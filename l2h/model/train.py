@@ -1,15 +1,19 @@
 """Train L2HNet on the coarse labels (METHOD.md §6, §8): resumable, reproducible, GPU or CPU.
 
-:func:`train` builds :class:`l2h.model.l2hnet.L2HNet`, SGD with momentum and a poly learning-rate decay
-(Paraformer's settings), and :class:`l2h.model.loss.L2HLoss`; batches come from
+:func:`train` builds :class:`l2h.model.l2hnet.L2HNet`, SGD with momentum or AdamW and a poly
+learning-rate decay, and :class:`l2h.model.loss.L2HLoss`; after ``steps`` on the coarse label an
+optional second phase self-trains on the frozen first-phase network's 1 m pseudo-labels
+(``self_training_steps``). Batches come from
 :class:`l2h.model.data.TrainingWindows`, where step ``s`` uses sample indices ``s*B .. s*B+B-1`` (no
 data-loader state). ``work_dir`` holds:
 
 * ``checkpoint.pt`` -- written atomically every ``checkpoint_every`` steps and at the end: model,
   optimiser and scheduler states, the number of completed steps, torch/NumPy/Python RNG states,
-  the config, the bands, the normalisation and a digest of the training blocks. When it exists,
-  :func:`train` resumes from it; on CPU with the same thread count a resumed run ends with the
-  same weights as an uninterrupted one.
+  the config, the bands, the normalisation, a digest of the training blocks and, in the second
+  phase, the frozen teacher. When it exists, :func:`train` resumes from it; on CPU with the same
+  thread count a resumed run ends with the same weights as an uninterrupted one. The checkpoint
+  before it is kept as ``checkpoint.previous.pt``: one that does not read (a disk fault truncated
+  it) is skipped for that one, with a warning.
 * ``metrics.csv`` -- one row per step (step, lr, total, ce, dva, confident_share, agreement,
   seconds); rows beyond the checkpoint are dropped on resume.
 
@@ -79,18 +83,20 @@ class TrainConfig:
     width: channels C of the L2HNet backbone (Paraformer: 64 "light" or 128).
     patch_size: side of a training window in pixels (Paraformer: 224).
     batch_size: windows per step.
-    steps: optimiser steps in total (the poly decay runs over them).
+    steps: optimiser steps on the coarse label (the first phase; the poly decay runs over them).
     optimizer: "sgd" (with momentum; Paraformer: lr 0.01, 0.9, 1e-4) or "adamw" (momentum unused;
-        converges in fewer steps, suits short CPU runs, lr about 0.002).
+        converges in fewer steps, suits short CPU runs).
     lr, momentum, weight_decay: learning rate, SGD momentum, weight decay.
-    poly_power: lr(step) = lr * (1 - step / steps) ** poly_power.
+    poly_power: in the first phase lr(step) = lr * (1 - step / steps) ** poly_power (the second
+        decays self_training_lr the same way over self_training_steps).
     tau: confident-area threshold on the network's probability of the coarse class.
     gamma: weight of the dynamic vague-area loss L_DVA.
     confidence: confident-area rule, "label_prob" (p[label] >= tau) or "argmax" (Paraformer).
     min_class_share: per-class floor of the confident area (guards against majority collapse).
     balance_power: class weights of the cross-entropy = (class pixel count) ** -power; 0 = plain
         cross-entropy (the label's class frequencies act as the prior).
-    class_weights: where the counts come from: "batch" (each batch's confident pixels) or "labels"
+    class_weights: where the counts come from: "batch" (each batch's pixels in the loss: confident
+        ones and, with ``edge_cells: cell``, edge-cell pixels) or "labels"
         (the label's class areas over all training blocks, fixed for the whole run: a rare class
         does not get a huge weight in the one batch where it has a few pixels).
     partial_labels: learn from ambiguous pixels too (their class set S, loss -log sum_{c in S} p_c;
@@ -297,8 +303,10 @@ def _resume_point(ckpt_path: Path) -> tuple[dict, Path] | None:
     return None
 
 
-def _check_resumable(path: Path, payload: dict, cfg: TrainConfig, bands: list[str], digest: str) -> None:
-    """Raise ConfigError unless the checkpoint was written by a run with the same settings."""
+def _check_resumable(path: Path, payload: dict, cfg: TrainConfig, bands: list[str], digest: str,
+                     prior: PriorSettings | None = None) -> None:
+    """Raise ConfigError unless the checkpoint was written by a run with the same settings (and, once
+    self-training has begun, the same pseudo-label prior)."""
     old = payload.get("cfg", {})
     hint = f"delete {path.parent} (or {path}) to start afresh, or restore the old setting"
     if old.get("width") != cfg.width:
@@ -317,14 +325,29 @@ def _check_resumable(path: Path, payload: dict, cfg: TrainConfig, bands: list[st
     if payload.get("data_digest") != digest:
         raise ConfigError(f"training checkpoint {path} was trained on other training blocks / labels / "
                           f"imagery than this run's; {hint}")
+    if "teacher" in payload and payload.get("pseudo_prior") != _prior_record(prior):
+        raise ConfigError(f"training checkpoint {path} is self-training with the label prior "
+                          f"{payload.get('pseudo_prior')}, this run has {_prior_record(prior)} "
+                          f"(infer.prior_interpolation, infer.prior_roads); {hint}")
+    if "teacher" in payload and old.get("steps") != cfg.steps:
+        raise ConfigError(f"training checkpoint {path} is past train.steps = {old.get('steps')} (self-training had "
+                          f"begun): train.steps cannot change to {cfg.steps} now; {hint}")
     if payload["step"] > cfg.total_steps:
         raise ConfigError(f"training checkpoint {path} is at step {payload['step']}, beyond train.steps + "
                           f"train.self_training_steps = {cfg.total_steps}; {hint}")
 
 
+def _prior_record(prior: PriorSettings | None) -> dict | None:
+    """What of the pseudo-labels' prior a checkpoint records: strength, interpolation, road files' names."""
+    if prior is None:
+        return None
+    return {"strength": prior.strength, "interpolation": prior.interpolation,
+            "roads": sorted(Path(r).name for r in prior.roads)}
+
+
 def _write_checkpoint(path: Path, model, optimiser, scheduler, step: int, cfg: TrainConfig, bands: list[str],
                       normalisation: dict, digest: str, elapsed_s: float, label_pixels: torch.Tensor,
-                      ema=None, teacher=None) -> None:
+                      ema=None, teacher=None, prior: PriorSettings | None = None) -> None:
     payload = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
@@ -344,6 +367,7 @@ def _write_checkpoint(path: Path, model, optimiser, scheduler, step: int, cfg: T
         payload["ema"] = {k: v.detach().cpu().clone() for k, v in ema.state_dict().items()}
     if teacher is not None:
         payload["teacher"] = {k: v.detach().cpu().clone() for k, v in teacher.state_dict().items()}
+        payload["pseudo_prior"] = _prior_record(prior)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
         if path.exists():  # the last one becomes the previous: a fallback should the new one not read
@@ -439,10 +463,13 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
     cuda = device.type == "cuda"
     digest = specs_digest(specs)
 
+    if cfg.self_training_steps:  # the pseudo-labels' prior: the training's strength, inference's drawing
+        prior = PriorSettings(cfg.self_training_prior, prior.interpolation if prior else "bilinear",
+                              tuple(prior.roads) if prior else ())
     payload = None
     if (found := _resume_point(ckpt_path)) is not None:
         payload, path = found
-        _check_resumable(path, payload, cfg, bands, digest)
+        _check_resumable(path, payload, cfg, bands, digest, prior)
     seed_everything(cfg.seed)
 
     if payload is not None:
@@ -457,8 +484,6 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
                               edge_cells=cfg.edge_cells == "cell", **common)
     pseudo_data = None
     if cfg.self_training_steps:
-        prior = PriorSettings(cfg.self_training_prior, prior.interpolation if prior else "bilinear",
-                              tuple(prior.roads) if prior else ())
         pseudo_data = TrainingWindows(specs, cfg.patch_size, cfg.seed, prior=prior, **common)
 
     model = L2HNet(len(bands), 11, cfg.width)  # seeded above: the same init for the same seed
@@ -547,6 +572,8 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
                 else:
                     if teacher is None:  # the phase-1 network, frozen, maps the windows
                         teacher = step_fns.frozen_copy(model, (ema.module if ema is not None else model).state_dict())
+                        if counted_all:  # its pseudo-labels never hold a class no coarse label showed
+                            suppress_unseen_classes(teacher, label_pixels.tolist())
                     losses = step_fns.self_training_losses(model, teacher, image, target, *extras, cfg.balance_power)
                 total = losses["total"]
                 if not torch.isfinite(total):
@@ -566,7 +593,7 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
                 bar.set_postfix(loss=f"{last['total']:.3f}", agree=f"{last['agreement']:.3f}", refresh=False)
                 if step % cfg.checkpoint_every == 0 or step == stop:
                     _write_checkpoint(ckpt_path, model, optimiser, scheduler, step, cfg, bands, normalisation,
-                                      digest, elapsed_before + now - t_start, label_pixels, ema, teacher)
+                                      digest, elapsed_before + now - t_start, label_pixels, ema, teacher, prior)
     finally:
         bar.close()
         dataset.close()
@@ -577,7 +604,7 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
         raise L2HError("training produced no batches")
     if start == stop and not ckpt_path.exists():  # pragma: no cover - defensive
         _write_checkpoint(ckpt_path, model, optimiser, scheduler, step, cfg, bands, normalisation, digest, 0.0,
-                          label_pixels, ema, teacher)
+                          label_pixels, ema, teacher, prior)
 
     steps_run = step - start
     pixels = steps_run * cfg.batch_size * cfg.patch_size**2

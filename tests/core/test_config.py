@@ -183,6 +183,15 @@ def test_evaluation_mapping_must_name_legend_classes(default_config):
         check_rules(default_config)
 
 
+def test_pixel_mapping_must_name_its_legend_classes(default_config):
+    points = default_config["evaluation"]["points"]
+    default_config["evaluation"]["pixels"].update(legend=dict(points["legend"]), mapping={**points["mapping"], "road": 12})
+    with pytest.raises(ConfigError, match=r"evaluation.pixels.mapping': \{'road': 12\} map to class\(es\) missing"):
+        check_rules(default_config)
+    default_config["evaluation"]["pixels"]["mapping"]["road"] = points["mapping"]["road"]
+    check_rules(default_config)
+
+
 def test_evaluation_is_optional(default_config):
     del default_config["evaluation"]
     validate_config(default_config)
@@ -245,3 +254,17 @@ def test_a_config_without_train_or_infer_keys_gets_the_documented_ones(default_c
     validate_config(default_config)
     filled = fill_defaults(default_config)
     assert {section: {k: filled[section][k] for k in documented[section]} for section in documented} == documented
+
+
+def test_numbers_written_as_text_are_coerced_but_not_nan_or_inf(default_config):
+    """`--config train='{steps: 600}'` hands Snakemake's text over: a number key takes a number
+    written as text, and nan or inf stay text, so the schema rejects them by name."""
+    from l2h.core.config import coerce_scalars
+
+    default_config["train"]["steps"], default_config["infer"]["label_prior"] = "600", "2.5"
+    coerced = coerce_scalars(default_config)
+    assert coerced["train"]["steps"] == 600 and coerced["infer"]["label_prior"] == 2.5
+    for bad in ("nan", "inf", "-inf"):
+        default_config["infer"]["label_prior"] = bad
+        with pytest.raises(ConfigError, match="label_prior"):
+            validate_config(coerce_scalars(default_config))

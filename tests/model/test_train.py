@@ -13,8 +13,8 @@ import torch
 from helpers import demo_label
 
 from l2h.core.errors import ConfigError, InputError
-from l2h.model.data import TrainingSpec
-from l2h.model.l2hnet import load_model, logits_to_codes
+from l2h.model.data import PriorSettings, TrainingSpec
+from l2h.model.l2hnet import UNSEEN_CLASS_BIAS, load_model, logits_to_codes
 from l2h.model.train import TrainConfig, read_metrics, train
 
 BANDS = ["red", "green", "blue", "nir"]
@@ -238,6 +238,35 @@ def test_self_training_follows_the_edge_cell_phase_and_resumes_across_the_bounda
     alone = _cfg(steps=4, self_training_steps=0, edge_cells="cell", tau=0.0, gamma=0.0, checkpoint_every=2, lr=0.004)
     train(specs_with_sets, BANDS, alone, tmp_path / "c.pt", tmp_path / "c", progress=False)
     assert not torch.allclose(_weights(tmp_path / "c.pt")["classifier.weight"], wb["classifier.weight"])
+
+
+def test_the_teacher_never_teaches_a_class_no_label_showed(specs_with_sets, tmp_path):
+    """Tree (code 1) removed from the coarse label: the frozen teacher that makes the pseudo-labels
+    has tree suppressed like the final model, so the second phase cannot teach it either; once it
+    exists, neither train.steps (the phase boundary) nor the pseudo-labels' prior may change."""
+    with rasterio.open(specs_with_sets[0].label) as src:
+        codes, profile = src.read(1), src.profile
+    assert (codes == 1).any()
+    codes[codes == 1] = 255
+    sets = np.where((codes >= 1) & (codes <= 11), 1 << codes.astype(np.int64), 0).astype(np.uint16)
+    label, label_sets = tmp_path / "label.tif", tmp_path / "sets.tif"
+    with rasterio.open(label, "w", **profile) as dst:
+        dst.write(codes, 1)
+    with rasterio.open(label_sets, "w", **{**profile, "dtype": "uint16"}) as dst:
+        dst.write(sets, 1)
+    specs = [TrainingSpec(s.block_id, s.region, s.bounds, str(label), s.imagery, label_sets=str(label_sets))
+             for s in specs_with_sets]
+    cfg = _cfg(steps=2, self_training_steps=2, edge_cells="cell", tau=0.0, gamma=0.0, checkpoint_every=1)
+    train(specs, BANDS, cfg, tmp_path / "m.pt", tmp_path / "w", progress=False, stop_after=3)
+    teacher = torch.load(tmp_path / "w" / "checkpoint.pt", weights_only=False)["teacher"]
+    assert teacher["classifier.bias"][0] == UNSEEN_CLASS_BIAS and (teacher["classifier.bias"][1:] > -100).any()
+    # past the phase boundary, train.steps may no longer move it
+    with pytest.raises(ConfigError, match="train.steps cannot change"):
+        train(specs, BANDS, dataclasses.replace(cfg, steps=3), tmp_path / "m.pt", tmp_path / "w", progress=False)
+    # nor may the pseudo-labels' prior change
+    with pytest.raises(ConfigError, match="self-training with the label prior"):
+        train(specs, BANDS, cfg, tmp_path / "m.pt", tmp_path / "w", progress=False,
+              prior=PriorSettings(4.0, "nearest"))
 
 
 def test_self_training_needs_the_class_set_labels(specs, tmp_path):

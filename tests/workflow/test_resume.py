@@ -168,7 +168,7 @@ def assert_nothing_half_written(workdir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def config(small_demo_world, tmp_path_factory) -> Path:
-    """The small demo world (6 blocks) with tiny training: 6 steps, a checkpoint every 3."""
+    """The small demo world (6 blocks) with tiny training: 6 steps and 2 of self-training, a checkpoint every 3."""
     settings = demo_overrides(small_demo_world)
     settings["sampling"] = {"target_fraction": 0.5, "tolerance": 0.1}  # 1 of 2 blocks per region
     path = tmp_path_factory.mktemp("resume_config") / "small.yaml"
@@ -200,7 +200,7 @@ def test_kill_during_training_resumes_from_the_checkpoint(upstream, reference, c
     kill_when(work, config, checkpoint.exists, "a training checkpoint")
     assert not (work / "results/model/l2hnet.pt").exists(), "training ended before the kill"
     step = torch.load(checkpoint, weights_only=False)["step"]
-    assert 3 <= step < 6
+    assert 3 <= step < 8
 
     locked = run(work, config, TARGET)  # Snakemake 9 keeps its lock after a SIGKILL
     assert locked.returncode != 0 and "Directory cannot be locked" in locked.output
@@ -208,7 +208,7 @@ def test_kill_during_training_resumes_from_the_checkpoint(upstream, reference, c
     output = run_ok(work, config, TARGET)
 
     assert job_counts(output)["train"] == 1
-    assert f"resuming from results/model/training/checkpoint.pt at step {step} of 6" in (
+    assert f"resuming from results/model/training/checkpoint.pt at step {step} of 8" in (
         work / "logs/train.log").read_text()
     got = torch.load(work / "results/model/l2hnet.pt", weights_only=False)["state_dict"]
     want = torch.load(reference / "results/model/l2hnet.pt", weights_only=False)["state_dict"]
