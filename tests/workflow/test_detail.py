@@ -18,8 +18,11 @@ pytestmark = pytest.mark.workflow
 
 # the demo's defaults but 150 + 50 training steps and no test-time flips (the test's cost)
 SHORT = {"train": {"steps": 150, "self_training_steps": 50}, "infer": {"flips": 1, "threads": 2}}
-# measured with SHORT on the demo world (seeds 0, 1, 2): bench/results/detail_guard.json
-FLOOR_BOUNDARY_F1, FLOOR_SUBCELL_OA = 0.60, 0.45
+# measured with SHORT on the demo world, seeds 0, 1, 2 (bench/results/detail_guard.json): boundary F1
+# 0.684 / 0.634 / 0.689, sub-cell OA 0.558 / 0.562 / 0.578; the previous defaults' map (10 m prior
+# steps, pixel-wise edge cells) scored 0.482 and 0.345. Floors a little below the worst seed: another
+# CPU (AVX2 against AVX-512) trains to slightly different weights.
+FLOOR_BOUNDARY_F1, FLOOR_SUBCELL_OA = 0.60, 0.52
 
 
 @pytest.fixture(scope="module")
