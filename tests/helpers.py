@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 import warnings
@@ -34,6 +35,11 @@ def snakemake(workdir: Path, *args: str, configfile: Path | None = None) -> subp
     if configfile:
         cmd += ["--configfile", str(configfile)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def shell_commands(output: str) -> list[str]:
+    """The `l2h` commands a Snakemake dry run with -p printed (stdout and stderr joined)."""
+    return re.findall(r"^(?:Shell command:)?\s*(l2h .*)$", output, flags=re.M)
 
 
 def demo_overrides(demo_world: Path, mirror: str | None = None) -> dict:

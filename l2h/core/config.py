@@ -147,11 +147,7 @@ def check_rules(config: dict) -> None:
                           "(files, or a tile service)")
     points = (config.get("evaluation") or {}).get("points")
     if points:
-        legend = {str(k) for k in points["legend"]}
-        unknown = {key: v for key, v in points["mapping"].items() if str(v) not in legend}
-        if unknown:
-            raise ConfigError(f"config key 'evaluation.points.mapping': {unknown} map to class(es) missing "
-                              f"from evaluation.points.legend; expected some of: {', '.join(sorted(legend))}")
+        _check_mapping("evaluation.points", points)
         if points.get("crs_column") and points.get("crs"):
             raise ConfigError("config keys 'evaluation.points.crs_column' and 'evaluation.points.crs': "
                               "give at most one of them (a CRS column, or one CRS for every point)")
@@ -162,14 +158,19 @@ def check_rules(config: dict) -> None:
             raise ConfigError("config key 'evaluation.pixels': give both legend and mapping (the reference "
                               "rasters' classes and where ours go), or neither to use evaluation.points'")
         if own:
-            legend = {str(k) for k in pixels["legend"]}
-            unknown = {key: v for key, v in pixels["mapping"].items() if str(v) not in legend}
-            if unknown:
-                raise ConfigError(f"config key 'evaluation.pixels.mapping': {unknown} map to class(es) missing "
-                                  f"from evaluation.pixels.legend; expected some of: {', '.join(sorted(legend))}")
+            _check_mapping("evaluation.pixels", pixels)
         bad = [k for k in (pixels.get("recode") or {}) if not str(k).strip().isdigit()]
         if bad:
             raise ConfigError(f"config key 'evaluation.pixels.recode': keys must be integer class codes, got {bad}")
+
+
+def _check_mapping(key: str, section: dict) -> None:
+    """Every class of ``section``'s mapping (ours -> reference) must be one of its legend's."""
+    legend = {str(k) for k in section["legend"]}
+    unknown = {ours: v for ours, v in section["mapping"].items() if str(v) not in legend}
+    if unknown:
+        raise ConfigError(f"config key '{key}.mapping': {unknown} map to class(es) missing from {key}.legend; "
+                          f"expected some of: {', '.join(sorted(legend))}")
 
 
 def _download_urls(config: dict) -> Iterator[tuple[str, str]]:

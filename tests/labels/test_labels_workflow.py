@@ -137,4 +137,4 @@ def test_maps_are_valid_cogs_with_the_palette(http_run):
         assert (data > 0).mean() > 0.3 and set(np.unique(data)) <= set(range(12))
         assert (workdir / f"results/maps/{name}.png").stat().st_size > 10_000
     metrics = (workdir / "results/model/metrics.csv").read_text().splitlines()
-    assert len(metrics) == 1 + 6  # header + one row per step
+    assert len(metrics) == 1 + 6 + 2  # header + one row per step (6 on the coarse label, 2 of self-training)

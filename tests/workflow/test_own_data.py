@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import rasterio
 import yaml
-from helpers import ROOT
+from helpers import ROOT, shell_commands
 
 from l2h.cli import main
 
@@ -27,10 +27,6 @@ FAST = {"infer": {"threads": 1}, "evaluation": {"points": {"bootstrap": 20}}}
 def snakemake(workdir: Path, *args: str, configfiles=(EXAMPLE,)) -> subprocess.CompletedProcess:
     cmd = [*SNAKEMAKE, "-d", str(workdir), "--cores", "2", *args, "--configfile", *map(str, configfiles)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-
-
-def shell_commands(output: str) -> list[str]:
-    return re.findall(r"^(?:Shell command:)?\s*(l2h .*)$", output, flags=re.M)
 
 
 @pytest.fixture(scope="module")

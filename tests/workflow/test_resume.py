@@ -114,12 +114,15 @@ def complete(workdir: Path, path: str) -> bool:
 
 
 def block_outputs(workdir: Path) -> dict[str, list[str]]:
-    """Block id -> its two outputs (classes, confidence), from the reference run's predictions."""
+    """Block id -> its outputs (classes, confidence and, with evaluation.pixels.network, the network
+    alone's classes), from the reference run's predictions."""
     blocks: dict[str, list[str]] = {}
     for tif in sorted((workdir / "resources/pred").glob("*/*.tif")):
-        if not tif.stem.endswith("_confidence"):
+        if not tif.stem.endswith(("_confidence", "_network")):
             rel = tif.relative_to(workdir).as_posix()
-            blocks[tif.stem] = [rel, rel.replace(".tif", "_confidence.tif")]
+            network = rel.replace(".tif", "_network.tif")
+            blocks[tif.stem] = [rel, rel.replace(".tif", "_confidence.tif")] + (
+                [network] if (workdir / network).exists() else [])
     return blocks
 
 
@@ -224,7 +227,8 @@ def test_kill_during_inference_keeps_finished_blocks(reference, config, tmp_path
         shutil.rmtree(work / folder)
     blocks = block_outputs(reference)
     chunks = sorted(p.relative_to(reference).as_posix() for p in (reference / "resources/pred").glob("*/chunk_*.json"))
-    assert len(blocks) == 6 and len(chunks) == 3  # infer.blocks_per_job 4: each province's 2 blocks in one job
+    # infer.blocks_per_job 4: each province's 2 blocks in one job; each block with its network-alone layer
+    assert len(blocks) == 6 and len(chunks) == 3 and all(len(outs) == 3 for outs in blocks.values())
 
     def done_blocks() -> set[str]:  # block files are written atomically: present = finished
         return {b for b, outs in blocks.items() if all((work / p).exists() for p in outs)}
@@ -289,7 +293,8 @@ def test_one_province_rerun_touches_only_its_files(reference, config, tmp_path):
     own = work / "resources/pred/northmoor"
     own_chunks = sorted(str(p.relative_to(work)) for p in own.glob("chunk_*.json"))
     own_blocks = {str(p.relative_to(work)) for p in own.glob("*.tif")}
-    assert len(own_chunks) == 1 and len(own_blocks) == 4  # 2 blocks, classes + confidence, one job
+    # 2 blocks (classes, confidence, the network alone's classes), one job
+    assert len(own_chunks) == 1 and len(own_blocks) == 6
     counts, changed = rerun_changes("--forcerun", *own_chunks)
     assert counts == {"infer": 1, "mosaic_region": 1}
     assert changed == set(own_chunks) | own_blocks | own_map

@@ -8,11 +8,10 @@ cell's class -- fails here. The 1 m truth never reaches training."""
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 import yaml
-from helpers import demo_overrides, snakemake
+from helpers import demo_overrides, shell_commands, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -41,7 +40,7 @@ def test_the_1m_truth_never_reaches_training(detail_run):
     workdir, config = detail_run
     result = snakemake(workdir, "-n", "-p", "--forceall", "results/model/l2hnet.pt", configfile=config)
     assert result.returncode == 0, result.stderr
-    commands = " ".join(re.findall(r"^\s*(l2h .*)$", result.stdout, flags=re.M))
+    commands = " ".join(shell_commands(result.stdout + result.stderr))
     assert " train " in commands and "truth_1m" not in commands
 
 
