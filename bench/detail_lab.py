@@ -27,11 +27,11 @@ import numpy as np
 import rasterio
 import torch
 import torch.nn.functional as F
-from rasterio.features import geometry_mask, rasterize
-from scipy import ndimage
+from rasterio.features import geometry_mask
 
 from l2h.evaluation.detail import DetailCounts, cell_majority
 from l2h.evaluation.metrics import confusion_matrix, scores
+from l2h.maps.label_prior import LabelPrior
 from l2h.model.l2hnet import L2HNet
 from l2h.model.loss import cell_nll
 
@@ -55,11 +55,8 @@ class World:
             geoms = list(gpd.read_file(path).to_crs(self.crs).geometry)
             self.region[~geometry_mask(geoms, out_shape=self.shape, transform=self.transform)] = i
         self.label = self._labels(work, [p.stem for p in regions], "")
-        self.sets = self._labels(work, [p.stem for p in regions], "_sets")
-        roads = [g for p in regions for g in gpd.read_file(work / "resources" / "roads" / f"{p.stem}.gpkg").geometry
-                 if g is not None and not g.is_empty]
-        self.roads = rasterize(((g, 1) for g in roads), out_shape=self.shape, transform=self.transform,
-                               fill=0, dtype="uint8").astype(np.float32)
+        self.set_paths = [str(work / "resources" / "labels" / f"{p.stem}_sets.tif") for p in regions]
+        self.road_paths = [str(work / "resources" / "roads" / f"{p.stem}.gpkg") for p in regions]
         self.offset = (round((-self.transform.f) % CELL), round(self.transform.c % CELL))  # cells at CRS multiples
         self.majority, self.mixed = cell_majority(self.ref, CELL, self.offset)
         self.training = self._training_mask(work)
@@ -97,26 +94,10 @@ class World:
         return (self.ref >= 0) & (self.region >= 0) & ~self.training
 
     def prior(self, interpolation: str = "bilinear", roads: bool = True) -> np.ndarray:
-        """(K, H, W) class membership of the coarse sets at 1 m (the workflow's LabelPrior, whole-world)."""
-        bits = (self.sets >> 1) & ((1 << K) - 1)
-        bits[bits == (1 << K) - 1] = 0
-        if roads:
-            bits &= ~(1 << ROAD)
-        members = np.stack([((bits >> k) & 1).astype(np.float32) for k in range(K)])
-        if interpolation == "bilinear":
-            h, w = self.shape
-            rows, cols = (np.arange(h) + self.offset[0]) // CELL, (np.arange(w) + self.offset[1]) // CELL
-            first_r = np.searchsorted(rows, np.arange(rows.max() + 1))
-            first_c = np.searchsorted(cols, np.arange(cols.max() + 1))
-            cells = members[:, first_r][:, :, first_c]
-            ur = (np.arange(h) + self.offset[0] + 0.5) / CELL - 0.5 - rows.min()
-            uc = (np.arange(w) + self.offset[1] + 0.5) / CELL - 0.5 - cols.min()
-            rr, cc = np.meshgrid(ur, uc, indexing="ij")
-            members = np.stack([ndimage.map_coordinates(cells[k], [rr, cc], order=1, mode="nearest")
-                                for k in range(K)])
-        if roads:
-            members[ROAD] = self.roads
-        return members
+        """(K, H, W) class membership of the coarse sets at 1 m: the workflow's LabelPrior at 1 nat."""
+        with LabelPrior(self.set_paths, 1.0, K, interpolation, self.road_paths if roads else ()) as prior:
+            members = prior.bonus(self.transform, self.shape)
+        return np.zeros((K, *self.shape), np.float32) if members is None else members
 
 
 def score(world: World, pred: np.ndarray, scored: np.ndarray) -> dict:
