@@ -227,9 +227,9 @@ def pseudo_label_ce(logits: torch.Tensor, pseudo: torch.Tensor, valid: torch.Ten
                     balance_power: float = 0.5) -> torch.Tensor:
     """Class-balanced cross-entropy against 1 m pseudo-labels (N, H, W) on the ``valid`` pixels, the
     loss of self-training: weights (pixels of the class in the batch) ** -balance_power."""
-    target = torch.where(valid, pseudo, torch.full_like(pseudo, 255))
     if not bool(valid.any()):
         return logits.sum() * 0.0
+    target = torch.where(valid, pseudo, torch.full_like(pseudo, 255))
     weights = class_balanced_weights(target, logits.shape[1], 255, balance_power).to(logits.dtype)
     return F.cross_entropy(logits, target, weight=weights, ignore_index=255)
 
