@@ -32,6 +32,22 @@ MAPS = [f"results/maps/{name}.tif" for name in (*REGIONS, "national")]
 # and removes the marker when the job has finished; rerun-incomplete (profiles/default) redoes
 # every marked job.
 INCOMPLETE = ".snakemake/incomplete"
+# sitecustomize for a killed run: the process that renames a file into `final` waits first
+HOLD_BEFORE_RENAME = """\
+import os
+import time
+
+_replace = os.replace
+
+
+def _held_replace(src, dst, *args, **kwargs):
+    if os.fspath(dst).endswith("{final}"):
+        time.sleep(600)
+    return _replace(src, dst, *args, **kwargs)
+
+
+os.replace = _held_replace
+"""
 
 
 def command(workdir: Path, config: Path, *args: str) -> list[str]:
@@ -59,11 +75,12 @@ def job_counts(output: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
-def kill_when(workdir: Path, config: Path, ready, what: str, timeout: float = 400) -> None:
+def kill_when(workdir: Path, config: Path, ready, what: str, timeout: float = 400,
+              env: dict[str, str] | None = None) -> None:
     """Start the run in its own process group, wait until `ready()`, SIGKILL the whole group."""
     log = open(workdir.parent / f"{workdir.name}.killed.log", "w")
     proc = subprocess.Popen(command(workdir, config, TARGET), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     deadline = time.monotonic() + timeout
     try:
         while not ready():
@@ -264,7 +281,13 @@ def test_kill_during_mosaic_leaves_no_half_map(reference, config, tmp_path):
     def mosaic_writing() -> bool:
         return any(p.name.startswith(".northmoor.") for p in maps.iterdir())
 
-    kill_when(work, config, mosaic_writing, "the northmoor mosaic's temporary file")
+    # the region's mosaic takes about a second, too short to catch by polling on a busy machine:
+    # in the killed run (only there) it waits before renaming its finished COG into place
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(HOLD_BEFORE_RENAME.format(final="results/maps/northmoor.tif"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))}
+    kill_when(work, config, mosaic_writing, "the northmoor mosaic's temporary file", env=env)
     assert not complete(work, "results/maps/northmoor.tif")
     assert_nothing_half_written(work)
 
