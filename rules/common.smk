@@ -61,9 +61,11 @@ REGION_FILE_ARGS = " ".join(
 )
 PRODUCT_IDS = sorted(CFG["products"])
 IMAGERY_PATHS = CFG["imagery"]["paths"]
-XYZ = CFG["imagery"]["xyz"]
+# a tile service or a STAC search ({key: its section}): fetched block by block, not read as files
+IMAGERY_SERVICE = next(({k: CFG["imagery"][k]} for k in ("xyz", "wmts", "stac") if CFG["imagery"].get(k)), None)
+IMAGERY_STAC = bool(CFG["imagery"].get("stac"))
 IMAGERY_MOSAIC = "resources/imagery/mosaic.vrt" if len(IMAGERY_PATHS) > 1 else next(iter(IMAGERY_PATHS), None)
-IMAGERY_CACHED = bool(XYZ) or CFG["imagery"]["cache"]
+IMAGERY_CACHED = bool(IMAGERY_SERVICE) or CFG["imagery"]["cache"]
 EVAL_PIXELS = (CFG.get("evaluation") or {}).get("pixels")
 NETWORK_MAP = bool(EVAL_PIXELS and EVAL_PIXELS.get("network"))
 OSM = CFG["roads"]["osm"]

@@ -1,5 +1,5 @@
-# Imagery: many files joined into one mosaic VRT, and (optionally, always for tile services) each
-# region's imagery cached block by block as local GeoTIFFs so GPU jobs read local files.
+# Imagery: many files joined into one mosaic VRT, and (optionally; always for tile services and STAC
+# catalogs) each region's imagery cached block by block as local GeoTIFFs so GPU jobs read local files.
 
 if len(IMAGERY_PATHS) > 1:
 
@@ -31,15 +31,18 @@ if IMAGERY_CACHED:
     rule fetch_imagery:
         message:
             "Region {wildcards.region}: cache the imagery block by block"
-        # a tile service is fetched where Snakemake runs (internet), local imagery on the cluster
-        localrule: bool(XYZ)
+        # a tile service or catalog is fetched where Snakemake runs (internet), local imagery on the cluster
+        localrule: bool(IMAGERY_SERVICE)
         input:
             region="resources/regions/{region}.gpkg",
-            imagery=[] if XYZ else IMAGERY_MOSAIC,
+            imagery=[] if IMAGERY_SERVICE else IMAGERY_MOSAIC,
         output:
-            "resources/imagery/{region}.vrt",
+            vrt="resources/imagery/{region}.vrt",
+            # which STAC items gave each block its pixels (provenance, in the STAC output)
+            **({"items": "resources/imagery/{region}.items.json"} if IMAGERY_STAC else {}),
         params:
-            source=lambda w, input: (f"--xyz {shlex.quote(json.dumps(XYZ, sort_keys=True))}" if XYZ
+            source=lambda w, input: (" ".join(f"--{k} {shlex.quote(json.dumps(v, sort_keys=True))}"
+                                              for k, v in IMAGERY_SERVICE.items()) if IMAGERY_SERVICE
                                      else f"--source {shlex.quote(input.imagery)}"),
             crs=GRID.crs,
             resolution=GRID.resolution,
@@ -59,4 +62,4 @@ if IMAGERY_CACHED:
         shell:
             "l2h --log {log} fetch-imagery {params.source} --region {input.region:q} --crs {params.crs:q}"
             " --resolution {params.resolution} --block-size {params.block_size}"
-            " --resampling {params.resampling} --out {output:q}"
+            " --resampling {params.resampling} --out {output.vrt:q}"

@@ -16,6 +16,7 @@ rule stac:
         regions=expand("resources/regions/{region}.gpkg", region=REGION_SLUGS),
         model="results/model/l2hnet.onnx",
         accuracy="results/reports/accuracy.json" if EVAL_POINTS else [],
+        imagery_items=expand("resources/imagery/{region}.items.json", region=REGION_SLUGS) if IMAGERY_STAC else [],
     output:
         collection="results/stac/collection.json",
         item_files=expand("results/stac/{layer}-{region}/{layer}-{region}.json", layer=list(STAC_LAYERS),
@@ -26,6 +27,8 @@ rule stac:
         accuracy=lambda w, input: f"--accuracy {shlex.quote(input.accuracy)}" if input.accuracy else "",
         confidence=lambda w, input: " ".join(["--confidence", *map(shlex.quote, input.confidence)])
         if input.confidence else "",
+        imagery_items=lambda w, input: " ".join(["--imagery-items", *map(shlex.quote, input.imagery_items)])
+        if input.imagery_items else "",
         name=CFG["run"]["name"],
         code_version=code_version("stac"),
     log:
@@ -40,4 +43,5 @@ rule stac:
     shell:
         "l2h --log {log} stac --maps {input.maps:q} {params.confidence} --regions {input.regions:q}"
         " --model {input.model:q} --settings {params.settings:q} {params.accuracy} --name {params.name:q}"
+        " {params.imagery_items}"
         " --out {output.collection:q}"

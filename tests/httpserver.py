@@ -9,7 +9,8 @@ Faults are set per path (relative to the served directory): an error status (`fa
 `unavailable`), a connection cut or a stall mid-body, corrupted bytes, no Range support, or short
 206 answers. An error status wins over the others, a cut over a stall; a corruption combines with
 either. ``times`` counts the requests a fault hits; ``times=None`` means every one.
-Every request is recorded (method, path, query, headers) in ``server.requests``.
+Every request is recorded (method, path, query, headers) in ``server.requests``, and the body
+bytes sent per path in ``server.sent``.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class FileServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.directory = Path(directory)
         self.requests: list[Request] = []
+        self.sent: dict[str, int] = {}
         self._faults: dict[str, _Faults] = {}
         self._lock = threading.Lock()
 
@@ -153,6 +155,15 @@ class FileServer(ThreadingHTTPServer):
                          corrupt=bool(faults.corrupt and faults.corrupt.fire()),
                          ranges=faults.ranges, range_cap=faults.range_cap)
 
+    def _count(self, path: str, size: int) -> None:
+        with self._lock:
+            self.sent[path] = self.sent.get(path, 0) + size
+
+    def bytes_sent(self, prefix: str = "") -> int:
+        """Body bytes sent for the paths starting with `prefix`."""
+        with self._lock:
+            return sum(n for path, n in self.sent.items() if path.startswith(prefix))
+
     def handle_error(self, request, client_address) -> None:
         """Stay quiet when a client hangs up (after its timeout or our cut); report the rest."""
         if not isinstance(sys.exc_info()[1], ConnectionError):
@@ -207,6 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
             payload = bytes(b ^ 0xFF for b in payload[:64]) + payload[64:]
         if plan.cut is not None:
             self.wfile.write(payload[:plan.cut])
+            self.server._count(path, len(payload[:plan.cut]))
             self.wfile.flush()
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -214,10 +226,12 @@ class _Handler(BaseHTTPRequestHandler):
         if plan.stall and plan.stall[0] is not None:
             sent, seconds = plan.stall
             self.wfile.write(payload[:sent])
+            self.server._count(path, sent)
             self.wfile.flush()
             time.sleep(seconds)
             payload = payload[sent:]
         self.wfile.write(payload)
+        self.server._count(path, len(payload))
 
     def _range(self, size: int) -> tuple[int, int] | str | None:
         """(start, end) of a single satisfiable byte range, "invalid", or None (no Range)."""

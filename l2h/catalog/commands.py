@@ -35,7 +35,13 @@ def _stac(args: argparse.Namespace) -> None:
         raise L2HError(f"stac: --settings is not JSON: {exc}") from None
     provenance = {"training_settings": settings, "model": {"file": Path(args.model).name,
                                                            **onnx_metadata(args.model)}}
-    collection = write_collection(maps, args.out, args.name, provenance, args.accuracy)
+    imagery = {}
+    for path in map(Path, args.imagery_items):
+        try:
+            imagery[path.name.removesuffix(".items.json")] = json.loads(path.read_text(encoding="utf-8"))["items"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise L2HError(f"stac: imagery provenance {path} does not read ({exc}); delete it to fetch again") from None
+    collection = write_collection(maps, args.out, args.name, provenance, args.accuracy, imagery)
     log.info("STAC collection %s: %d items written to %s", collection.id, len(maps), args.out)
 
 
@@ -51,6 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="the exported ONNX model (its metadata is the provenance)")
     p.add_argument("--settings", required=True, help="the training settings (JSON)")
     p.add_argument("--accuracy", default=None, help="accuracy.json of `l2h evaluate` (optional)")
+    p.add_argument("--imagery-items", nargs="*", default=[],
+                   help="<region>.items.json of fetch-imagery --stac: the imagery items each map derives from")
     p.add_argument("--name", required=True, help="the run's name (the Collection is l2h-<name>)")
     p.add_argument("--out", required=True, help="the Collection's JSON; Items go beside it")
     p.set_defaults(func=_stac)

@@ -110,18 +110,37 @@ def _summary(accuracy: dict) -> dict:
         raise InputError(f"stac: the accuracy summary has no map scores ({exc})") from None
 
 
+def _derived_from(item: pystac.Item, sources: dict) -> None:
+    """Record the imagery items a map was made from ({id: {"item": href, "asset": href}}, hrefs already
+    redacted): their ids as ``l2h:imagery_items``, a ``derived_from`` link to each item's JSON."""
+    item.properties["l2h:imagery_items"] = sorted(sources)
+    for item_id, where in sorted(sources.items()):
+        if where.get("item"):
+            item.add_link(pystac.Link("derived_from", where["item"], media_type=pystac.MediaType.JSON,
+                                      title=item_id))
+
+
 def write_collection(maps: list[MapFile], out: str | os.PathLike, run_name: str, provenance: dict,
-                     accuracy_json: str | os.PathLike | None = None) -> pystac.Collection:
+                     accuracy_json: str | os.PathLike | None = None,
+                     imagery_items: dict[str, dict] | None = None) -> pystac.Collection:
     """Write ``out`` (the Collection's JSON) and one Item per map beside it (``<id>/<id>.json``).
 
     ``provenance``: what made the maps (training settings, model metadata), stored as ``l2h:provenance``;
-    ``accuracy_json``: `l2h evaluate`'s result, summarised as ``l2h:accuracy``.
+    ``accuracy_json``: `l2h evaluate`'s result, summarised as ``l2h:accuracy``; ``imagery_items``:
+    region -> the STAC imagery items its blocks were made from (see :func:`_derived_from`); the
+    national map derives from all of them.
     """
     if not maps:
         raise InputError("stac: no maps to describe")
     out = Path(out)
     collection_id = f"l2h-{run_name}"
     items = [map_item(m, collection_id) for m in maps]
+    if imagery_items:
+        everything = {k: v for sources in imagery_items.values() for k, v in sources.items()}
+        for entry, item in zip(maps, items):
+            sources = everything if entry.region == "national" else imagery_items.get(entry.region)
+            if sources:
+                _derived_from(item, sources)
     extent = pystac.Extent(
         pystac.SpatialExtent([[min(i.bbox[0] for i in items), min(i.bbox[1] for i in items),
                                max(i.bbox[2] for i in items), max(i.bbox[3] for i in items)]]),

@@ -127,6 +127,7 @@ def load_config(config: dict, root: str | Path) -> dict:
 
 
 _CUSTOM_ONLY = ("files", "urls", "codes", "nodata")
+IMAGERY_SOURCES = ("paths", "xyz", "stac", "wmts")
 _PRESET_ONLY = ("edition", "base_url")
 
 
@@ -140,11 +141,21 @@ def check_rules(config: dict) -> None:
             raise ConfigError(f"config keys {', '.join(f'products.{product}.{k}' for k in misplaced)} do not "
                               f"apply to {kind} (presets take edition/base_url; custom products take "
                               f"files/urls/codes/nodata)")
+        if spec.get("stac") is not None:
+            clash = [k for k in ("base_url", "files", "urls") if spec.get(k)]
+            if clash:
+                raise ConfigError(f"config keys {', '.join(f'products.{product}.{k}' for k in clash)} and "
+                                  f"'products.{product}.stac': give the files one way (a STAC search, or URLs/files)")
+            if custom and not (spec["stac"].get("url") and spec["stac"].get("asset")):
+                raise ConfigError(f"config key 'products.{product}.stac': a custom product's search needs url "
+                                  f"and asset (presets know theirs)")
     _check_download_urls(config)
     imagery = config["imagery"]
-    if bool(imagery["paths"]) == bool(imagery["xyz"]):
-        raise ConfigError("config keys 'imagery.paths' and 'imagery.xyz': give exactly one of them "
-                          "(files, or a tile service)")
+    given = [k for k in IMAGERY_SOURCES if imagery.get(k)]
+    if len(given) != 1:
+        raise ConfigError(f"config keys {', '.join(f'imagery.{k}' for k in IMAGERY_SOURCES)}: give exactly one "
+                          f"of them (files, an XYZ tile service, a STAC search or a WMTS layer); "
+                          f"got {', '.join(given) or 'none'}")
     points = (config.get("evaluation") or {}).get("points")
     if points:
         _check_mapping("evaluation.points", points)
@@ -182,6 +193,11 @@ def _download_urls(config: dict) -> Iterator[tuple[str, str]]:
             yield f"products.{product}.urls[{i}]", item["url"] if isinstance(item, dict) else item
     if (config.get("roads") or {}).get("osm") and "://" in config["roads"]["osm"]:
         yield "roads.osm", config["roads"]["osm"]
+    for product, spec in config["products"].items():
+        for name in ("url", "asset_query"):
+            if (spec.get("stac") or {}).get(name):
+                value = spec["stac"][name]
+                yield f"products.{product}.stac.{name}", "?" + value.lstrip("?&") if name == "asset_query" else value
 
 
 def _check_download_urls(config: dict) -> None:
@@ -191,8 +207,13 @@ def _check_download_urls(config: dict) -> None:
 
     xyz = config["imagery"].get("xyz") or {}
     urls = list(_download_urls(config)) + ([("imagery.xyz.url", xyz["url"])] if xyz.get("url") else [])
+    for source in ("stac", "wmts"):
+        for name in ("url", "asset_query"):
+            if (config["imagery"].get(source) or {}).get(name):
+                value = config["imagery"][source][name]
+                urls.append((f"imagery.{source}.{name}", "?" + value.lstrip("?&") if name == "asset_query" else value))
     for key, url in urls:
-        if key != "imagery.xyz.url":
+        if key != "imagery.xyz.url" and not key.endswith(("stac.url", "stac.asset_query")):
             check_url(url, key)
         if what := literal_secret(url):
             raise ConfigError(f"config key '{key}': {redact(url)} holds a secret written out ({what}); "

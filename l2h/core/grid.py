@@ -28,7 +28,8 @@ def resolve_grid(crs: str | None, resolution: float | None, imagery_paths: list[
     if crs is None or resolution is None:
         if not imagery_paths:
             raise ConfigError("config keys 'grid.crs' and 'grid.resolution' must be set when the imagery is a "
-                              "tile service (imagery.xyz): there is no file to take them from")
+                              "tile service or a catalog (imagery.xyz, imagery.wmts or imagery.stac): there is "
+                              "no file to take them from")
         first = imagery_paths[0]
         try:
             with rasterio.open(first) as src:

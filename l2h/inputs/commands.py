@@ -52,14 +52,23 @@ def _imagery_vrt(args: argparse.Namespace) -> None:
 
 
 def _fetch_imagery(args: argparse.Namespace) -> None:
-    from l2h.inputs.imagery import cache_imagery, xyz_source
+    from l2h.inputs.imagery import cache_imagery, wmts_source, xyz_source
     from l2h.inputs.regions import read_region_geometry
 
-    source = xyz_source(json.loads(args.xyz)) if args.xyz else args.source
     region = read_region_geometry(args.region)
     out = Path(args.out)
-    paths = cache_imagery(source, region.geometry, args.crs, args.resolution, args.block_size,
-                          out.with_suffix(""), out, resampling=args.resampling)
+    if args.stac:
+        from l2h.inputs.stac import StacSearch
+        from l2h.inputs.stac_imagery import cache_stac_imagery
+
+        query = StacSearch.from_config(json.loads(args.stac), "imagery.stac")
+        paths = cache_stac_imagery(query, region.geometry, args.crs, args.resolution, args.block_size,
+                                   out.with_suffix(""), out, resampling=args.resampling)
+    else:
+        source = (xyz_source(json.loads(args.xyz)) if args.xyz else wmts_source(json.loads(args.wmts)) if args.wmts
+                  else args.source)
+        paths = cache_imagery(source, region.geometry, args.crs, args.resolution, args.block_size,
+                              out.with_suffix(""), out, resampling=args.resampling)
     log.info("region %s: %d imagery block(s) cached, mosaic %s", region.slug, len(paths), out)
 
 
@@ -107,12 +116,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_imagery_vrt)
 
     p = sub.add_parser("fetch-imagery", help="cache a region's imagery block by block as local GeoTIFFs",
-                       description="Warp the imagery (a file, a /vsicurl/ COG, or an XYZ tile service) onto "
+                       description="Warp the imagery (a file, a /vsicurl/ COG, an XYZ or WMTS tile service, "
+                                   "or the items of a STAC search) onto "
                                    "every block of the region and write local tiled GeoTIFFs (resumable), "
                                    "then a VRT over them.")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--source", help="GDAL dataset name of the imagery")
     source.add_argument("--xyz", help='tile service as JSON {"url", "zoom", "bands", "api_key_env"}')
+    source.add_argument("--wmts", help='WMTS layer as JSON {"url", "layer", "tile_matrix_set", "style", "bands"}')
+    source.add_argument("--stac", help='STAC search as JSON {"url", "collection", "asset", "datetime", "filter", '
+                                       '"order", "asset_query"}; also writes <out stem>.items.json')
     p.add_argument("--region", required=True, help="region GeoPackage from region-geometry")
     p.add_argument("--crs", required=True, help="the run's CRS")
     p.add_argument("--resolution", type=float, required=True, help="output pixel size in metres")

@@ -70,7 +70,10 @@ def describe_source(source: str) -> str:
     if not is_xml(source):
         return redact(source)
     match = re.search(r"<ServerUrl>(.*?)</ServerUrl>", source, re.S)
-    return f"tile service {redact(unescape(match[1].strip()))}" if match else "GDAL XML dataset"
+    if match:
+        return f"tile service {redact(unescape(match[1].strip()))}"
+    match = re.search(r"<SourceFilename[^>]*>WMTS:(.*?)</SourceFilename>", source, re.S)
+    return f"WMTS {redact(unescape(match[1].strip()))}" if match else "GDAL XML dataset"
 
 
 def _scrub(text: str, source: str) -> str:
@@ -341,6 +344,82 @@ def xyz_source(xyz: dict) -> str:
         register_secret(key)
     url = expand_secrets(xyz["url"], "imagery.xyz.url")
     return xyz_wms_xml(url, xyz["zoom"], bands=xyz.get("bands", 3), api_key=key)
+
+
+# ---------------------------------------------------------------- WMTS services
+
+_BAND_COLOURS = ("Red", "Green", "Blue")
+
+
+def wmts_source(wmts: dict) -> str:
+    """GDAL VRT XML over a layer of a WMTS service (GDAL's WMTS driver), from the `imagery.wmts`
+    config section: capabilities `url` (its ${VARIABLE}s filled and registered as secrets), `layer`,
+    and optionally `tile_matrix_set`, `style` and `bands`. The first `bands` bands (default: 3, or
+    fewer if the layer has fewer) are data, the first three red, green, blue: a fourth band is kept
+    as data (e.g. near-infrared), not taken for transparency. The result holds the URL: never log it."""
+    url = expand_secrets(wmts["url"], "imagery.wmts.url")
+    options = [("layer", wmts["layer"]), ("tilematrixset", wmts.get("tile_matrix_set")),
+               ("style", wmts.get("style"))]
+    name = "WMTS:" + url + "".join(f",{key}={value}" for key, value in options if value)
+    layer = f"imagery.wmts: layer {wmts['layer']!r} of {redact(url)}"
+    with _redacted_gdal_logs(), rasterio.Env(**_http_env()):
+        try:
+            with rasterio.open(name) as src:
+                count, dtype, crs, transform = src.count, src.dtypes[0], src.crs, src.transform
+                width, height = src.width, src.height
+        except RasterioError as exc:
+            problem = _wmts_problem(url, wmts) or redact(" ".join(str(exc).split()))
+            raise InputError(f"{layer}: cannot be opened: {problem}") from None
+    bands = wmts.get("bands") or min(3, count)
+    if not 1 <= bands <= count:
+        raise ConfigError(f"config key 'imagery.wmts.bands': {bands!r}, but {layer} has {count} band(s)")
+    if crs is None:
+        raise InputError(f"{layer}: has no CRS")
+    lines = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
+             f"  <SRS>{escape(crs.to_wkt())}</SRS>",
+             f"  <GeoTransform>{', '.join(repr(float(v)) for v in transform.to_gdal())}</GeoTransform>"]
+    for band in range(1, bands + 1):
+        colour = _BAND_COLOURS[band - 1] if band <= 3 and bands >= 3 else "Undefined"
+        lines += [f'  <VRTRasterBand dataType="{_GDAL_TYPES[dtype]}" band="{band}">',
+                  f"    <ColorInterp>{colour}</ColorInterp>",
+                  "    <SimpleSource>",
+                  f'      <SourceFilename relativeToVRT="0">{escape(name)}</SourceFilename>',
+                  f"      <SourceBand>{band}</SourceBand>",
+                  "    </SimpleSource>",
+                  "  </VRTRasterBand>"]
+    lines.append("</VRTDataset>\n")
+    return "\n".join(lines)
+
+
+def _wmts_problem(url: str, wmts: dict) -> str | None:
+    """Why GDAL could not open the layer, read from the capabilities document itself (GDAL's own
+    message is often only the last of several): no such layer or tile matrix set, or no document."""
+    from xml.etree import ElementTree
+
+    import requests  # lazy: only on this error path
+
+    try:
+        response = requests.get(url, timeout=60)
+    except requests.RequestException as exc:
+        return f"the capabilities cannot be fetched: {redact(' '.join(str(exc).split()))}"
+    if response.status_code != 200:
+        return f"the capabilities answer HTTP {response.status_code}"
+    try:
+        root = ElementTree.fromstring(response.content)
+    except ElementTree.ParseError:
+        return "the capabilities URL does not answer XML (an HTML page or an error message?)"
+    ows, wmts_ns = "{http://www.opengis.net/ows/1.1}", "{http://www.opengis.net/wmts/1.0}"
+    layers = {}
+    for element in root.iter(f"{wmts_ns}Layer"):
+        identifier = element.findtext(f"{ows}Identifier")
+        layers[identifier] = [link.findtext(f"{wmts_ns}TileMatrixSet")
+                              for link in element.iter(f"{wmts_ns}TileMatrixSetLink")]
+    if wmts["layer"] not in layers:
+        return f"the service has no such layer; its layers: {', '.join(sorted(filter(None, layers))) or 'none'}"
+    if wmts.get("tile_matrix_set") and wmts["tile_matrix_set"] not in layers[wmts["layer"]]:
+        return (f"the layer has no tile matrix set {wmts['tile_matrix_set']!r}; its sets: "
+                f"{', '.join(filter(None, layers[wmts['layer']]))}")
+    return None
 
 
 # ---------------------------------------------------------------- block cache

@@ -4,6 +4,7 @@ products, resolved from the configuration into the list of files each region nee
 from __future__ import annotations
 
 import glob
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -126,13 +127,62 @@ def custom_codes(product_id: str, table: dict) -> dict[int, ProductCode]:
     return codes
 
 
+# Where the presets are published as STAC collections (Microsoft Planetary Computer), per edition:
+# (collection, asset key, datetime of the edition's items). Its assets need a storage signature:
+# see README, "Products from STAC".
+PLANETARY_COMPUTER = "https://planetarycomputer.microsoft.com/api/stac/v1"
+STAC_PRESETS: dict[str, Callable[[str], tuple[str, str, str]]] = {
+    "esa_worldcover": lambda edition: ("esa-worldcover", "map", {"v100": "2020", "v200": "2021"}[edition]),
+    "esri_lulc": lambda edition: (("io-lulc", "data", "2020") if edition == "2020-10class"
+                                  else ("io-lulc-annual-v02", "data", edition)),
+}
+
+
+def _stac_files(product_id: str, stac: dict, region_bounds: Iterable[Bounds],
+                defaults: tuple[str, str, str] | None) -> tuple[RemoteFile, ...]:
+    """The files of the items a product's `stac` section finds over the regions (each item once),
+    with the checksum and size the catalog gives and the CRS its `proj` fields name."""
+    from l2h.inputs.stac import NoItems, StacSearch, search  # lazy: pystac loads only for a STAC product
+
+    section = dict(stac)
+    if defaults:
+        collection, asset, datetime = defaults
+        section = {"url": PLANETARY_COMPUTER, "collection": collection, "asset": asset, "datetime": datetime,
+                   **{k: v for k, v in section.items() if v is not None}}
+    missing = [k for k in ("url", "asset") if not section.get(k)]
+    if missing:
+        raise ConfigError(f"config key 'products.{product_id}.stac': needs {' and '.join(missing)}")
+    query = StacSearch.from_config(section, f"products.{product_id}.stac")
+    found, empty = {}, None
+    for bounds in region_bounds:
+        try:
+            for f in search(query, bounds):
+                found.setdefault(f.id, f)
+        except NoItems as exc:  # a region the collection does not cover (open ocean): the others may do
+            empty = exc
+    if not found and empty:
+        raise empty
+    files = []
+    for f in sorted(found.values(), key=lambda f: f.id):
+        code = f.item.properties.get("proj:code") or (
+            f"EPSG:{f.item.properties['proj:epsg']}" if f.item.properties.get("proj:epsg") else None)
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", f.id)
+        files.append(RemoteFile(name=f"stac/{name}.tif", url=f.href, label=f"{product_id} item {f.id}",
+                                expected_crs=code, sha256=f.checksum, expected_size=f.size))
+    return tuple(files)
+
+
 def resolve_product(product_id: str, spec: dict, region_bounds: Iterable[Bounds]) -> Product:
     """Turn one `products.<id>` config entry into the files it needs for the given region bounds."""
     preset_key = spec["preset"]
+    region_bounds = list(region_bounds)
     if preset_key == "custom":
         if not spec.get("codes"):
             raise ConfigError(f"config key 'products.{product_id}.codes' is required for a custom product")
         codes = custom_codes(product_id, spec["codes"])
+        if spec.get("stac") is not None:
+            files = _stac_files(product_id, spec["stac"], region_bounds, None)
+            return Product(product_id, "custom", codes, files=files, nodata=tuple(spec.get("nodata", [0])))
         urls = [u if isinstance(u, dict) else {"url": u} for u in spec.get("urls") or []]
         files = tuple(RemoteFile(name=f"{i:03d}_{url_filename(u['url'])}", url=u["url"], label=f"{product_id} file {i}",
                                  sha256=u.get("sha256"), expected_size=u.get("size"))
@@ -147,6 +197,12 @@ def resolve_product(product_id: str, spec: dict, region_bounds: Iterable[Bounds]
     if edition not in preset.editions:
         raise ConfigError(f"config key 'products.{product_id}.edition': {edition!r} is not an edition of "
                           f"{preset_key}; expected one of: {', '.join(preset.editions)}")
+    if spec.get("stac") is not None:
+        if preset_key not in STAC_PRESETS:
+            raise ConfigError(f"config key 'products.{product_id}.stac': the {preset_key} preset is not published "
+                              f"as STAC; presets with a STAC collection: {', '.join(STAC_PRESETS)}")
+        files = _stac_files(product_id, spec["stac"], region_bounds, STAC_PRESETS[preset_key](edition))
+        return Product(product_id, preset_key, preset.codes(edition), files=files)
     base = spec.get("base_url") or (_esri_server(edition) if preset_key == "esri_lulc" else preset.server)
     names = sorted({t for b in region_bounds for t in preset.tile_names(b)})
     files = tuple(
