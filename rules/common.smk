@@ -74,9 +74,31 @@ OSM_LOCAL = f"resources/raw/osm/{url_filename(OSM)}" if OSM_IS_REMOTE else OSM
 PRIOR_ROADS = bool(OSM) and CFG["infer"]["prior_roads"]  # the prior draws roads at 1 m from their surfaces
 
 
+def _imagery_context():
+    """Region -> the other regions whose block caches hold the context of its own blocks: a region
+    caches the blocks touching it, but its inference halo and training windows reach into the ring of
+    blocks around the blocks it owns, some of which touch only a neighbour."""
+    owner = {(b.col, b.row): b.region for b in BLOCKS}
+    cached = {(b.col, b.row, r) for b in BLOCKS for r in b.touches}
+    context = {r: set() for r in REGION_SLUGS}
+    for b in BLOCKS:
+        for dc in (-1, 0, 1):
+            for dr in (-1, 0, 1):
+                near = owner.get((b.col + dc, b.row + dr))
+                if near and near != b.region and (b.col + dc, b.row + dr, b.region) not in cached:
+                    context[b.region].add(near)
+    return {r: sorted(c) for r, c in context.items()}
+
+
+IMAGERY_CONTEXT = _imagery_context() if IMAGERY_CACHED else {}
+
+
 def imagery_for_region(region):
-    """The imagery a region's jobs read: its block cache, the mosaic VRT or the single file."""
-    return f"resources/imagery/{region}.vrt" if IMAGERY_CACHED else IMAGERY_MOSAIC
+    """The imagery a region's jobs read: its block cache (with its neighbours' where they hold the
+    context of its blocks), the mosaic VRT or the single file."""
+    if not IMAGERY_CACHED:
+        return IMAGERY_MOSAIC
+    return f"resources/imagery/context/{region}.vrt" if IMAGERY_CONTEXT[region] else f"resources/imagery/{region}.vrt"
 
 
 # Lookups by chunk and by region, built once: input functions run once per job (thousands in a

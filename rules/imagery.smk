@@ -39,7 +39,7 @@ if IMAGERY_CACHED:
         output:
             vrt="resources/imagery/{region}.vrt",
             # which STAC items gave each block its pixels (provenance, in the STAC output)
-            **({"items": "resources/imagery/{region}.items.json"} if IMAGERY_STAC else {}),
+            **({"provenance": "resources/imagery/{region}.items.json"} if IMAGERY_STAC else {}),
         params:
             source=lambda w, input: (" ".join(f"--{k} {shlex.quote(json.dumps(v, sort_keys=True))}"
                                               for k, v in IMAGERY_SERVICE.items()) if IMAGERY_SERVICE
@@ -63,3 +63,25 @@ if IMAGERY_CACHED:
             "l2h --log {log} fetch-imagery {params.source} --region {input.region:q} --crs {params.crs:q}"
             " --resolution {params.resolution} --block-size {params.block_size}"
             " --resampling {params.resampling} --out {output.vrt:q}"
+
+    rule imagery_context:
+        message:
+            "Region {wildcards.region}: its cached imagery with the neighbours' blocks around it"
+        input:
+            # the region's own cache last: drawn over the neighbours' copies of shared border blocks
+            lambda w: [f"resources/imagery/{r}.vrt" for r in (*IMAGERY_CONTEXT[w.region], w.region)],
+        output:
+            "resources/imagery/context/{region}.vrt",
+        params:
+            code_version=code_version("imagery-vrt"),
+        log:
+            "logs/imagery_context/{region}.log",
+        benchmark:
+            "benchmarks/imagery_context/{region}.tsv"
+        threads: 1
+        resources:
+            mem_mb=500,
+        conda:
+            "../envs/geo.yaml"
+        shell:
+            "l2h --log {log} imagery-vrt --out {output:q} {input:q}"
