@@ -190,7 +190,12 @@ def main() -> None:
         area = provinces.to_crs(china["grid"]["crs"]).area / 1e6
         results["provinces"] = {"count": len(provinces), "total_km2": round(float(area.sum())),
                                 "min_km2": round(float(area.min())), "max_km2": round(float(area.max()))}
-        local = {"fetch_product", "fetch_osm"} | ({"fetch_imagery"} if china["imagery"]["xyz"] else set())
+        # the local rules (rules/*.smk `localrule: True`) of this configuration: downloads, a tile
+        # service's cache and the small VRTs joining a region's cache with its neighbours'
+        fetched = any(china["imagery"].get(k) for k in ("xyz", "wmts", "stac"))
+        cached = fetched or china["imagery"]["cache"]
+        local = ({"fetch_product", "fetch_osm"} | ({"fetch_imagery"} if fetched else set())
+                 | ({"imagery_context"} if cached else set()))
         for n in args.counts:
             regions = Path(tmp) / f"provinces_{n}.gpkg"
             provinces.sort_values("pinyin").head(n).to_file(regions, engine="pyogrio")

@@ -67,6 +67,7 @@ if IMAGERY_CACHED:
     rule imagery_context:
         message:
             "Region {wildcards.region}: its cached imagery with the neighbours' blocks around it"
+        localrule: True  # a small VRT: no queue wait on a cluster
         input:
             # the region's own cache last: drawn over the neighbours' copies of shared border blocks
             lambda w: [f"resources/imagery/{r}.vrt" for r in (*IMAGERY_CONTEXT[w.region], w.region)],

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import sys
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,7 @@ from l2h.inputs.stac import Found, StacSearch, gdal_name, search
 log = logging.getLogger(__name__)
 
 ITEMS_TAG = "L2H_STAC_ITEMS"
+OPEN_ITEMS = 32  # item datasets kept open between blocks
 
 
 class _Item:
@@ -110,6 +112,51 @@ def _open(found: Found, what: str):
                          f"(a 404, an HTML page?): {redact(' '.join(str(exc).split()))}") from None
 
 
+class _OpenItems:
+    """The items' datasets for the blocks. An item whose COG tiles straddle block edges (off the grid,
+    or tiles not on the blocks' edges) stays open from block to block (at most `limit`, least
+    recently used closed first): neighbouring blocks share those tiles, which GDAL's block cache then
+    holds instead of fetching them again. An item whose tiles fall inside blocks is opened afresh for
+    each block: no tile is shared, and a long-lived handle's read-ahead (GDAL grows its requests on
+    consecutive reads) would fetch tiles beyond the block. Each dataset is checked against the first
+    item's bands when opened."""
+
+    def __init__(self, template, what: str, block_size: int, limit: int = OPEN_ITEMS):
+        self.template, self.what, self.block_size, self.limit = template, what, block_size, limit
+        self._open: OrderedDict[str, object] = OrderedDict()
+        self._per_block: set[str] = set()  # items whose tiles never straddle a block edge
+
+    def get(self, found: Found, block_transform, crs: CRS, resolution: float):
+        """(dataset, whether the caller closes it after the block)."""
+        if found.id in self._open:
+            self._open.move_to_end(found.id)
+            return self._open[found.id], False
+        src = _open(found, self.what)
+        try:
+            _check_like(src, self.template, found, self.what)
+        except InputError:
+            src.close()
+            raise
+        if found.id in self._per_block or self._tiles_inside_blocks(src, block_transform, crs, resolution):
+            self._per_block.add(found.id)
+            return src, True
+        self._open[found.id] = src
+        while len(self._open) > self.limit:
+            self._open.popitem(last=False)[1].close()
+        return src, False
+
+    def _tiles_inside_blocks(self, src, block_transform, crs: CRS, resolution: float) -> bool:
+        offset = _grid_offset(src, block_transform, crs, resolution)
+        rows, cols = src.block_shapes[0]
+        return (offset is not None and self.block_size % rows == 0 and self.block_size % cols == 0
+                and offset[0] % cols == 0 and offset[1] % rows == 0)
+
+    def close(self) -> None:
+        for src in self._open.values():
+            src.close()
+        self._open.clear()
+
+
 def _check_like(src, first, found: Found, what: str) -> None:
     if src.crs is None:
         raise InputError(f"{what}: item {found.id} asset {redact(found.href)}: has no CRS")
@@ -122,18 +169,19 @@ def _footprints(found: list[Found]):
     return [shapely.geometry.shape(f.item.geometry) for f in found]
 
 
-def _cache_block(found: list[Found], template, block, crs: CRS, resolution: float, block_size: int,
+def _cache_block(found: list[Found], opened: _OpenItems, block, crs: CRS, resolution: float, block_size: int,
                  path: Path, resampling, what: str) -> list[str]:
     """Compose `block` from the items (in order) and write it to `path` atomically; the ids of the
     items that gave it pixels."""
     transform = _block_transform(block, resolution)
+    template = opened.template
     used: list[str] = []
     with contextlib.ExitStack() as stack:
         items = []
         for f in found:
-            src = _open(f, what)
-            stack.callback(src.close)
-            _check_like(src, template, f, what)
+            src, own = opened.get(f, transform, crs, resolution)
+            if own:
+                stack.callback(src.close)
             item = _Item(f, src, transform, crs, resolution, block_size, resampling)
             stack.callback(item.close)
             items.append(item)
@@ -189,13 +237,14 @@ def cache_stac_imagery(query: StacSearch, region_geometry, crs: str, resolution:
     log.info("%s: %d item(s) over the region; %d blocks of %d px, %d already cached", query.describe(),
              len(found), len(blocks), block_size, len(blocks) - len(todo))
     if todo:
-        with _redacted_gdal_logs(), rasterio.Env(**_http_env()), _open(found[0], query.what) as template:
+        with _redacted_gdal_logs(), rasterio.Env(**_http_env()), _open(found[0], query.what) as template, \
+                contextlib.closing(_OpenItems(template, query.what, block_size)) as opened:
             _check_like(template, template, found[0], query.what)
             for block in tqdm(todo, desc="imagery blocks", unit="block", file=sys.stderr, disable=not progress):
                 box = shapely.geometry.box(*transform_bounds(crs, "EPSG:4326", *block.bounds, densify_pts=21))
                 meeting = [f for f, footprint in zip(found, footprints)
                            if footprint.intersects(box) and not footprint.touches(box)]
-                _cache_block(meeting, template, block, crs, resolution, block_size, out_dir / f"{block.id}.tif",
+                _cache_block(meeting, opened, block, crs, resolution, block_size, out_dir / f"{block.id}.tif",
                              rs, query.what)
     paths = [out_dir / f"{b.id}.tif" for b in blocks]
     build_vrt([str(p) for p in paths], vrt_out)
