@@ -129,7 +129,8 @@ def main() -> None:
     region = provinces[provinces["slug"] == args.region].union_all()
     blocks = region_blocks(region, 1.0, BLOCK)
     one = min(blocks, key=lambda b: region.centroid.distance(box(*b.bounds).centroid))
-    results = {"world": str(args.world), "region": args.region, "block_px": BLOCK, "cog_tile_px": TILE, "runs": []}
+    world = args.world.resolve()
+    results = {"world": str(world.relative_to(ROOT) if world.is_relative_to(ROOT) else world), "region": args.region, "block_px": BLOCK, "cog_tile_px": TILE, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         cogs = _layouts(imagery, work / "served")

@@ -268,3 +268,62 @@ def test_numbers_written_as_text_are_coerced_but_not_nan_or_inf(default_config):
         default_config["infer"]["label_prior"] = bad
         with pytest.raises(ConfigError, match="label_prior"):
             validate_config(coerce_scalars(default_config))
+
+
+def test_imagery_takes_one_source_of_four(default_config):
+    from l2h.core.config import check_rules, fill_defaults, validate_config
+
+    imagery = default_config["imagery"]
+    stac = {"url": "https://stac.example/api/v1", "collection": "naip", "asset": "image"}
+    wmts = {"url": "https://wmts.example/caps.xml", "layer": "ortho"}
+    imagery["stac"] = stac
+    with pytest.raises(ConfigError, match=r"imagery.paths, imagery.xyz, imagery.stac, imagery.wmts: give exactly one "
+                                          r".*got paths, stac"):
+        check_rules(default_config)
+    imagery["paths"] = []
+    validate_config(default_config)
+    check_rules(default_config)
+    imagery["wmts"] = wmts
+    with pytest.raises(ConfigError, match="got stac, wmts"):
+        check_rules(default_config)
+    imagery["stac"] = None
+    check_rules(default_config)
+    # a configuration written before STAC and WMTS (no such keys) still validates, with both null
+    del imagery["stac"], imagery["wmts"]
+    imagery["paths"] = ["a.tif"]
+    assert {"stac": None, "wmts": None}.items() <= fill_defaults(default_config)["imagery"].items()
+    imagery.update(stac={"url": "https://stac.example", "collection": "naip"}, wmts=None)  # no asset
+    with pytest.raises(ConfigError, match="imagery.stac.*asset"):
+        validate_config(default_config)
+
+
+def test_stac_secrets_go_in_the_environment(default_config):
+    from l2h.core.config import check_rules
+
+    default_config["imagery"].update(paths=[], stac={"url": "https://stac.example/api", "asset": "image",
+                                                     "asset_query": "se=2030&sig=AbCdEf123456"})
+    with pytest.raises(ConfigError, match=r"imagery.stac.asset_query.*secret written out.*'sig'") as exc:
+        check_rules(default_config)
+    assert "AbCdEf123456" not in str(exc.value)
+    default_config["imagery"]["stac"]["asset_query"] = "${NAIP_SAS}"
+    check_rules(default_config)
+    default_config["imagery"].update(stac=None, wmts={"url": "https://wmts.example/caps?tk=0123456789ab",
+                                                      "layer": "img"})
+    with pytest.raises(ConfigError, match=r"imagery.wmts.url.*'tk'"):
+        check_rules(default_config)
+
+
+def test_a_product_is_found_one_way(default_config):
+    from l2h.core.config import check_rules, validate_config
+
+    products = default_config["products"]
+    products["esa_worldcover"]["stac"] = {"asset_query": "${WC_SAS}"}
+    validate_config(default_config)
+    with pytest.raises(ConfigError, match=r"products.esa_worldcover.base_url and 'products.esa_worldcover.stac': "
+                                          r"give the files one way"):
+        check_rules(default_config)
+    products["esa_worldcover"]["base_url"] = None
+    check_rules(default_config)
+    products["mine"] = {"preset": "custom", "codes": {"1": ["tree"]}, "stac": {"url": "https://stac.example/api"}}
+    with pytest.raises(ConfigError, match=r"products.mine.stac': a custom product's search needs url and asset"):
+        check_rules(default_config)
