@@ -4,11 +4,14 @@ checksums) and a WMTS layer of GeoTIFF tiles on the run's own tile matrix."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import pystac
 import rasterio
+from httpserver import FileServer, serve
 from pystac.extensions.file import FileExtension
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
@@ -136,3 +139,13 @@ def wmts_service(world: Path, out: Path, base_url: str, tile: int = 512) -> Path
 </Capabilities>
 """, encoding="utf-8")
     return capabilities
+
+
+@contextlib.contextmanager
+def published(world: Path, root: Path) -> Iterator[FileServer]:
+    """Serve `root` with the world as a static STAC catalog (``stac/catalog.json``) and a WMTS layer
+    (``wmts/capabilities.xml``)."""
+    stac_catalog(world, root / "stac")
+    with serve(root) as server:
+        wmts_service(world, root / "wmts", server.url("wmts"))
+        yield server

@@ -17,10 +17,9 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
-from httpserver import serve
 from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
-from served_sources import stac_catalog, wmts_service
+from served_sources import published
 from shapely.geometry import box, mapping
 
 from l2h.core.errors import ConfigError, InputError
@@ -65,10 +64,7 @@ def _band_count(source: str) -> int:
 @pytest.fixture(scope="module")
 def served(demo_world, tmp_path_factory):
     """The demo world as a static STAC catalog and a WMTS layer, on a local HTTP server."""
-    root = tmp_path_factory.mktemp("served")
-    stac_catalog(demo_world, root / "stac")
-    with serve(root) as server:
-        wmts_service(demo_world, root / "wmts", server.url("wmts"))
+    with published(demo_world, tmp_path_factory.mktemp("served")) as server:
         yield server
 
 

@@ -12,8 +12,7 @@ import pytest
 import rasterio
 import yaml
 from helpers import demo_overrides, snakemake
-from httpserver import serve
-from served_sources import stac_catalog, wmts_service
+from served_sources import published
 
 pytestmark = pytest.mark.workflow
 REGIONS = ("cote_verte", "northmoor", "riverside")
@@ -23,10 +22,8 @@ TARGETS = ("results/maps/national.tif", "results/stac/collection.json")
 
 @pytest.fixture(scope="module")
 def served(small_demo_world, tmp_path_factory):
-    root = tmp_path_factory.mktemp("served")
-    stac_catalog(small_demo_world, root / "stac")
-    with serve(root) as server:
-        wmts_service(small_demo_world, root / "wmts", server.url("wmts"))
+    """The small demo world as a static STAC catalog and a WMTS layer, on a local HTTP server."""
+    with published(small_demo_world, tmp_path_factory.mktemp("served")) as server:
         yield server
 
 
