@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import rasterio
 from helpers import CRS, export_tiny_model
-from rasterio.windows import from_bounds
+from rasterio.windows import Window, from_bounds
 from rio_cogeo.cogeo import cog_validate
 from shapely.geometry import box
 
@@ -14,7 +14,7 @@ from l2h.core.blocks import blocks_for_regions
 from l2h.core.errors import InputError
 from l2h.core.quicklook import confidence_quicklook_from_file
 from l2h.inputs.regions import dissolved_regions, region_geometries
-from l2h.maps.infer import load_onnx, predict_block, predict_chunk
+from l2h.maps.infer import load_onnx, predict_block, predict_chunk, read_padded
 from l2h.maps.mosaic import merge_blocks, mosaic
 
 
@@ -308,3 +308,15 @@ def test_test_time_flips_average_the_mirrored_logits_and_keep_blocks_seamless(ti
     a, b = (rasterio.open(tmp_path / f"{t}.tif").read(1) for t in (64, 256))
     assert (a > 0).mean() > 0.5
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("window", [Window(-12, -12, 536, 536), Window(1400, 900, 300, 300),
+                                    Window(2000, 10, 30, 30), Window(100, 100, 50, 60)],
+                         ids=["over the north-west corner", "over the south-east corner", "outside", "inside"])
+def test_a_tile_read_past_the_edges_is_the_boundless_read(small_demo_world, window):
+    with rasterio.open(small_demo_world / "imagery" / "demo_imagery.tif") as src:
+        expected = src.read(window=window, boundless=True, fill_value=0)
+        got = read_padded(src, window)
+    assert got.dtype == expected.dtype and got.shape == expected.shape == (4, window.height, window.width)
+    np.testing.assert_array_equal(got, expected)
+    assert got.any() == (window.col_off < 1536 and window.row_off < 1024)
