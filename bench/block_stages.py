@@ -36,8 +36,8 @@ from rasterio.transform import from_origin  # noqa: E402
 from rasterio.windows import Window  # noqa: E402
 
 from l2h.core.io import class_raster_profile  # noqa: E402
-from l2h.core.windows import iter_windows  # noqa: E402
-from l2h.maps.infer import load_onnx, normalise, read_padded  # noqa: E402
+from l2h.core.windows import iter_windows, read_padded  # noqa: E402
+from l2h.maps.infer import load_onnx, normalise  # noqa: E402
 from l2h.maps.label_prior import LabelPrior  # noqa: E402
 
 BLOCK = 1024

@@ -63,7 +63,7 @@ PRODUCT_IDS = sorted(CFG["products"])
 IMAGERY_PATHS = CFG["imagery"]["paths"]
 # a tile service or a STAC search ({key: its section}): fetched block by block, not read as files
 IMAGERY_SERVICE = next(({k: CFG["imagery"][k]} for k in ("xyz", "wmts", "stac") if CFG["imagery"].get(k)), None)
-IMAGERY_STAC = bool(CFG["imagery"].get("stac"))
+IMAGERY_STAC = "stac" in (IMAGERY_SERVICE or {})
 IMAGERY_MOSAIC = "resources/imagery/mosaic.vrt" if len(IMAGERY_PATHS) > 1 else next(iter(IMAGERY_PATHS), None)
 IMAGERY_CACHED = bool(IMAGERY_SERVICE) or CFG["imagery"]["cache"]
 EVAL_PIXELS = (CFG.get("evaluation") or {}).get("pixels")

@@ -193,11 +193,13 @@ def _download_urls(config: dict) -> Iterator[tuple[str, str]]:
             yield f"products.{product}.urls[{i}]", item["url"] if isinstance(item, dict) else item
     if (config.get("roads") or {}).get("osm") and "://" in config["roads"]["osm"]:
         yield "roads.osm", config["roads"]["osm"]
-    for product, spec in config["products"].items():
-        for name in ("url", "asset_query"):
-            if (spec.get("stac") or {}).get(name):
-                value = spec["stac"][name]
-                yield f"products.{product}.stac.{name}", "?" + value.lstrip("?&") if name == "asset_query" else value
+    services = [(f"imagery.{name}", config["imagery"].get(name)) for name in ("stac", "wmts")]
+    services += [(f"products.{product}.stac", spec.get("stac")) for product, spec in config["products"].items()]
+    for key, section in services:
+        if (section or {}).get("url"):
+            yield f"{key}.url", section["url"]
+        if (section or {}).get("asset_query"):  # a query string: checked for secrets like a URL's
+            yield f"{key}.asset_query", "?" + section["asset_query"].lstrip("?&")
 
 
 def _check_download_urls(config: dict) -> None:
@@ -207,13 +209,9 @@ def _check_download_urls(config: dict) -> None:
 
     xyz = config["imagery"].get("xyz") or {}
     urls = list(_download_urls(config)) + ([("imagery.xyz.url", xyz["url"])] if xyz.get("url") else [])
-    for source in ("stac", "wmts"):
-        for name in ("url", "asset_query"):
-            if (config["imagery"].get(source) or {}).get(name):
-                value = config["imagery"][source][name]
-                urls.append((f"imagery.{source}.{name}", "?" + value.lstrip("?&") if name == "asset_query" else value))
     for key, url in urls:
-        if key != "imagery.xyz.url" and not key.endswith(("stac.url", "stac.asset_query")):
+        # an XYZ template and a STAC url are not fetched by `download`; an asset_query is no URL
+        if key != "imagery.xyz.url" and not key.endswith((".asset_query", "stac.url")):
             check_url(url, key)
         if what := literal_secret(url):
             raise ConfigError(f"config key '{key}': {redact(url)} holds a secret written out ({what}); "

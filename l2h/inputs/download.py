@@ -122,7 +122,7 @@ def check_url(url: str, key: str) -> None:
         raise ConfigError(redact(f"config key '{key}': {url}: {problem}"))
 
 
-def _local_source(url: str) -> Path | None:
+def local_path(url: str) -> Path | None:
     """The path behind a file:// URL or a plain path; None for other URLs."""
     parts = urlsplit(url)
     if parts.scheme == "file":
@@ -150,7 +150,7 @@ def download(url: str | os.PathLike, dest: str | os.PathLike, *, expected_size: 
         log.warning("%s: existing %s fails verification (%s); fetching again", label, dest, problem)
     if problem := _url_problem(url):
         raise _error(url, label, problem)
-    source = _local_source(url)
+    source = local_path(url)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with tqdm(desc=label, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress,

@@ -480,33 +480,46 @@ class _SourceError(Exception):
     """Reading the imagery source failed (as opposed to writing the block): GDAL's error is the cause."""
 
 
+def write_block(path: Path, like, crs, transform: Affine, block_size: int, read, tags=None) -> bool:
+    """Write a block's GeoTIFF to `path` atomically, 512 px window by window from ``read(window)``
+    (its bands), with the band count, type, colours and names of the dataset `like` and, when given,
+    the tags ``tags()`` returns once every window is read. Whether any pixel has data. ``read`` must
+    not raise a RasterioError: here that means a failed write (a full disk), an OSError naming `path`."""
+    has_data = False
+    with atomic_path(path) as tmp:
+        try:
+            with rasterio.open(tmp, "w", **_block_profile(like, crs, transform, block_size)) as dst:
+                for window in iter_windows(block_size, block_size, 512):
+                    data = read(window)
+                    has_data = has_data or bool(data.any())
+                    dst.write(data, window=window)
+                dst.colorinterp = like.colorinterp
+                for band, description in enumerate(like.descriptions, start=1):
+                    if description:
+                        dst.set_band_description(band, description)
+                if tags is not None:
+                    dst.update_tags(**tags())
+        except RasterioError as exc:
+            raise OSError(errno.EIO, f"cannot write the block: {' '.join(str(exc).split())}", str(path)) from None
+    return has_data
+
+
 def _cache_block(src, block: Block, crs: str, resolution: float, block_size: int, path: Path,
                  resampling: Resampling) -> bool:
     """Warp the source onto `block` and write it to `path` atomically; whether it has any data.
 
     A failed read raises _SourceError; a failed write (a full disk) an OSError naming `path`."""
     transform = _block_transform(block, resolution)
-    has_data = False
+
+    def read(window):
+        try:
+            return vrt.read(window=window)
+        except RasterioError as exc:
+            raise _SourceError() from exc
+
     with WarpedVRT(src, crs=crs, transform=transform, width=block_size, height=block_size,
                    resampling=resampling, src_nodata=_src_nodata(src), nodata=NODATA) as vrt:
-        profile = _block_profile(src, crs, transform, block_size)
-        with atomic_path(path) as tmp:
-            try:
-                with rasterio.open(tmp, "w", **profile) as dst:
-                    for window in iter_windows(block_size, block_size, 512):
-                        try:
-                            data = vrt.read(window=window)
-                        except RasterioError as exc:
-                            raise _SourceError() from exc
-                        has_data = has_data or bool(data.any())
-                        dst.write(data, window=window)
-                    dst.colorinterp = src.colorinterp
-                    for band, description in enumerate(src.descriptions, start=1):
-                        if description:
-                            dst.set_band_description(band, description)
-            except RasterioError as exc:
-                raise OSError(errno.EIO, f"cannot write the block: {' '.join(str(exc).split())}", str(path)) from None
-    return has_data
+        return write_block(path, src, crs, transform, block_size, read)
 
 
 def _http_env() -> dict:

@@ -17,7 +17,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
-from urllib.request import url2pathname
 
 import pystac
 import requests
@@ -26,6 +25,7 @@ from pystac.utils import str_to_datetime
 
 from l2h.core.errors import ConfigError, InputError
 from l2h.core.secrets import expand, redact
+from l2h.inputs.download import local_path
 
 ORDERS = ("newest", "oldest")
 OPERATORS = {"eq": operator.eq, "neq": operator.ne, "lt": operator.lt, "lte": operator.le,
@@ -84,9 +84,11 @@ class StacSearch:
 
 @dataclass(frozen=True)
 class Found:
-    """An item the search kept, with the absolute href of its asset and what the catalog says of it."""
+    """An item the search kept, with its footprint, the absolute href of its asset and what the
+    catalog says of it."""
 
     item: pystac.Item
+    footprint: object  # shapely geometry, longitude/latitude
     href: str
     checksum: str | None  # the asset's SHA-256 from file:checksum, hex, when the catalog gives one
     size: int | None  # file:size, bytes
@@ -101,16 +103,16 @@ def search(query: StacSearch, bbox: tuple[float, float, float, float]) -> list[F
     """The items of `query` whose geometry meets `bbox` (west, south, east, north in degrees), in
     the query's order. InputError (one line) when the source cannot be read, an item is not in
     longitude/latitude or lacks the asset, or nothing is found."""
-    root = _read_json(query.url, query)
+    url = expand(query.url, f"config key '{query.what}.url'")
+    root = _read_json(url, query)
+    base = None  # what relative asset hrefs are relative to, when their item has no self link
     if root.get("type") == "FeatureCollection":
         items = list(pystac.ItemCollection.from_dict(root, preserve_dict=False))
-        base = query.url
+        base = url
     elif any(link.get("rel") == "search" for link in root.get("links", [])):
-        items = _api_search(query, bbox)
-        base = None
+        items = _api_search(url, query, bbox)
     elif root.get("type") in ("Catalog", "Collection"):
-        items = _walk(root, query)
-        base = None
+        items = _walk(root, url, query)
     else:
         raise InputError(f"{query.what}: {redact(query.url)} is not a STAC API, catalog, collection or "
                          f"ItemCollection (its JSON has type {root.get('type')!r})")
@@ -120,59 +122,61 @@ def search(query: StacSearch, bbox: tuple[float, float, float, float]) -> list[F
     for item in items:
         if query.collection and item.collection_id not in (None, query.collection):
             continue
-        geometry = _lonlat_geometry(item, query)
-        meets = geometry.intersects(area) and not geometry.touches(area)  # an edge alone is no overlap
-        if not meets or not _in_time(item, start, end) or not _passes(item, query.filter):
+        footprint = _lonlat_geometry(item, query)
+        if not overlaps(footprint, area) or not _in_time(item, start, end) or not _passes(item, query.filter):
             continue
-        kept.append(_found(item, query, base))
+        kept.append(_found(item, footprint, query, base))
     if not kept:
         raise NoItems(f"{query.what}: the search found no items: {query.describe()} over "
-                         f"[{', '.join(f'{v:.5f}' for v in bbox)}]; widen the datetime range or the filter, "
-                         f"or check the collection")
+                      f"[{', '.join(f'{v:.5f}' for v in bbox)}]; widen the datetime range or the filter, "
+                      f"or check the collection")
     newest_first = query.order == "newest"
     kept.sort(key=lambda f: f.id)
     kept.sort(key=lambda f: _when(f.item), reverse=newest_first)
     return kept
 
 
+def overlaps(footprint, area) -> bool:
+    """Whether two lon/lat geometries share some area (an edge alone is no overlap)."""
+    return footprint.intersects(area) and not footprint.touches(area)
+
+
 def gdal_name(href: str) -> str:
     """The GDAL dataset name of an asset href: ``/vsicurl/`` for http(s) (GDAL reads the byte ranges
     it needs), a local path for file:// and plain paths."""
-    scheme = urlsplit(href).scheme
-    if scheme in ("http", "https"):
-        return f"/vsicurl/{href}"
-    if scheme == "file":
-        return url2pathname(urlsplit(href).path)
-    return href
+    local = local_path(href)
+    if local is not None:
+        return str(local)
+    return f"/vsicurl/{href}" if urlsplit(href).scheme in ("http", "https") else href
 
 
 def _read_json(url: str, query: StacSearch) -> dict:
-    real = expand(url, f"config key '{query.what}.url'")
+    """The JSON at `url` (secrets filled in; messages name ``query.url``)."""
     try:
-        if urlsplit(real).scheme in ("http", "https"):
-            response = requests.get(real, timeout=_TIMEOUT)
+        if urlsplit(url).scheme in ("http", "https"):
+            response = requests.get(url, timeout=_TIMEOUT)
             response.raise_for_status()
             text = response.text
         else:
-            text = Path(gdal_name(real)).read_text(encoding="utf-8")
+            text = Path(gdal_name(url)).read_text(encoding="utf-8")
         data = json.loads(text)
     except (OSError, requests.RequestException) as exc:
-        raise InputError(f"{query.what}: cannot read {redact(url)}: {redact(' '.join(str(exc).split()))}") from None
+        raise InputError(f"{query.what}: cannot read {redact(query.url)}: "
+                         f"{redact(' '.join(str(exc).split()))}") from None
     except ValueError:
-        raise InputError(f"{query.what}: {redact(url)} is not JSON (an HTML page or an error message?); "
+        raise InputError(f"{query.what}: {redact(query.url)} is not JSON (an HTML page or an error message?); "
                          f"expected a STAC API, catalog or ItemCollection") from None
     if not isinstance(data, dict):
-        raise InputError(f"{query.what}: {redact(url)} is JSON but not a STAC object")
+        raise InputError(f"{query.what}: {redact(query.url)} is JSON but not a STAC object")
     return data
 
 
-def _api_search(query: StacSearch, bbox) -> list[pystac.Item]:
+def _api_search(url: str, query: StacSearch, bbox) -> list[pystac.Item]:
     from pystac_client import Client
     from pystac_client.exceptions import APIError
 
-    real = expand(query.url, f"config key '{query.what}.url'")
     try:
-        client = Client.open(real, timeout=_TIMEOUT)
+        client = Client.open(url, timeout=_TIMEOUT)
         found = client.search(collections=[query.collection] if query.collection else None, bbox=list(bbox),
                               datetime=query.datetime, max_items=None)
         return list(found.items())
@@ -181,11 +185,10 @@ def _api_search(query: StacSearch, bbox) -> list[pystac.Item]:
                          f"{redact(' '.join(str(exc).split()))}") from None
 
 
-def _walk(root: dict, query: StacSearch) -> list[pystac.Item]:
-    """Every item under a static catalog (links resolved relative to it)."""
-    real = expand(query.url, f"config key '{query.what}.url'")
+def _walk(root: dict, url: str, query: StacSearch) -> list[pystac.Item]:
+    """Every item under the static catalog `root` read from `url` (links resolved relative to it)."""
     try:
-        catalog = pystac.read_dict(root, href=real)
+        catalog = pystac.read_dict(root, href=url)
         return list(catalog.get_items(recursive=True))
     except Exception as exc:  # noqa: BLE001 - pystac raises many kinds on a broken or unreachable link
         raise InputError(f"{query.what}: cannot walk the catalog {redact(query.url)}: "
@@ -275,14 +278,14 @@ def _passes(item: pystac.Item, conditions: dict) -> bool:
     return True
 
 
-def _found(item: pystac.Item, query: StacSearch, base: str | None) -> Found:
+def _found(item: pystac.Item, footprint, query: StacSearch, base: str | None) -> Found:
     asset = item.assets.get(query.asset)
     if asset is None:
         raise InputError(f"{query.what}: item {item.id} has no asset {query.asset!r} (it has: "
                          f"{', '.join(sorted(item.assets)) or 'none'}); set {query.what}.asset")
     href = asset.get_absolute_href() or asset.href
     if base and not urlsplit(href).scheme and not Path(href).is_absolute():
-        href = urljoin(expand(base, f"config key '{query.what}.url'"), href)
+        href = urljoin(base, href)
     if query.asset_query and urlsplit(href).scheme in ("http", "https"):
         href += ("&" if urlsplit(href).query else "?") + query.asset_query.lstrip("?&")
     checksum = asset.extra_fields.get("file:checksum")
@@ -292,4 +295,4 @@ def _found(item: pystac.Item, query: StacSearch, base: str | None) -> Found:
             raise InputError(f"{query.what}: item {item.id} asset {query.asset!r}: file:checksum {checksum!r} "
                              f"is not a SHA-256 multihash (1220 + 64 hex digits)")
         sha256 = str(checksum)[4:].lower()
-    return Found(item=item, href=href, checksum=sha256, size=asset.extra_fields.get("file:size"))
+    return Found(item=item, footprint=footprint, href=href, checksum=sha256, size=asset.extra_fields.get("file:size"))

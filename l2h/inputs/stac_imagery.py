@@ -11,7 +11,6 @@ the file's header); any other item is warped onto the block. Each block file rec
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import math
@@ -32,10 +31,9 @@ from tqdm import tqdm
 from l2h.core.errors import InputError
 from l2h.core.io import atomic_path, is_readable
 from l2h.core.secrets import expand, redact
-from l2h.core.windows import iter_windows
+from l2h.core.windows import clip_window
 from l2h.inputs.imagery import (
     NODATA,
-    _block_profile,
     _block_transform,
     _http_env,
     _redacted_gdal_logs,
@@ -43,8 +41,9 @@ from l2h.inputs.imagery import (
     _src_nodata,
     build_vrt,
     region_blocks,
+    write_block,
 )
-from l2h.inputs.stac import Found, StacSearch, gdal_name, search
+from l2h.inputs.stac import Found, StacSearch, gdal_name, overlaps, search
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +69,13 @@ class _Item:
         if self.vrt is not None:
             data = self.vrt.read(window=window)
             return data, self.vrt.dataset_mask(window=window) > 0
-        col, row = self.offset[0] + window.col_off, self.offset[1] + window.row_off
-        c0, r0 = max(col, 0), max(row, 0)
-        c1, r1 = min(col + window.width, self.src.width), min(row + window.height, self.src.height)
-        if c0 >= c1 or r0 >= r1:
+        inside = clip_window(Window(self.offset[0] + window.col_off, self.offset[1] + window.row_off,
+                                    window.width, window.height), self.src.width, self.src.height)
+        if inside is None:
             return None
-        part = Window(c0, r0, c1 - c0, r1 - r0)
+        part, (rows, cols) = inside
         data = np.zeros((self.src.count, window.height, window.width), self.src.dtypes[0])
         valid = np.zeros((window.height, window.width), bool)
-        rows, cols = slice(r0 - row, r1 - row), slice(c0 - col, c1 - col)
         data[:, rows, cols] = self.src.read(window=part)
         fill = _src_nodata(self.src)
         if fill is not None:  # GDAL's rule for a nodata value: a pixel is data where any band is not it
@@ -165,10 +162,6 @@ def _check_like(src, first, found: Found, what: str) -> None:
                          f"item has {first.count} of {first.dtypes[0]}; every item needs the same bands")
 
 
-def _footprints(found: list[Found]):
-    return [shapely.geometry.shape(f.item.geometry) for f in found]
-
-
 def _cache_block(found: list[Found], opened: _OpenItems, block, crs: CRS, resolution: float, block_size: int,
                  path: Path, resampling, what: str) -> list[str]:
     """Compose `block` from the items (in order) and write it to `path` atomically; the ids of the
@@ -176,6 +169,30 @@ def _cache_block(found: list[Found], opened: _OpenItems, block, crs: CRS, resolu
     transform = _block_transform(block, resolution)
     template = opened.template
     used: list[str] = []
+
+    def compose(window: Window) -> np.ndarray:
+        """The window's pixels: each from the first item with data there."""
+        out = np.zeros((template.count, window.height, window.width), template.dtypes[0])
+        filled = np.zeros((window.height, window.width), bool)
+        for item in items:
+            try:
+                got = item.read(window)
+            except RasterioError as exc:
+                raise InputError(f"{what}: block {block.id}: cannot read item {item.found.id} "
+                                 f"({redact(item.found.href)}): {redact(' '.join(str(exc).split()))}") from None
+            if got is None:
+                continue
+            data, valid = got
+            take = valid & ~filled
+            if take.any():
+                out[:, take] = data[:, take]
+                filled |= take
+                if item.found.id not in used:
+                    used.append(item.found.id)
+            if filled.all():
+                break
+        return out
+
     with contextlib.ExitStack() as stack:
         items = []
         for f in found:
@@ -185,39 +202,7 @@ def _cache_block(found: list[Found], opened: _OpenItems, block, crs: CRS, resolu
             item = _Item(f, src, transform, crs, resolution, block_size, resampling)
             stack.callback(item.close)
             items.append(item)
-        profile = _block_profile(template, crs, transform, block_size)
-        with atomic_path(path) as tmp:
-            try:
-                with rasterio.open(tmp, "w", **profile) as dst:
-                    for window in iter_windows(block_size, block_size, 512):
-                        out = np.zeros((template.count, window.height, window.width), template.dtypes[0])
-                        filled = np.zeros((window.height, window.width), bool)
-                        for item in items:
-                            try:
-                                got = item.read(window)
-                            except RasterioError as exc:
-                                raise InputError(f"{what}: block {block.id}: cannot read item {item.found.id} "
-                                                 f"({redact(item.found.href)}): "
-                                                 f"{redact(' '.join(str(exc).split()))}") from None
-                            if got is None:
-                                continue
-                            data, valid = got
-                            take = valid & ~filled
-                            if take.any():
-                                out[:, take] = data[:, take]
-                                filled |= take
-                                if item.found.id not in used:
-                                    used.append(item.found.id)
-                            if filled.all():
-                                break
-                        dst.write(out, window=window)
-                    dst.colorinterp = template.colorinterp
-                    for band, description in enumerate(template.descriptions, start=1):
-                        if description:
-                            dst.set_band_description(band, description)
-                    dst.update_tags(**{ITEMS_TAG: json.dumps(used)})
-            except RasterioError as exc:
-                raise OSError(errno.EIO, f"cannot write the block: {' '.join(str(exc).split())}", str(path)) from None
+        write_block(path, template, crs, transform, block_size, compose, tags=lambda: {ITEMS_TAG: json.dumps(used)})
     return used
 
 
@@ -232,7 +217,6 @@ def cache_stac_imagery(query: StacSearch, region_geometry, crs: str, resolution:
     crs = CRS.from_user_input(crs)
     rs = _resampling(resampling)
     found = search(query, transform_bounds(crs, "EPSG:4326", *region_geometry.bounds, densify_pts=21))
-    footprints = _footprints(found)
     todo = [b for b in blocks if not is_readable(out_dir / f"{b.id}.tif")]
     log.info("%s: %d item(s) over the region; %d blocks of %d px, %d already cached", query.describe(),
              len(found), len(blocks), block_size, len(blocks) - len(todo))
@@ -242,8 +226,7 @@ def cache_stac_imagery(query: StacSearch, region_geometry, crs: str, resolution:
             _check_like(template, template, found[0], query.what)
             for block in tqdm(todo, desc="imagery blocks", unit="block", file=sys.stderr, disable=not progress):
                 box = shapely.geometry.box(*transform_bounds(crs, "EPSG:4326", *block.bounds, densify_pts=21))
-                meeting = [f for f, footprint in zip(found, footprints)
-                           if footprint.intersects(box) and not footprint.touches(box)]
+                meeting = [f for f in found if overlaps(f.footprint, box)]
                 _cache_block(meeting, opened, block, crs, resolution, block_size, out_dir / f"{block.id}.tif",
                              rs, query.what)
     paths = [out_dir / f"{b.id}.tif" for b in blocks]
@@ -263,8 +246,7 @@ def write_provenance(query: StacSearch, found: list[Found], paths: list[Path], o
     for path in paths:
         with rasterio.open(path) as src:
             blocks[path.stem] = json.loads(src.tags().get(ITEMS_TAG, "[]"))
-    hrefs = {f.id: {"asset": redact(f.href), "item": redact(f.item.get_self_href()) if f.item.get_self_href() else None}
-             for f in found}
+    hrefs = {f.id: {"asset": redact(f.href), "item": redact(f.item.get_self_href() or "") or None} for f in found}
     used = sorted({i for ids in blocks.values() for i in ids})
     record = dict(source=query.describe(), collection=query.collection, asset=query.asset, order=query.order,
                   items={i: hrefs.get(i, {"asset": None, "item": None}) for i in used}, blocks=blocks)

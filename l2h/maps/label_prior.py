@@ -32,6 +32,7 @@ from rasterio.windows import Window
 
 from l2h.core.classes import ROAD
 from l2h.core.errors import InputError
+from l2h.core.windows import clip_window
 
 INTERPOLATIONS = ("nearest", "bilinear")
 
@@ -79,15 +80,14 @@ class LabelPrior:
     def _read(self, src, r0: int, c0: int, h: int, w: int) -> np.ndarray:
         """Cells [r0, r0 + h) x [c0, c0 + w) of a class-set raster (0 outside it)."""
         out = np.zeros((h, w), np.uint16)
-        rr0, cc0 = max(r0, 0), max(c0, 0)
-        rr1, cc1 = min(r0 + h, src.height), min(c0 + w, src.width)
-        if rr1 > rr0 and cc1 > cc0:
+        if inside := clip_window(Window(c0, r0, w, h), src.width, src.height):
+            part, (rows, cols) = inside
             try:
                 with self._read_lock:
-                    data = src.read(1, window=Window(cc0, rr0, cc1 - cc0, rr1 - rr0))
+                    data = src.read(1, window=part)
             except RasterioError as exc:
                 raise InputError(f"class-set label {src.name}: unreadable ({exc})") from None
-            out[rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = data
+            out[rows, cols] = data
         return out
 
     def sets(self, transform, shape: tuple[int, int]) -> np.ndarray:

@@ -13,8 +13,9 @@ from shapely.geometry import box
 from l2h.core.blocks import blocks_for_regions
 from l2h.core.errors import InputError
 from l2h.core.quicklook import confidence_quicklook_from_file
+from l2h.core.windows import read_padded
 from l2h.inputs.regions import dissolved_regions, region_geometries
-from l2h.maps.infer import load_onnx, predict_block, predict_chunk, read_padded
+from l2h.maps.infer import load_onnx, predict_block, predict_chunk
 from l2h.maps.mosaic import merge_blocks, mosaic
 
 
