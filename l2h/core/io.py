@@ -14,6 +14,7 @@ import errno
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,6 +112,11 @@ def verify_written(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
         raise OSError(errno.EIO, f"the file just written does not read back ({problem}); is the disk full?",
                       str(final))
 
+
+# rasterio's rasterize (and geometry_mask) from several threads at once was seen to warn that its
+# in-memory raster had no geotransform (the masks still matched): the callers that run in threads
+# (block workers, tile readers) take this lock around it
+RASTERIZE_LOCK = threading.Lock()
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
 

@@ -38,14 +38,16 @@ def _infer(args: argparse.Namespace) -> None:
     roads = args.roads if args.label_prior > 0 else []
     settings = {k: v for k, v in vars(args).items() if k not in ("func", "log", "verbose", "threads", "device")}
     key = chunk_key(settings, [args.model, *args.mask, *sets, *roads], imagery=args.imagery)
-    model = load_onnx(args.model, threads=args.threads, device=args.device)
+    # the job's threads: blocks in flight, each with its share of onnxruntime's threads
+    workers = max(1, min(args.threads, len(blocks)))
+    model = load_onnx(args.model, threads=max(1, args.threads // workers), device=args.device)
     with contextlib.ExitStack() as stack:
         prior = stack.enter_context(LabelPrior(sets, args.label_prior, interpolation=args.prior_interpolation,
                                                roads=roads)) if sets else None
         stats = predict_chunk(model, args.imagery, blocks, args.resolution, args.crs,
                               {r.slug: r.geometry for r in regions}, args.out_dir, args.manifest, key, args.region,
                               confidence=args.confidence, tile=args.tile, batch=args.batch, strict=args.strict,
-                              prior=prior, post_threads=args.threads, network=args.network, flips=args.flips)
+                              prior=prior, network=args.network, flips=args.flips, workers=workers)
     seconds = max(stats["seconds"], 1e-9)
     log.info("%d block(s) predicted, %d kept from an interrupted attempt: %d of %d pixels mapped in %.1f s "
              "(%.0f pixels/s, %s)", stats["blocks"] - stats["kept"], stats["kept"], stats["valid_pixels"],
@@ -92,7 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile", type=int, default=512, help="tile core size in pixels")
     p.add_argument("--batch", type=int, default=4, help="tiles per onnxruntime call")
     p.add_argument("--threads", type=int, default=1,
-                   help="the job's threads: onnxruntime intra-op threads, and as many post-processing threads")
+                   help="the job's threads: as many blocks in flight (at most the chunk's blocks), the rest "
+                        "as onnxruntime intra-op threads")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="execution provider")
     p.add_argument("--strict", action="store_true", help="a block without imagery is an error")
     p.add_argument("--label-prior", type=float, default=0.0, metavar="NATS",

@@ -2,10 +2,11 @@
 field, batched through the network, only each tile's core written, so blocks join without seams.
 :func:`predict_chunk` runs one job's blocks (see :mod:`l2h.maps.chunks`), resuming a killed attempt.
 
-Reading, compute and post-processing overlap: a reader thread fills a bounded queue with tiles,
-the main thread runs the model on batches, ``post_threads`` threads add the label prior and turn
-the cores' logits into classes and confidence (the work that bounds a GPU job's throughput:
-bench/results/io_ceiling.json).
+Reading and compute overlap: a reader thread fills a bounded queue with tiles (the imagery as
+stored, and the label prior's coarse cells), the main thread runs batches through one ONNX graph
+that normalises, runs the network (with test-time flips), adds the prior and returns uint8 classes
+and confidence (:mod:`l2h.maps.block_graph`): on a GPU every per-pixel step runs on the device, on
+the CPU onnxruntime's threads share it (bench/results/io_ceiling.json).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import rasterio
 from rasterio.features import geometry_mask
@@ -31,23 +34,31 @@ from tqdm import tqdm
 from l2h.core.blocks import regions_touching
 from l2h.core.classes import NODATA, colormap
 from l2h.core.errors import InputError, L2HError
-from l2h.core.io import atomic_path, class_raster_profile
+from l2h.core.io import RASTERIZE_LOCK, atomic_path, class_raster_profile
 from l2h.core.onnx_metadata import onnx_metadata
 from l2h.core.windows import iter_windows, read_padded
+from l2h.maps.block_graph import FLIPS, PIXEL_TYPES, block_graph
 from l2h.maps.chunks import ChunkProgress, block_paths
 from l2h.maps.label_prior import LabelPrior
-from l2h.model.norm import normalise
 
 log = logging.getLogger(__name__)
+
+# the blocks' codec: ZSTD level 1 encodes the two uint8 layers ~4x faster than DEFLATE for ~4 % more
+# bytes (bench/results/block_stages.json); blocks are intermediates, the region mosaics stay DEFLATE
+BLOCK_CODEC = {"compress": "zstd", "zstd_level": 1}
 
 
 @dataclass(frozen=True)
 class OnnxModel:
-    """An exported L2HNet: the onnxruntime session and the metadata it carries."""
+    """An exported L2HNet: the onnxruntime session and the metadata it carries; the block graphs
+    around it (:meth:`block_session`) are built once per setting."""
 
     session: ort.InferenceSession
     metadata: dict
     path: str
+    options: ort.SessionOptions
+    providers: list[str]
+    _blocks: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def in_channels(self) -> int:
@@ -58,6 +69,17 @@ class OnnxModel:
     def halo(self) -> int:
         """Pixels of context each side of a tile core: half the receptive field, rounded up."""
         return math.ceil(int(self.metadata["receptive_field"]) / 2)
+
+    def block_session(self, **settings) -> ort.InferenceSession:
+        """The onnxruntime session of :func:`l2h.maps.block_graph.block_graph` for these settings."""
+        key = tuple(sorted((k, str(v)) for k, v in settings.items()))
+        if key not in self._blocks:
+            norm = self.metadata["normalisation"]
+            graph = block_graph(onnx.load(self.path), halo=self.halo, mean=norm["mean"], std=norm["std"],
+                                num_classes=int(self.metadata["num_classes"]), **settings)
+            self._blocks[key] = ort.InferenceSession(graph.SerializeToString(), sess_options=self.options,
+                                                     providers=self.providers)
+        return self._blocks[key]
 
 
 def load_onnx(path: str | Path, threads: int = 1, device: str = "auto") -> OnnxModel:
@@ -74,33 +96,35 @@ def load_onnx(path: str | Path, threads: int = 1, device: str = "auto") -> OnnxM
     options.intra_op_num_threads = max(1, threads)
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
-    return OnnxModel(session, metadata, str(path))
+    return OnnxModel(session, metadata, str(path), options, providers)
 
 
 def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, float, float], resolution: float,
                   crs: str, mask_geometry, out: str | Path, confidence_out: str | Path | None = None,
                   tile: int = 512, batch: int = 4, strict: bool = False, progress: bool = True,
-                  prior: LabelPrior | None = None, post_threads: int = 1,
-                  network_out: str | Path | None = None, flips: int = 1) -> dict:
+                  prior: LabelPrior | None = None, network_out: str | Path | None = None, flips: int = 1) -> dict:
     """Predict one block and write its class GeoTIFF (and optionally a confidence GeoTIFF, and the
     network's own class map without the prior, ``network_out``).
 
     `bounds` is the block in the run's CRS; pixels outside `mask_geometry` (the mapped area, in
     `crs`) or where the imagery has no data are nodata (0). `prior`: the coarse label's bonus on
-    the logits (:mod:`l2h.maps.label_prior`); ``flips``: test-time flips averaged (:func:`run_flipped`).
-    Returns counts for the log/benchmark. A block without any imagery is written as nodata with a
-    warning, or is an error when `strict`.
+    the logits (:mod:`l2h.maps.label_prior`); ``flips``: test-time flips averaged (1, 2 or 4: none,
+    left-right, and up-down and both; a pixel still depends only on its neighbourhood, so tiles and
+    blocks join without seams). Returns counts for the log/benchmark. A block without any imagery
+    is written as nodata with a warning, or is an error when `strict`.
     """
+    if flips not in FLIPS:
+        raise ValueError(f"flips must be one of {', '.join(map(str, FLIPS))}, got {flips}")
     west, south, east, north = bounds
     width, height = round((east - west) / resolution), round((north - south) / resolution)
     transform = from_origin(west, north, resolution, resolution)
-    inside = ~geometry_mask([mask_geometry], out_shape=(height, width), transform=transform)
-    mean = np.asarray(model.metadata["normalisation"]["mean"], np.float32)
-    std = np.asarray(model.metadata["normalisation"]["std"], np.float32)
-    halo = model.halo
-    classes = np.zeros((height, width), np.uint8)
-    confidence = np.zeros((height, width), np.uint8) if confidence_out else None
-    network = np.zeros((height, width), np.uint8) if network_out else None
+    with RASTERIZE_LOCK:
+        inside = ~geometry_mask([mask_geometry], out_shape=(height, width), transform=transform)
+    layers = {"classes": np.zeros((height, width), np.uint8), "valid": np.zeros((height, width), np.uint8)}
+    if confidence_out:
+        layers["confidence"] = np.zeros((height, width), np.uint8)
+    if network_out:
+        layers["network"] = np.zeros((height, width), np.uint8)
     try:
         src = rasterio.open(imagery)
     except rasterio.errors.RasterioIOError as exc:
@@ -115,34 +139,35 @@ def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, fl
         if not all(math.isclose(r, resolution, rel_tol=1e-6) for r in src.res):
             raise InputError(f"imagery {imagery}: pixel size {src.res} is not the run's {resolution}; cache it "
                              f"onto the run's grid (imagery.cache: true)")
-        cores = list(iter_windows(width, height, tile))
+        dtype = np.dtype(src.dtypes[0])
+        dtype = dtype if dtype in PIXEL_TYPES else np.dtype(np.float32)
+        session = model.block_session(tile=tile, pixel_dtype=dtype.name, flips=flips,
+                                      prior_strength=None if prior is None else prior.strength,
+                                      roads=prior is not None and prior.roads is not None,
+                                      confidence=confidence_out is not None, network=network_out is not None)
         block_window = from_bounds(west, south, east, north, transform=src.transform)
-        bonus = None if prior is None else (
-            lambda core: prior.bonus(transform * rasterio.Affine.translation(core.col_off, core.row_off),
-                                     (int(core.height), int(core.width))))
-        stats = _run_pipeline(model, src, block_window, cores, tile, halo, mean, std, batch, classes, confidence,
-                              progress, bonus, post_threads, network, flips)
-    valid = inside & stats.pop("valid")
-    for layer in (classes, confidence, network):
-        if layer is not None:
-            layer[~valid] = NODATA
+        stats = _run_pipeline(session, src, dtype, block_window, transform, list(iter_windows(width, height, tile)),
+                              tile, model.halo, batch, layers, prior, progress)
+    valid = inside & layers.pop("valid").astype(bool)
+    for layer in layers.values():
+        layer[~valid] = NODATA
     if not valid.any():
         message = f"block at {bounds}: no imagery inside the mapped area ({imagery})"
         if strict:
             raise InputError(message + " (strict: true)")
         log.warning("%s; written as nodata", message)
-    profile = class_raster_profile(width, height, crs, transform)
-    for path, layer in ((out, classes), (network_out, network)):
+    profile = class_raster_profile(width, height, crs, transform, **BLOCK_CODEC)
+    for path, name in ((out, "classes"), (network_out, "network")):
         if path is None:
             continue
         with atomic_path(path) as tmp:
             with rasterio.open(tmp, "w", **profile) as dst:
                 dst.write_colormap(1, colormap())
-                dst.write(layer, 1)
+                dst.write(layers[name], 1)
     if confidence_out:
         with atomic_path(confidence_out) as tmp:
             with rasterio.open(tmp, "w", **{**profile, "nodata": 0}) as dst:
-                dst.write(confidence, 1)
+                dst.write(layers["confidence"], 1)
                 dst.set_band_description(1, "confidence: max class probability x 255")
     return dict(pixels=width * height, valid_pixels=int(valid.sum()), **stats)
 
@@ -151,15 +176,16 @@ def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tu
                   resolution: float, crs: str, regions: Mapping[str, object], out_dir: str | Path,
                   manifest: str | Path, key: str, region: str, confidence: bool = True, tile: int = 512,
                   batch: int = 4, strict: bool = False, progress: bool = True,
-                  prior: LabelPrior | None = None, post_threads: int = 1, network: bool = False,
-                  flips: int = 1) -> dict:
+                  prior: LabelPrior | None = None, network: bool = False, flips: int = 1, workers: int = 1) -> dict:
     """Predict a chunk's blocks ((id, bounds) pairs) into ``out_dir`` and write its ``manifest``.
 
     ``regions``: slug -> geometry (in ``crs``) of every region the blocks touch; pixels outside
     all of them are nodata. ``key`` (:func:`l2h.maps.chunks.chunk_key`): blocks a killed attempt with
     the same key finished are kept, not predicted again. ``prior``: the coarse label as a prior
-    (:mod:`l2h.maps.label_prior`); ``post_threads``: threads turning logits into classes and confidence;
-    ``network``: also write each block's map without the prior (the network alone). Returns counts for the log.
+    (:mod:`l2h.maps.label_prior`); ``network``: also write each block's map without the prior (the
+    network alone); ``workers``: blocks in flight at once, sharing the model's session (a block's
+    reading, writing and serial steps overlap another's compute: bench/results/io_ceiling.json).
+    Returns counts for the log.
     """
     from shapely import union_all
 
@@ -168,40 +194,50 @@ def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tu
     kept = [b for b, _ in blocks if b in state.done]
     if kept:
         log.info("chunk %s: %d of %d block(s) kept from the interrupted attempt", manifest, len(kept), len(blocks))
-    pixels = valid = 0
-    start = time.perf_counter()
-    for block, bounds in tqdm(blocks, desc="blocks", unit="block", file=sys.stderr, disable=not progress):
-        if block in state.done:
-            continue
+    todo = [(block, bounds) for block, bounds in blocks if block not in state.done]
+
+    def predict(block: str, bounds) -> dict:
         paths = block_paths(out_dir, block)
         confidence_out = paths["confidence"] if confidence else None
         network_out = paths["network"] if network else None
         t0 = time.perf_counter()
         stats = predict_block(model, imagery, bounds, resolution, crs, mask, paths["classes"],
                               confidence_out=confidence_out, tile=tile, batch=batch, strict=strict, progress=False,
-                              prior=prior, post_threads=post_threads, network_out=network_out, flips=flips)
-        state.record({"id": block, "bounds": list(bounds), "touches": list(regions_touching(bounds, regions)),
-                      "classes": paths["classes"], "confidence": confidence_out, "network": network_out,
-                      "valid_pixels": stats["valid_pixels"], "seconds": round(time.perf_counter() - t0, 3)})
-        pixels += stats["pixels"]
-        valid += stats["valid_pixels"]
+                              prior=prior, network_out=network_out, flips=flips)
+        return {**stats, "entry": {"id": block, "bounds": list(bounds),
+                                   "touches": list(regions_touching(bounds, regions)), "classes": paths["classes"],
+                                   "confidence": confidence_out, "network": network_out,
+                                   "valid_pixels": stats["valid_pixels"],
+                                   "seconds": round(time.perf_counter() - t0, 3)}}
+
+    pixels = valid = 0
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max(1, workers)) as pool, \
+            tqdm(total=len(blocks), initial=len(kept), desc="blocks", unit="block", file=sys.stderr,
+                 disable=not progress) as bar:
+        futures = [pool.submit(predict, block, bounds) for block, bounds in todo]
+        try:
+            for future in as_completed(futures):
+                stats = future.result()
+                state.record(stats["entry"])  # one thread writes the manifest, block by block as they finish
+                pixels += stats["pixels"]
+                valid += stats["valid_pixels"]
+                bar.update()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
     state.finish(region, [b for b, _ in blocks])
     return {"blocks": len(blocks), "kept": len(kept), "pixels": pixels, "valid_pixels": valid,
             "seconds": time.perf_counter() - start}
 
 
-def _run_pipeline(model, src, block_window, cores, tile, halo, mean, std, batch, classes, confidence,
-                  progress, bonus=None, post_threads: int = 1, network=None, flips: int = 1) -> dict:
-    """Reader thread -> batched onnxruntime -> ``post_threads`` post-processing threads (each core
-    goes to one of them and fills its own slice of the outputs); returns the valid mask and timings.
-    ``bonus(core)``: a (K, h, w) addition to the core's logits (the label prior), or None;
-    ``network``: filled with the classes of the logits before the bonus; ``flips``: test-time flips
-    (:func:`run_flipped`)."""
+def _run_pipeline(session, src, dtype, block_window, transform, cores, tile, halo, batch, layers, prior,
+                  progress) -> dict:
+    """Reader thread (imagery with its halo, the prior's cells) -> batches through the block graph
+    -> each core's part of the uint8 outputs copied into ``layers`` (name -> block array)."""
     tiles: queue.Queue = queue.Queue(maxsize=2 * batch)
-    results: queue.Queue = queue.Queue(maxsize=2 * batch)
-    valid = np.zeros(classes.shape, bool)
     errors: list[BaseException] = []
-    failed: list[BaseException] = []
     row0, col0 = round(block_window.row_off), round(block_window.col_off)
 
     def read() -> None:
@@ -209,88 +245,56 @@ def _run_pipeline(model, src, block_window, cores, tile, halo, mean, std, batch,
             for core in cores:  # every tile read at full size (real imagery past the block edge): one shape
                 window = Window(col0 + core.col_off - halo, row0 + core.row_off - halo, tile + 2 * halo,
                                 tile + 2 * halo)
-                pixels = read_padded(src, window)
-                tiles.put((core, normalise(pixels, mean, std), pixels.any(axis=0)))
+                pixels = read_padded(src, window).astype(dtype, copy=False)
+                cells = None if prior is None else prior.tile(
+                    transform * rasterio.Affine.translation(core.col_off, core.row_off), (tile, tile))
+                tiles.put((core, pixels, cells))
         except BaseException as exc:  # surfaced by the main thread
             errors.append(exc)
         finally:
             tiles.put(None)
 
-    def write() -> None:
-        while (item := results.get()) is not None:
-            if failed:
-                continue  # keep draining the queue so the model thread never blocks on it
-            try:
-                post_process(*item)
-            except BaseException as exc:  # surfaced by the main thread
-                failed.append(exc)
-
-    def post_process(core, logits, has_data) -> None:
-        h, w = int(core.height), int(core.width)
-        core_logits = logits[:, halo:halo + h, halo:halo + w]
-        rows, cols = slice(int(core.row_off), int(core.row_off) + h), slice(int(core.col_off), int(core.col_off) + w)
-        if network is not None:
-            network[rows, cols] = core_logits.argmax(axis=0).astype(np.uint8) + 1
-        extra = bonus(core) if bonus is not None else None
-        if extra is not None:
-            core_logits = core_logits + extra
-        classes[rows, cols] = core_logits.argmax(axis=0).astype(np.uint8) + 1
-        valid[rows, cols] = has_data[halo:halo + h, halo:halo + w]
-        if confidence is not None:
-            shifted = np.exp(core_logits - core_logits.max(axis=0, keepdims=True))
-            top = 1.0 / shifted.sum(axis=0)
-            confidence[rows, cols] = np.clip(np.round(top * 255), 1, 255).astype(np.uint8)
-
     reader = threading.Thread(target=read, daemon=True)
-    writers = [threading.Thread(target=write, daemon=True) for _ in range(max(1, post_threads))]
     reader.start()
-    for writer in writers:
-        writer.start()
-    input_name = model.session.get_inputs()[0].name
+    names = [o.name for o in session.get_outputs()]
     pending: list = []
     with tqdm(total=len(cores), desc="tiles", unit="tile", file=sys.stderr, disable=not progress, leave=False) as bar:
-        while (item := tiles.get()) is not None:
-            pending.append(item)
-            if len(pending) == batch:
-                _infer(model.session, input_name, pending, results, flips)
+        while True:
+            item = tiles.get()
+            if item is not None:
+                pending.append(item)
+            if pending and (item is None or len(pending) == batch):
+                outputs = dict(zip(names, session.run(names, _feed(pending))))
+                for i, (core, _, _) in enumerate(pending):
+                    h, w = int(core.height), int(core.width)
+                    rows = slice(int(core.row_off), int(core.row_off) + h)
+                    cols = slice(int(core.col_off), int(core.col_off) + w)
+                    for name, layer in layers.items():
+                        layer[rows, cols] = outputs[name][i, :h, :w]
                 bar.update(len(pending))
                 pending = []
-        if pending:
-            _infer(model.session, input_name, pending, results, flips)
-            bar.update(len(pending))
-    for _ in writers:
-        results.put(None)
+            if item is None:
+                break
     reader.join()
-    for writer in writers:
-        writer.join()
     if errors:
         raise InputError(f"imagery: reading failed: {errors[0]}") from errors[0]
-    if failed:
-        raise failed[0]
-    return dict(valid=valid, tiles=len(cores))
+    return dict(tiles=len(cores))
 
 
-# test-time flips: the array axes (of N, C, H, W) each pass flips; the logits are flipped back and averaged
-FLIPS = {1: ((),), 2: ((), (3,)), 4: ((), (3,), (2,), (2, 3))}
-
-
-def run_flipped(session, input_name: str, stack: np.ndarray, flips: int = 1) -> np.ndarray:
-    """Logits of a tile stack (N, C, H, W), averaged over ``flips`` mirrored copies (1, 2 or 4: none,
-    left-right, and up-down and both). A pixel's logits still depend only on its neighbourhood,
-    mirrored, so tiles and blocks join without seams as without flips."""
-    if flips not in FLIPS:
-        raise ValueError(f"flips must be one of {', '.join(map(str, FLIPS))}, got {flips}")
-    total = None
-    for axes in FLIPS[flips]:
-        x = np.ascontiguousarray(np.flip(stack, axes)) if axes else stack
-        y = session.run(None, {input_name: x})[0]
-        y = np.flip(y, axes) if axes else y
-        total = y if total is None else total + y
-    return total / np.float32(len(FLIPS[flips])) if flips > 1 else total
-
-
-def _infer(session, input_name: str, group: list, results: queue.Queue, flips: int = 1) -> None:
-    stack = np.stack([g[1] for g in group])
-    logits = run_flipped(session, input_name, stack, flips)
-    for (core, _, has_data), out in zip(group, logits):
-        results.put((core, out, has_data))
+def _feed(group: list) -> dict:
+    """The block graph's inputs for a batch of (core, pixels, PriorTile or None); the tiles' coarse
+    cells are padded to the batch's largest window (the indices stay valid)."""
+    feed = {"pixels": np.stack([pixels for _, pixels, _ in group])}
+    prior = [t for _, _, t in group]
+    if prior[0] is not None:
+        rows = max(t.cells.shape[0] for t in prior)
+        cols = max(t.cells.shape[1] for t in prior)
+        cells = np.zeros((len(prior), rows, cols), np.uint16)
+        for i, t in enumerate(prior):
+            cells[i, :t.cells.shape[0], :t.cells.shape[1]] = t.cells
+        feed.update(cells=cells, rows=np.stack([t.rows for t in prior]),
+                    row_weight=np.stack([t.row_weight for t in prior]), cols=np.stack([t.cols for t in prior]),
+                    col_weight=np.stack([t.col_weight for t in prior]))
+        if prior[0].roads is not None:
+            feed["roads"] = np.stack([t.roads for t in prior])
+    return feed

@@ -21,8 +21,10 @@ a road is thus a bonus along its surface, not a 10 m staircase.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import rasterio
@@ -32,9 +34,26 @@ from rasterio.windows import Window
 
 from l2h.core.classes import ROAD
 from l2h.core.errors import InputError
+from l2h.core.io import RASTERIZE_LOCK
 from l2h.core.windows import clip_window
 
 INTERPOLATIONS = ("nearest", "bilinear")
+
+
+@dataclass(frozen=True)
+class PriorTile:
+    """What the prior needs for one grid of pixels (h, w): ``cells`` (R, S) uint16, the class-set
+    bits of the coarse cells around it (all labels joined); pixel (i, j) takes the cell rows
+    ``rows[i]`` and ``rows[i] + 1`` weighted ``1 - row_weight[i]`` and ``row_weight[i]``, the same across
+    the columns (``cols``, ``col_weight``); weights are 0 with nearest sampling. ``roads`` (h, w) uint8:
+    the 1 m road surfaces, or None."""
+
+    cells: np.ndarray
+    rows: np.ndarray
+    row_weight: np.ndarray
+    cols: np.ndarray
+    col_weight: np.ndarray
+    roads: np.ndarray | None
 
 
 class LabelPrior:
@@ -60,6 +79,7 @@ class LabelPrior:
             self.close()
             raise InputError(f"class-set label {path}: cannot be opened: {exc}") from None
         try:
+            self._offsets = [_offset(src, self.sources[0]) for src in self.sources]
             self.roads = _RoadSurfaces(roads) if roads else None
         except InputError:
             self.close()
@@ -90,25 +110,29 @@ class LabelPrior:
             out[rows, cols] = data
         return out
 
-    def sets(self, transform, shape: tuple[int, int]) -> np.ndarray:
-        """The class-set bitmasks (bit c = class code c) at the centres of a grid's pixels."""
-        out = np.zeros(shape, np.uint16)
+    def tile(self, transform, shape: tuple[int, int]) -> PriorTile:
+        """The class-set cells around a grid's pixels and where each pixel samples them."""
         height, width = shape
-        xs = transform.c + (np.arange(width) + 0.5) * transform.a
-        ys = transform.f + (np.arange(height) + 0.5) * transform.e
-        for src in self.sources:
-            cols = np.floor((xs - src.transform.c) / src.transform.a).astype(np.int64)
-            rows = np.floor((ys - src.transform.f) / src.transform.e).astype(np.int64)
-            c0, r0 = int(cols.min()), int(rows.min())
-            if cols.max() < 0 or rows.max() < 0 or c0 >= src.width or r0 >= src.height:
-                continue
-            data = self._read(src, r0, c0, int(rows.max()) - r0 + 1, int(cols.max()) - c0 + 1)
-            out |= data[(rows - r0)[:, None], (cols - c0)[None, :]]
-        return out
+        grid = self.sources[0].transform if self.sources else transform
+        u = (transform.c + (np.arange(width) + 0.5) * transform.a - grid.c) / grid.a  # in cells of the first label
+        v = (transform.f + (np.arange(height) + 0.5) * transform.e - grid.f) / grid.e
+        if self.interpolation == "bilinear":  # 0 = the first cell's centre
+            u, v = u - 0.5, v - 0.5
+        cols, rows = np.floor(u).astype(np.int64), np.floor(v).astype(np.int64)
+        if self.interpolation == "bilinear":
+            col_weight, row_weight = (u - cols).astype(np.float32), (v - rows).astype(np.float32)
+        else:
+            col_weight, row_weight = np.zeros(width, np.float32), np.zeros(height, np.float32)
+        c0, r0 = int(cols.min()), int(rows.min())
+        cells = np.zeros((int(rows.max()) - r0 + 2, int(cols.max()) - c0 + 2), np.uint16)
+        for src, (dr, dc) in zip(self.sources, self._offsets):
+            cells |= self._read(src, r0 - dr, c0 - dc, *cells.shape)
+        roads = self.roads.draw(transform, shape) if self.roads is not None else None
+        return PriorTile(cells, rows - r0, row_weight, cols - c0, col_weight, roads)
 
-    def _members(self, sets: np.ndarray) -> np.ndarray:
+    def members(self, sets: np.ndarray) -> np.ndarray:
         """(K, ...) float32 membership of class index k (code k + 1) in class-set bitmasks; a set of
-        every class says nothing and counts as empty; without roads the road cells keep their set."""
+        every class says nothing and counts as empty; with 1 m roads the road class is left to them."""
         bits = sets.astype(np.int64) >> 1
         full = (1 << self.num_classes) - 1
         bits[(bits & full) == full] = 0
@@ -116,38 +140,32 @@ class LabelPrior:
             bits &= ~(1 << (ROAD - 1))
         return ((bits[None] >> np.arange(self.num_classes).reshape(-1, *([1] * bits.ndim))) & 1).astype(np.float32)
 
-    def _bilinear(self, transform, shape: tuple[int, int]) -> np.ndarray:
-        """(K, h, w) membership interpolated linearly between the coarse cells' centres."""
-        height, width = shape
-        xs = transform.c + (np.arange(width) + 0.5) * transform.a
-        ys = transform.f + (np.arange(height) + 0.5) * transform.e
-        out = np.zeros((self.num_classes, height, width), np.float32)
-        for src in self.sources:  # disjoint regions on one grid: their interpolations add up
-            u = (xs - src.transform.c) / src.transform.a - 0.5  # in cells, 0 = the first cell's centre
-            v = (ys - src.transform.f) / src.transform.e - 0.5
-            c0, r0 = np.floor(u).astype(np.int64), np.floor(v).astype(np.int64)
-            fc, fr = (u - c0).astype(np.float32), (v - r0).astype(np.float32)
-            cmin, rmin = int(c0.min()), int(r0.min())
-            if c0.max() + 1 < 0 or r0.max() + 1 < 0 or cmin >= src.width or rmin >= src.height:
-                continue
-            cells = self._members(self._read(src, rmin, cmin, int(r0.max()) - rmin + 2, int(c0.max()) - cmin + 2))
-            cc, rr = c0 - cmin, r0 - rmin
-            across = cells[:, :, cc] * (1 - fc) + cells[:, :, cc + 1] * fc  # (K, cell rows, width)
-            out += across[:, rr, :] * (1 - fr)[:, None] + across[:, rr + 1, :] * fr[:, None]
-        return out
-
     def bonus(self, transform, shape: tuple[int, int]) -> np.ndarray | None:
         """(K, h, w) float32 logit bonus for a grid's pixels (class index k = code k + 1), or None
-        when no pixel has a usable set (unknown, or every class)."""
-        if self.interpolation == "bilinear":
-            members = self._bilinear(transform, shape)
-        else:
-            members = self._members(self.sets(transform, shape))
-        if self.roads is not None:
-            members[ROAD - 1] = self.roads.draw(transform, shape)
+        when no pixel has a usable set (unknown, or every class). The block graph
+        (:mod:`l2h.maps.block_graph`) computes the same, operation for operation."""
+        t = self.tile(transform, shape)
+        cells = self.members(t.cells)
+        across = cells[:, :, t.cols] * (1 - t.col_weight) + cells[:, :, t.cols + 1] * t.col_weight
+        members = (across[:, t.rows, :] * (1 - t.row_weight)[:, None]
+                   + across[:, t.rows + 1, :] * t.row_weight[:, None])
+        if t.roads is not None:
+            members[ROAD - 1] = t.roads
         if not members.any():
             return None
         return members * np.float32(self.strength)
+
+
+def _offset(src, first) -> tuple[int, int]:
+    """(rows, columns) of ``src``'s first cell in the cells of ``first``: the class-set labels of a
+    block's regions must lie on one grid."""
+    a, b = src.transform, first.transform
+    rows, cols = (a.f - b.f) / b.e, (a.c - b.c) / b.a
+    if (a.a, a.e, a.b, a.d) != (b.a, b.e, b.b, b.d) or not all(
+            math.isclose(x, round(x), abs_tol=1e-6) for x in (rows, cols)):
+        raise InputError(f"class-set label {src.name}: its cells ({a.a:g} x {-a.e:g} from {a.c:g}, {a.f:g}) are not "
+                         f"on the grid of {first.name} ({b.a:g} x {-b.e:g} from {b.c:g}, {b.f:g})")
+    return round(rows), round(cols)
 
 
 class _RoadSurfaces:
@@ -168,7 +186,7 @@ class _RoadSurfaces:
         self.tree = shapely.STRtree(self.geometries)
 
     def draw(self, transform, shape: tuple[int, int]) -> np.ndarray:
-        """1.0 where a pixel's centre lies on a road surface, else 0 (float32, ``shape``)."""
+        """1 where a pixel's centre lies on a road surface, else 0 (uint8, ``shape``)."""
         import shapely
         from shapely.geometry import box
 
@@ -177,12 +195,12 @@ class _RoadSurfaces:
         east, south = west + width * transform.a, north + height * transform.e
         hits = self.tree.query(box(west, south, east, north))
         if len(hits) == 0:
-            return np.zeros(shape, np.float32)
+            return np.zeros(shape, np.uint8)
         # a road surface may run for kilometres: only its part over the grid (a pixel of margin) is drawn
         pad = abs(transform.a)
         parts = shapely.clip_by_rect(self.geometries[hits], west - pad, south - pad, east + pad, north + pad)
         parts = [g for g in parts if not g.is_empty]
         if not parts:
-            return np.zeros(shape, np.float32)
-        return rasterize(((g, 1) for g in parts), out_shape=shape, transform=transform, fill=0,
-                         dtype="uint8").astype(np.float32)
+            return np.zeros(shape, np.uint8)
+        with RASTERIZE_LOCK:
+            return rasterize(((g, 1) for g in parts), out_shape=shape, transform=transform, fill=0, dtype="uint8")

@@ -1,6 +1,7 @@
 """Per-block inference with onnxruntime and COG mosaics: no seams between blocks, house-style
 outputs, clear errors for bad input."""
 
+import json
 
 import numpy as np
 import pytest
@@ -195,28 +196,37 @@ def test_label_prior_keeps_the_coarse_label_where_the_network_is_unsure(tiny_onn
     assert water(maps[0.0]) < 0.5 and water(maps[0.2]) > water(maps[0.0]) and water(maps[1e3]) == 1.0
 
 
-def test_post_processing_threads_give_the_same_block(tiny_onnx, small_demo_world, country, tmp_path):
-    """Several post-processing threads (label prior, argmax, confidence) write the very same block as
-    one; a class-set label with a different set per 10 m cell makes every core's prior differ."""
+def test_blocks_in_flight_and_onnxruntime_threads_give_the_same_chunk(tiny_onnx, small_demo_world, country,
+                                                                         tmp_path):
+    """A chunk's blocks predicted one at a time or three at once (sharing one session), with one or two
+    onnxruntime threads: the very same blocks; a class-set label with a different set per 10 m cell
+    makes every tile's prior differ."""
     from l2h.maps.label_prior import LabelPrior
 
     geoms, union = country
-    block = blocks_for_regions(geoms, 256)[5]
+    blocks = blocks_for_regions(geoms, 256)[3:9]
     imagery = str(small_demo_world / "imagery" / "demo_imagery.tif")
-    model = load_onnx(tiny_onnx, threads=2)
-    west, south, east, north = block.bounds
+    west = min(b.bounds[0] for b in blocks)
+    north = max(b.bounds[3] for b in blocks)
     rng = np.random.default_rng(0)
-    sets = (1 << rng.integers(1, 12, (26, 26))).astype(np.uint16) | (1 << rng.integers(1, 12, (26, 26))).astype(np.uint16)
-    path = _sets_raster(tmp_path / "sets.tif", rasterio.transform.from_origin(west, north, 10, 10), sets)
+    sets = (1 << rng.integers(1, 12, (200, 200))).astype(np.uint16) | (1 << rng.integers(1, 12, (200, 200))).astype(np.uint16)
+    path = _sets_raster(tmp_path / "sets.tif", rasterio.transform.from_origin(west - 500, north + 500, 10, 10), sets)
     layers = {}
-    for threads in (1, 4):
-        with LabelPrior([path], 1.5) as prior:
-            predict_block(model, imagery, block.bounds, 1.0, CRS, union, tmp_path / f"{threads}.tif",
-                          tmp_path / f"{threads}_c.tif", tile=64, progress=False, prior=prior, post_threads=threads)
-        layers[threads] = [rasterio.open(tmp_path / f"{threads}{s}.tif").read(1) for s in ("", "_c")]
-    assert (layers[1][0] > 0).mean() > 0.5 and len(np.unique(layers[1][0])) > 2
-    np.testing.assert_array_equal(layers[1][0], layers[4][0])
-    np.testing.assert_array_equal(layers[1][1], layers[4][1])
+    for workers, threads in ((1, 1), (3, 1), (1, 2)):
+        out = tmp_path / f"{workers}_{threads}"
+        with LabelPrior([path], 1.5, interpolation="bilinear") as prior:
+            stats = predict_chunk(load_onnx(tiny_onnx, threads=threads), imagery, [(b.id, b.bounds) for b in blocks],
+                                  1.0, CRS, geoms, out, out / "chunk.json", "k", "r", tile=64, progress=False,
+                                  prior=prior, workers=workers)
+        assert stats["blocks"] == len(blocks) and stats["kept"] == 0
+        layers[workers, threads] = [rasterio.open(out / f"{b.id}{s}.tif").read(1) for b in blocks for s in ("", "_confidence")]
+        recorded = json.loads((out / "chunk.json").read_text())
+        assert sorted(e["id"] for e in recorded["blocks"]) == sorted(b.id for b in blocks)
+    first = layers[1, 1]
+    assert (first[0] > 0).mean() > 0.5 and len(np.unique(np.concatenate([a.ravel() for a in first[::2]]))) > 3
+    for other in ((3, 1), (1, 2)):
+        for a, b in zip(first, layers[other]):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_bilinear_prior_fades_across_cell_edges_and_is_seamless_between_regions(tmp_path):
@@ -287,27 +297,17 @@ def test_network_layer_is_the_map_without_the_prior(tiny_onnx, small_demo_world,
     np.testing.assert_array_equal(network, plain)
 
 
-def test_test_time_flips_average_the_mirrored_logits_and_keep_blocks_seamless(tiny_onnx, small_demo_world, country,
-                                                                              tmp_path):
-    from l2h.maps.infer import run_flipped
-
+def test_test_time_flips_keep_blocks_seamless(tiny_onnx, small_demo_world, country, tmp_path):
+    """A block predicted whole or in tiles with 4 flips: the same map (and not the map without flips)."""
     model = load_onnx(tiny_onnx)
-    name = model.session.get_inputs()[0].name
-    rng = np.random.default_rng(0)
-    stack = rng.normal(size=(2, model.in_channels, 40, 40)).astype(np.float32)
-    plain = model.session.run(None, {name: stack})[0]
-    np.testing.assert_array_equal(run_flipped(model.session, name, stack, 1), plain)
-    lr = model.session.run(None, {name: np.ascontiguousarray(stack[..., ::-1])})[0][..., ::-1]
-    np.testing.assert_allclose(run_flipped(model.session, name, stack, 2), (plain + lr) / 2, rtol=1e-5, atol=1e-6)
-    # a block predicted whole or in tiles with 4 flips: the same map
     geoms, union = country
     block = blocks_for_regions(geoms, 256)[5]
     imagery = str(small_demo_world / "imagery" / "demo_imagery.tif")
-    for tile in (64, 256):
-        predict_block(model, imagery, block.bounds, 1.0, CRS, union, tmp_path / f"{tile}.tif", tile=tile,
-                      progress=False, flips=4)
-    a, b = (rasterio.open(tmp_path / f"{t}.tif").read(1) for t in (64, 256))
-    assert (a > 0).mean() > 0.5
+    for tile, flips in ((64, 4), (256, 4), (256, 1)):
+        predict_block(model, imagery, block.bounds, 1.0, CRS, union, tmp_path / f"{tile}_{flips}.tif", tile=tile,
+                      progress=False, flips=flips)
+    a, b, plain = (rasterio.open(tmp_path / f"{t}.tif").read(1) for t in ("64_4", "256_4", "256_1"))
+    assert (a > 0).mean() > 0.5 and (a != plain).any()
     np.testing.assert_array_equal(a, b)
 
 

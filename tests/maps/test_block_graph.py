@@ -1,0 +1,146 @@
+"""The block graph (network + normalisation, flips, label prior, argmax and confidence in one ONNX
+graph) against the same steps done in numpy with the network's own session."""
+
+import geopandas as gpd
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import rasterio
+from helpers import CRS
+from onnx import TensorProto, helper
+from rasterio.transform import from_origin
+from shapely.geometry import box
+
+from l2h.labels.roads import write_roads
+from l2h.maps.block_graph import FLIPS, _Builder, _prior_bonus, block_graph
+from l2h.maps.infer import _feed, load_onnx
+from l2h.maps.label_prior import LabelPrior
+from l2h.model.norm import normalise
+
+TILE = 48
+
+
+def _sets_raster(path, transform, sets):
+    with rasterio.open(path, "w", driver="GTiff", width=sets.shape[1], height=sets.shape[0], count=1,
+                       dtype="uint16", crs=CRS, transform=transform, nodata=0) as dst:
+        dst.write(sets.astype(np.uint16), 1)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def prior_inputs(tmp_path_factory):
+    """Two regions' class-set labels on one 10 m grid (random sets of one or two classes, some cells
+    with every class or none) and a road surface crossing both."""
+    tmp = tmp_path_factory.mktemp("prior")
+    rng = np.random.default_rng(1)
+
+    def random_sets(shape):
+        sets = (1 << rng.integers(1, 12, shape)) | (1 << rng.integers(1, 12, shape))
+        sets[rng.random(shape) < 0.05] = 0xFFE  # every class: no information
+        sets[rng.random(shape) < 0.05] = 0
+        return sets
+
+    west = _sets_raster(tmp / "w.tif", from_origin(0, 200, 10, 10), random_sets((20, 12)))
+    east = _sets_raster(tmp / "e.tif", from_origin(120, 200, 10, 10), random_sets((20, 10)))
+    roads = gpd.GeoDataFrame({"highway": ["primary"], "name": ["Long Road"], "width_m": [7.0]},
+                             geometry=[box(0, 120, 220, 127)], crs=CRS)
+    write_roads(roads, tmp / "roads.gpkg")
+    return [west, east], [str(tmp / "roads.gpkg")]
+
+
+def _tile_origins():
+    # tiles at odd offsets from the cells, across both labels, partly past their edges
+    return [(3, 197), (117, 151), (150, 48), (181, 205)]
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+@pytest.mark.parametrize("with_roads", [True, False], ids=["roads", "no roads"])
+def test_the_prior_in_the_graph_is_the_label_prior(prior_inputs, interpolation, with_roads):
+    """The graph's bonus for a batch of tiles (each with its own cell window, padded to the batch's
+    largest) equals LabelPrior.bonus for each tile, to float32 rounding."""
+    sets, roads = prior_inputs
+    g = _Builder(17)
+    bonus, inputs = _prior_bonus(g, 11, 2.5, with_roads, halo=0)
+    g.nodes.append(helper.make_node("Identity", [bonus], ["bonus"]))
+    graph = helper.make_graph(g.nodes, "prior", inputs, [helper.make_tensor_value_info("bonus", TensorProto.FLOAT, None)],
+                              initializer=g.initializers)
+    session = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+                                   .SerializeToString(), providers=["CPUExecutionProvider"])
+    with LabelPrior(sets, 2.5, interpolation=interpolation, roads=roads if with_roads else []) as prior:
+        transforms = [from_origin(x, y, 1, 1) for x, y in _tile_origins()]
+        tiles = [prior.tile(t, (TILE, TILE)) for t in transforms]
+        assert len({t.cells.shape for t in tiles}) > 1  # the padding is exercised
+        feed = _feed([(None, np.zeros((1, 1, 1), np.uint8), t) for t in tiles])
+        del feed["pixels"]
+        got = session.run(None, feed)[0]
+        for t, tile_bonus in zip(transforms, got):
+            expected = prior.bonus(t, (TILE, TILE))
+            expected = np.zeros_like(tile_bonus) if expected is None else expected
+            np.testing.assert_allclose(tile_bonus, expected, rtol=0, atol=2e-6)
+    assert (got > 0).mean() > 0.1
+    assert len(np.unique(np.round(got, 3))) > (10 if interpolation == "bilinear" else 1)  # graded across cells
+    if with_roads:
+        assert (got[:, 10] == 2.5).any()  # the road surface at 1 m
+
+
+def _reference(session, pixels, mean, std, halo, flips, bonus):
+    """The same block outputs with numpy: normalise, the network per flip, mirrored back and averaged,
+    the core cut out, the bonus added, argmax + 1 and the top softmax probability as a byte."""
+    x = np.stack([normalise(p, mean, std) for p in pixels])
+    total = None
+    for axes in FLIPS[flips]:
+        y = session.run(None, {"image": np.ascontiguousarray(np.flip(x, axes)) if axes else x})[0]
+        y = np.flip(y, axes) if axes else y
+        total = y if total is None else total + y
+    logits = (total / np.float32(len(FLIPS[flips])) if flips > 1 else total)[:, :, halo:-halo, halo:-halo]
+    network = logits.argmax(axis=1) + 1
+    if bonus is not None:
+        logits = logits + bonus
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    confidence = np.clip(np.round(255 / shifted.sum(axis=1)), 1, 255)
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    return {"classes": logits.argmax(axis=1) + 1, "network": network, "confidence": confidence,
+            "valid": np.stack([p.any(axis=0)[halo:-halo, halo:-halo] for p in pixels]),
+            "margin": top2[:, 1] - top2[:, 0]}
+
+
+@pytest.mark.parametrize("dtype,flips", [("uint8", 1), ("uint16", 2), ("float32", 4)])
+def test_the_block_graph_gives_the_numpy_steps_results(tiny_onnx, prior_inputs, dtype, flips):
+    sets, roads = prior_inputs
+    model = load_onnx(tiny_onnx)
+    norm = model.metadata["normalisation"]
+    mean, std = np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
+    halo = model.halo
+    rng = np.random.default_rng(2)
+    side = TILE + 2 * halo
+    scale = {"uint8": 255, "uint16": 1000, "float32": 300}[dtype]
+    pixels = (rng.random((4, model.in_channels, side, side)) * scale - (50 if dtype == "float32" else 0)).astype(dtype)
+    pixels[0, :, :20, :30] = 0  # no imagery there
+    graph = block_graph(onnx.load(tiny_onnx), tile=TILE, halo=halo, mean=mean, std=std, pixel_dtype=dtype,
+                        num_classes=11, flips=flips, prior_strength=1.5, roads=True, confidence=True, network=True)
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    with LabelPrior(sets, 1.5, interpolation="bilinear", roads=roads) as prior:
+        transforms = [from_origin(x, y, 1, 1) for x, y in _tile_origins()]
+        tiles = [prior.tile(t, (TILE, TILE)) for t in transforms]
+        bonus = np.stack([prior.bonus(t, (TILE, TILE)) for t in transforms])
+    names = [o.name for o in session.get_outputs()]
+    got = dict(zip(names, session.run(names, _feed([(None, p, t) for p, t in zip(pixels, tiles)]))))
+    want = _reference(model.session, pixels, mean, std, halo, flips, bonus)
+    assert all(got[name].dtype == np.uint8 and got[name].shape == (4, TILE, TILE) for name in names)
+    np.testing.assert_array_equal(got["valid"], want["valid"])
+    np.testing.assert_array_equal(got["network"], want["network"])  # no prior: the very same logits
+    clear = want["margin"] > 1e-4  # the bonus may differ from numpy's in the last bit
+    assert clear.mean() > 0.99
+    np.testing.assert_array_equal(got["classes"][clear], want["classes"][clear])
+    assert np.abs(got["confidence"].astype(int) - want["confidence"]).max() <= 1
+    assert (got["classes"] != got["network"]).any() and len(np.unique(got["classes"])) > 3
+
+
+def test_the_block_graph_refuses_what_it_cannot_run(tiny_onnx):
+    model = load_onnx(tiny_onnx)
+    kwargs = dict(tile=TILE, halo=model.halo, mean=[0.0] * 4, std=[1.0] * 4, num_classes=11)
+    with pytest.raises(ValueError, match="flips must be one of 1, 2, 4"):
+        block_graph(onnx.load(tiny_onnx), pixel_dtype="uint8", flips=3, **kwargs)
+    with pytest.raises(ValueError, match="imagery of type float64 is not supported"):
+        block_graph(onnx.load(tiny_onnx), pixel_dtype="float64", **kwargs)
