@@ -1,7 +1,9 @@
-"""Where a block job's CPU time goes: `l2h infer`'s block pipeline taken apart, one stage at a time
-on one core, over the demo's imagery.
+"""Where a block job's CPU time went: the block pipeline's steps in numpy, one stage at a time on
+one core, over the demo's imagery. These are the steps `l2h infer` ran before they moved into one
+ONNX graph (l2h.maps.block_graph; its throughput: bench/io_ceiling.py); the label prior's numpy
+form (LabelPrior.bonus) stays the reference the graph is tested against.
 
-Stages, as `l2h.maps.infer` runs them per 512 px tile: read with the model's halo (`read_padded`;
+Stages per 512 px tile: read with the model's halo (`read_padded`;
 rasterio's boundless read, which it replaced, is timed beside it),
 normalise, the model (a no-op 1x1 convolution, bench/io_ceiling.py, and the demo's trained model
 when results/model/l2hnet.onnx exists), the label prior's bonus (bilinear with 1 m roads when the
@@ -37,16 +39,17 @@ from rasterio.windows import Window  # noqa: E402
 
 from l2h.core.io import class_raster_profile  # noqa: E402
 from l2h.core.windows import iter_windows, read_padded  # noqa: E402
-from l2h.maps.infer import load_onnx, normalise  # noqa: E402
+from l2h.maps.infer import load_onnx  # noqa: E402
 from l2h.maps.label_prior import LabelPrior  # noqa: E402
+from l2h.model.norm import normalise  # noqa: E402
 
 BLOCK = 1024
 TILE = 512
 CODECS = {  # the block outputs' candidates: GDAL creation options beyond the class profile's
-    "deflate (today)": {},
+    "deflate (the region mosaics)": {},
     "deflate level 1": {"zlevel": 1},
     "deflate + predictor 2": {"predictor": 2},
-    "zstd level 1": {"compress": "zstd", "zstd_level": 1},
+    "zstd level 1 (the blocks)": {"compress": "zstd", "zstd_level": 1},
     "zstd level 9": {"compress": "zstd", "zstd_level": 9},
     "lzw": {"compress": "lzw"},
     "packbits": {"compress": "packbits"},
