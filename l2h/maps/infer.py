@@ -11,6 +11,7 @@ the CPU onnxruntime's threads share it (bench/results/io_ceiling.json).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import queue
@@ -238,11 +239,14 @@ def _run_pipeline(session, src, dtype, block_window, transform, cores, tile, hal
     -> each core's part of the uint8 outputs copied into ``layers`` (name -> block array)."""
     tiles: queue.Queue = queue.Queue(maxsize=2 * batch)
     errors: list[BaseException] = []
+    stop = threading.Event()  # the main thread failed: the reader stops
     row0, col0 = round(block_window.row_off), round(block_window.col_off)
 
     def read() -> None:
         try:
             for core in cores:  # every tile read at full size (real imagery past the block edge): one shape
+                if stop.is_set():
+                    break
                 window = Window(col0 + core.col_off - halo, row0 + core.row_off - halo, tile + 2 * halo,
                                 tile + 2 * halo)
                 pixels = read_padded(src, window).astype(dtype, copy=False)
@@ -258,7 +262,8 @@ def _run_pipeline(session, src, dtype, block_window, transform, cores, tile, hal
     reader.start()
     names = [o.name for o in session.get_outputs()]
     pending: list = []
-    with tqdm(total=len(cores), desc="tiles", unit="tile", file=sys.stderr, disable=not progress, leave=False) as bar:
+    with tqdm(total=len(cores), desc="tiles", unit="tile", file=sys.stderr, disable=not progress, leave=False) as bar, \
+            _stopping(reader, stop, tiles):
         while True:
             item = tiles.get()
             if item is not None:
@@ -275,10 +280,25 @@ def _run_pipeline(session, src, dtype, block_window, transform, cores, tile, hal
                 pending = []
             if item is None:
                 break
-    reader.join()
     if errors:
+        if isinstance(errors[0], InputError):  # a class-set label or the roads: their own message
+            raise errors[0]
         raise InputError(f"imagery: reading failed: {errors[0]}") from errors[0]
     return dict(tiles=len(cores))
+
+
+@contextlib.contextmanager
+def _stopping(reader: threading.Thread, stop: threading.Event, tiles: queue.Queue):
+    """On leaving (normally or by an error), stop the reader thread and take what it still puts, so
+    it never blocks on a full queue reading a dataset about to be closed."""
+    try:
+        yield
+    finally:
+        stop.set()
+        while reader.is_alive():
+            with contextlib.suppress(queue.Empty):
+                tiles.get(timeout=0.05)
+        reader.join()
 
 
 def _feed(group: list) -> dict:

@@ -321,3 +321,23 @@ def test_a_tile_read_past_the_edges_is_the_boundless_read(small_demo_world, wind
     assert got.dtype == expected.dtype and got.shape == expected.shape == (4, window.height, window.width)
     np.testing.assert_array_equal(got, expected)
     assert got.any() == (window.col_off < 1536 and window.row_off < 1024)
+
+
+def test_an_unreadable_class_set_label_is_named_in_the_error(tiny_onnx, small_demo_world, country, tmp_path):
+    from l2h.maps.label_prior import LabelPrior
+
+    geoms, union = country
+    block = blocks_for_regions(geoms, 256)[5]
+    west, south, east, north = block.bounds
+    path = tmp_path / "sets.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=400, height=400, count=1, dtype="uint16", crs=CRS,
+                       transform=rasterio.transform.from_origin(west - 1000, north + 1000, 10, 10), nodata=0,
+                       tiled=True, blockxsize=128, blockysize=128, compress="deflate") as dst:
+        dst.write(np.random.default_rng(0).integers(1, 4096, (1, 400, 400)).astype(np.uint16))
+    with LabelPrior([str(path)], 2.0) as prior:
+        with open(path, "r+b") as f:  # the label breaks after it was opened
+            f.truncate(1000)
+        with pytest.raises(InputError, match=r"^class-set label .*sets\.tif: unreadable"):
+            predict_block(load_onnx(tiny_onnx), str(small_demo_world / "imagery" / "demo_imagery.tif"), block.bounds,
+                          1.0, CRS, union, tmp_path / "map.tif", tile=64, progress=False, prior=prior)
+    assert not (tmp_path / "map.tif").exists()
