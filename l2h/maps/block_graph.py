@@ -16,9 +16,12 @@ Outputs, each (N, tile, tile) uint8 over the cores: ``classes`` (class code, arg
 (1 where the imagery has data), and optionally ``confidence`` (max softmax probability x 255, 1..255)
 and ``network`` (the classes of the network's own logits, before the prior).
 
-The graph computes what :mod:`l2h.maps.label_prior` computes in numpy, operation for operation in the
-same order, so the classes are bit-identical (tests/maps/test_block_graph.py); test-time flips run the
-network once per mirrored copy at the stack's own batch size, as :func:`l2h.maps.infer.run_flipped` did.
+The normalisation and the network's logits (test-time flips: the network once per mirrored copy at
+the stack's own batch size) are what numpy and the network's own session give, bit for bit; the
+prior's bonus equals :meth:`l2h.maps.label_prior.LabelPrior.bonus` to float32 rounding (the strength
+is folded into the interpolation matrix, and the bilinear fade is a matrix product), so a class can
+differ only where the top two logits nearly tie (tests/maps/test_block_graph.py; on the demo, none of
+12.6 M pixels: bench/results/map_parity.json).
 """
 
 from __future__ import annotations

@@ -94,8 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile", type=int, default=512, help="tile core size in pixels")
     p.add_argument("--batch", type=int, default=4, help="tiles per onnxruntime call")
     p.add_argument("--threads", type=int, default=1,
-                   help="the job's threads: as many blocks in flight (at most the chunk's blocks), the rest "
-                        "as onnxruntime intra-op threads")
+                   help="the job's threads: as many blocks in flight (at most the chunk's blocks), each "
+                        "block's onnxruntime runs with threads // blocks in flight")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="execution provider")
     p.add_argument("--strict", action="store_true", help="a block without imagery is an error")
     p.add_argument("--label-prior", type=float, default=0.0, metavar="NATS",

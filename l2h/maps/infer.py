@@ -60,6 +60,7 @@ class OnnxModel:
     options: ort.SessionOptions
     providers: list[str]
     _blocks: dict = field(default_factory=dict, repr=False, compare=False)
+    _building: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def in_channels(self) -> int:
@@ -72,15 +73,17 @@ class OnnxModel:
         return math.ceil(int(self.metadata["receptive_field"]) / 2)
 
     def block_session(self, **settings) -> ort.InferenceSession:
-        """The onnxruntime session of :func:`l2h.maps.block_graph.block_graph` for these settings."""
+        """The onnxruntime session of :func:`l2h.maps.block_graph.block_graph` for these settings, built
+        once however many blocks ask for it at the same time."""
         key = tuple(sorted((k, str(v)) for k, v in settings.items()))
-        if key not in self._blocks:
-            norm = self.metadata["normalisation"]
-            graph = block_graph(onnx.load(self.path), halo=self.halo, mean=norm["mean"], std=norm["std"],
-                                num_classes=int(self.metadata["num_classes"]), **settings)
-            self._blocks[key] = ort.InferenceSession(graph.SerializeToString(), sess_options=self.options,
-                                                     providers=self.providers)
-        return self._blocks[key]
+        with self._building:
+            if key not in self._blocks:
+                norm = self.metadata["normalisation"]
+                graph = block_graph(onnx.load(self.path), halo=self.halo, mean=norm["mean"], std=norm["std"],
+                                    num_classes=int(self.metadata["num_classes"]), **settings)
+                self._blocks[key] = ort.InferenceSession(graph.SerializeToString(), sess_options=self.options,
+                                                         providers=self.providers)
+            return self._blocks[key]
 
 
 def load_onnx(path: str | Path, threads: int = 1, device: str = "auto") -> OnnxModel:
@@ -197,19 +200,27 @@ def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tu
         log.info("chunk %s: %d of %d block(s) kept from the interrupted attempt", manifest, len(kept), len(blocks))
     todo = [(block, bounds) for block, bounds in blocks if block not in state.done]
 
-    def predict(block: str, bounds) -> dict:
+    recording, failed = threading.Lock(), threading.Event()
+
+    def predict(block: str, bounds) -> dict | None:
+        if failed.is_set():  # another block failed: no new block starts
+            return None
         paths = block_paths(out_dir, block)
         confidence_out = paths["confidence"] if confidence else None
         network_out = paths["network"] if network else None
         t0 = time.perf_counter()
-        stats = predict_block(model, imagery, bounds, resolution, crs, mask, paths["classes"],
-                              confidence_out=confidence_out, tile=tile, batch=batch, strict=strict, progress=False,
-                              prior=prior, network_out=network_out, flips=flips)
-        return {**stats, "entry": {"id": block, "bounds": list(bounds),
-                                   "touches": list(regions_touching(bounds, regions)), "classes": paths["classes"],
-                                   "confidence": confidence_out, "network": network_out,
-                                   "valid_pixels": stats["valid_pixels"],
-                                   "seconds": round(time.perf_counter() - t0, 3)}}
+        try:
+            stats = predict_block(model, imagery, bounds, resolution, crs, mask, paths["classes"],
+                                  confidence_out=confidence_out, tile=tile, batch=batch, strict=strict,
+                                  progress=False, prior=prior, network_out=network_out, flips=flips)
+        except BaseException:
+            failed.set()
+            raise
+        with recording:  # recorded as soon as its files are whole: a kill now keeps it
+            state.record({"id": block, "bounds": list(bounds), "touches": list(regions_touching(bounds, regions)),
+                          "classes": paths["classes"], "confidence": confidence_out, "network": network_out,
+                          "valid_pixels": stats["valid_pixels"], "seconds": round(time.perf_counter() - t0, 3)})
+        return stats
 
     pixels = valid = 0
     start = time.perf_counter()
@@ -219,13 +230,13 @@ def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tu
         futures = [pool.submit(predict, block, bounds) for block, bounds in todo]
         try:
             for future in as_completed(futures):
-                stats = future.result()
-                state.record(stats["entry"])  # one thread writes the manifest, block by block as they finish
+                if (stats := future.result()) is None:
+                    continue  # not started: another block failed, and its error follows
                 pixels += stats["pixels"]
                 valid += stats["valid_pixels"]
                 bar.update()
         except BaseException:
-            for future in futures:
+            for future in futures:  # the blocks in flight finish (and are kept); the others do not start
                 future.cancel()
             raise
     state.finish(region, [b for b, _ in blocks])

@@ -143,7 +143,7 @@ class LabelPrior:
     def bonus(self, transform, shape: tuple[int, int]) -> np.ndarray | None:
         """(K, h, w) float32 logit bonus for a grid's pixels (class index k = code k + 1), or None
         when no pixel has a usable set (unknown, or every class). The block graph
-        (:mod:`l2h.maps.block_graph`) computes the same, operation for operation."""
+        (:mod:`l2h.maps.block_graph`) computes the same to float32 rounding."""
         t = self.tile(transform, shape)
         cells = self.members(t.cells)
         across = cells[:, :, t.cols] * (1 - t.col_weight) + cells[:, :, t.cols + 1] * t.col_weight

@@ -98,6 +98,42 @@ def test_killed_chunk_keeps_finished_blocks(tiny_onnx, world, tmp_path, monkeypa
     assert stats["kept"] == 0 and first.stat().st_mtime_ns != mtime
 
 
+def test_blocks_in_flight_that_finish_after_another_fails_are_kept(tiny_onnx, world, tmp_path, monkeypatch):
+    """Two blocks in flight: the second fails at once while the first is still predicting; the first
+    finishes and is recorded, so the next attempt keeps it."""
+    import time
+
+    model = load_onnx(tiny_onnx)
+    region = sorted(world[0])[0]
+    real = l2h.maps.infer.predict_block
+    chunk = chunk_blocks(world[1], 3)[region][0]
+
+    def slow_first_failing_second(*args, **kwargs):
+        if str(args[6]).endswith(f"{chunk[1].id}.tif"):
+            raise InputError("imagery: the second block is unreadable")
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(l2h.maps.infer, "predict_block", slow_first_failing_second)
+    with pytest.raises(InputError, match="second block"):
+        run_chunk(model, world, region, 0, tmp_path, workers=2)
+    monkeypatch.setattr(l2h.maps.infer, "predict_block", real)
+    stats, _ = run_chunk(model, world, region, 0, tmp_path, workers=2)
+    assert stats["kept"] == 1
+
+
+def test_the_block_graph_is_built_once_for_blocks_asking_at_once(tiny_onnx):
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = load_onnx(tiny_onnx)
+    settings = dict(tile=64, pixel_dtype="uint8", flips=1, prior_strength=None, roads=False, confidence=True,
+                    network=False)
+    with ThreadPoolExecutor(4) as pool:
+        sessions = list(pool.map(lambda _: model.block_session(**settings), range(8)))
+    assert all(s is sessions[0] for s in sessions) and len(model._blocks) == 1
+    assert model.block_session(**{**settings, "flips": 2}) is not sessions[0]
+
+
 def test_progress_of_other_inputs_is_not_reused(tmp_path):
     block = tmp_path / "b.tif"
     write_class_raster(block, np.ones((64, 64), np.uint8), "EPSG:32650", from_origin(0, 64, 1, 1))

@@ -36,5 +36,9 @@ def test_the_gpu_check_runs_on_the_cpu_without_the_geo_stack(tmp_path):
     assert inference["fp32"]["argmax_agreement_with_fp32"] == 1.0 and inference["bf16"]["pixels_per_s"] > 0
     onnx = inference["onnxruntime"]
     assert "skipped" in onnx or (onnx["max_abs_diff_vs_torch"] < 1e-3 and onnx["argmax_agreement"] > 0.999)
+    if "skipped" not in onnx:  # the block graph l2h infer runs, here on the CPU against itself
+        graph = onnx["block_graph"]
+        assert graph["pixels_per_s"] > 0 and graph["flips"] == 4
+        assert graph["class_agreement_with_cpu"] == 1.0 and graph["confidence_max_difference_with_cpu"] == 0
     assert doc["block_job"]["cores_to_keep_the_gpu_busy"] >= 1
     assert set(doc["goals"]) >= {"width_64_bf16_share_of_peak", "bf16_map_agreement"}
