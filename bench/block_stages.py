@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
-from io_ceiling import noop_model  # noqa: E402
+from io_ceiling import cpu_model, noop_model  # noqa: E402
 from rasterio.transform import from_origin  # noqa: E402
 from rasterio.windows import Window  # noqa: E402
 
@@ -146,7 +146,7 @@ def main() -> None:
         blocks = _blocks(src, args.blocks)
         bands = src.count
     pixels = len(blocks) * BLOCK * BLOCK
-    result = {"benchmark": "block_stages", "date": time.strftime("%Y-%m-%d"), "cpu": _cpu(), "cores": 1,
+    result = {"benchmark": "block_stages", "date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(), "cores": 1,
               "block_px": BLOCK, "tile_px": TILE, "blocks": len(blocks), "bands": bands,
               "label_prior": ("bilinear, 4 nats, 1 m roads" if roads else "bilinear, 4 nats") if sets else None,
               "models": {}, "codec_limits": {}}
@@ -189,13 +189,6 @@ def main() -> None:
             print(name, result["codec_limits"][f"encode classes + confidence: {name}"], flush=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"written {args.out}")
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

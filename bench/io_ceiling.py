@@ -144,7 +144,7 @@ def main(demo: Path, run_dir: Path) -> dict:
                 print(json.dumps(runs[-1]), flush=True)
                 os.sched_setaffinity(0, all_cpus)
     full = {r["threads"]: r for r in runs if r["label_prior"] and r["confidence"]}
-    result = {"benchmark": "io_ceiling", "date": time.strftime("%Y-%m-%d"), "cpu": _cpu(), "block_px": BLOCK,
+    result = {"benchmark": "io_ceiling", "date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(), "block_px": BLOCK,
               "tile": TILE, "runs": runs, "per_core_pixels_per_s": full[1]["pixels_per_s_per_core"],
               "two_core_speedup": full[2]["pixels_per_s"] / full[1]["pixels_per_s"],
               "note": "no-op model (1x1 conv) through the block graph: read with halo + normalise + label prior "
@@ -173,7 +173,8 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _cpu() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo): benchmark numbers depend on it."""
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()

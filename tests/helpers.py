@@ -79,6 +79,14 @@ def export_tiny_model(path, in_channels=4, width=8, seed=0):
     return path
 
 
+def sets_raster(path, transform, sets) -> str:
+    """A class-set label (uint16 bitmasks, bit c = class code c) on `transform`'s grid; returns its path."""
+    with rasterio.open(path, "w", driver="GTiff", width=sets.shape[1], height=sets.shape[0], count=1,
+                       dtype="uint16", crs=CRS, transform=transform, nodata=0) as dst:
+        dst.write(sets.astype(np.uint16), 1)
+    return str(path)
+
+
 def cut_xyz_tiles(image: Path, out: Path, zoom: int) -> int:
     """Cut the RGB bands of `image` into 256 x 256 Web-Mercator PNG tiles out/{z}/{x}/{y}.png."""
     size = 2 * HALF / 2 ** zoom

@@ -130,7 +130,7 @@ class LabelPrior:
         roads = self.roads.draw(transform, shape) if self.roads is not None else None
         return PriorTile(cells, rows - r0, row_weight, cols - c0, col_weight, roads)
 
-    def members(self, sets: np.ndarray) -> np.ndarray:
+    def _members(self, sets: np.ndarray) -> np.ndarray:
         """(K, ...) float32 membership of class index k (code k + 1) in class-set bitmasks; a set of
         every class says nothing and counts as empty; with 1 m roads the road class is left to them."""
         bits = sets.astype(np.int64) >> 1
@@ -145,7 +145,7 @@ class LabelPrior:
         when no pixel has a usable set (unknown, or every class). The block graph
         (:mod:`l2h.maps.block_graph`) computes the same to float32 rounding."""
         t = self.tile(transform, shape)
-        cells = self.members(t.cells)
+        cells = self._members(t.cells)
         across = cells[:, :, t.cols] * (1 - t.col_weight) + cells[:, :, t.cols + 1] * t.col_weight
         members = (across[:, t.rows, :] * (1 - t.row_weight)[:, None]
                    + across[:, t.rows + 1, :] * t.row_weight[:, None])

@@ -6,8 +6,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import rasterio
-from helpers import CRS
+from helpers import CRS, sets_raster
 from onnx import TensorProto, helper
 from rasterio.transform import from_origin
 from shapely.geometry import box
@@ -19,13 +18,6 @@ from l2h.maps.label_prior import LabelPrior
 from l2h.model.norm import normalise
 
 TILE = 48
-
-
-def _sets_raster(path, transform, sets):
-    with rasterio.open(path, "w", driver="GTiff", width=sets.shape[1], height=sets.shape[0], count=1,
-                       dtype="uint16", crs=CRS, transform=transform, nodata=0) as dst:
-        dst.write(sets.astype(np.uint16), 1)
-    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +33,8 @@ def prior_inputs(tmp_path_factory):
         sets[rng.random(shape) < 0.05] = 0
         return sets
 
-    west = _sets_raster(tmp / "w.tif", from_origin(0, 200, 10, 10), random_sets((20, 12)))
-    east = _sets_raster(tmp / "e.tif", from_origin(120, 200, 10, 10), random_sets((20, 10)))
+    west = sets_raster(tmp / "w.tif", from_origin(0, 200, 10, 10), random_sets((20, 12)))
+    east = sets_raster(tmp / "e.tif", from_origin(120, 200, 10, 10), random_sets((20, 10)))
     roads = gpd.GeoDataFrame({"highway": ["primary"], "name": ["Long Road"], "width_m": [7.0]},
                              geometry=[box(0, 120, 220, 127)], crs=CRS)
     write_roads(roads, tmp / "roads.gpkg")

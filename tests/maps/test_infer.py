@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from helpers import CRS, export_tiny_model
+from helpers import CRS, export_tiny_model, sets_raster
 from rasterio.windows import Window, from_bounds
 from rio_cogeo.cogeo import cog_validate
 from shapely.geometry import box
@@ -151,21 +151,14 @@ def test_corrupt_block_is_removed_only_when_l2h_recorded_it(tmp_path, tiny_onnx,
     assert mine.stat().st_size == 300 and not (tmp_path / "m.tif").exists()
 
 
-def _sets_raster(path, transform, sets):
-    with rasterio.open(path, "w", driver="GTiff", width=sets.shape[1], height=sets.shape[0], count=1,
-                       dtype="uint16", crs=CRS, transform=transform, nodata=0) as dst:
-        dst.write(sets.astype(np.uint16), 1)
-    return str(path)
-
-
 def test_label_prior_bonus_follows_the_class_sets(tmp_path):
     from rasterio.transform import from_origin
 
     from l2h.maps.label_prior import LabelPrior
 
     # two regions' 10 m class-set labels side by side: tree {1} | {grass 4, tree 1} ; water {7} | nothing
-    west = _sets_raster(tmp_path / "w.tif", from_origin(0, 20, 10, 10), np.array([[1 << 1], [1 << 7]]))
-    east = _sets_raster(tmp_path / "e.tif", from_origin(10, 20, 10, 10), np.array([[(1 << 1) | (1 << 4)], [0]]))
+    west = sets_raster(tmp_path / "w.tif", from_origin(0, 20, 10, 10), np.array([[1 << 1], [1 << 7]]))
+    east = sets_raster(tmp_path / "e.tif", from_origin(10, 20, 10, 10), np.array([[(1 << 1) | (1 << 4)], [0]]))
     with LabelPrior([west, east], 2.5) as prior:
         bonus = prior.bonus(from_origin(0, 20, 1, 1), (20, 20))  # the 1 m grid of both
     assert bonus.shape == (11, 20, 20)
@@ -184,7 +177,7 @@ def test_label_prior_keeps_the_coarse_label_where_the_network_is_unsure(tiny_onn
     model = load_onnx(tiny_onnx)
     west, south, east, north = block.bounds
     sets = np.full((26, 26), 1 << 7, np.uint16)  # "water" everywhere, 10 m cells covering the block
-    path = _sets_raster(tmp_path / "sets.tif", rasterio.transform.from_origin(west, north, 10, 10), sets)
+    path = sets_raster(tmp_path / "sets.tif", rasterio.transform.from_origin(west, north, 10, 10), sets)
     maps = {}
     for strength in (0.0, 0.2, 1e3):
         with LabelPrior([path], strength) as prior:
@@ -210,7 +203,7 @@ def test_blocks_in_flight_and_onnxruntime_threads_give_the_same_chunk(tiny_onnx,
     north = max(b.bounds[3] for b in blocks)
     rng = np.random.default_rng(0)
     sets = (1 << rng.integers(1, 12, (200, 200))).astype(np.uint16) | (1 << rng.integers(1, 12, (200, 200))).astype(np.uint16)
-    path = _sets_raster(tmp_path / "sets.tif", rasterio.transform.from_origin(west - 500, north + 500, 10, 10), sets)
+    path = sets_raster(tmp_path / "sets.tif", rasterio.transform.from_origin(west - 500, north + 500, 10, 10), sets)
     layers = {}
     for workers, threads in ((1, 1), (3, 1), (1, 2)):
         out = tmp_path / f"{workers}_{threads}"
@@ -235,8 +228,8 @@ def test_bilinear_prior_fades_across_cell_edges_and_is_seamless_between_regions(
     from l2h.maps.label_prior import LabelPrior
 
     # three rows of 10 m cells across two regions' rasters: tree | tree || grass | grass
-    west = _sets_raster(tmp_path / "w.tif", from_origin(0, 30, 10, 10), np.full((3, 2), 1 << 1))
-    east = _sets_raster(tmp_path / "e.tif", from_origin(20, 30, 10, 10), np.full((3, 2), 1 << 4))
+    west = sets_raster(tmp_path / "w.tif", from_origin(0, 30, 10, 10), np.full((3, 2), 1 << 1))
+    east = sets_raster(tmp_path / "e.tif", from_origin(20, 30, 10, 10), np.full((3, 2), 1 << 4))
     with LabelPrior([west, east], 4.0, interpolation="bilinear") as prior:
         bonus = prior.bonus(from_origin(0, 30, 1, 1), (30, 40))
         assert prior.bonus(from_origin(100, 30, 1, 1), (10, 10)) is None  # far from both rasters
@@ -261,7 +254,7 @@ def test_roads_in_the_prior_follow_the_surfaces_at_1m(tmp_path):
     # a 10 m road cell (its set: road) in grass, and a 4 m wide road surface through its middle
     sets = np.full((3, 3), 1 << 4, np.uint16)
     sets[1, 1] = 1 << 11
-    path = _sets_raster(tmp_path / "s.tif", from_origin(0, 30, 10, 10), sets)
+    path = sets_raster(tmp_path / "s.tif", from_origin(0, 30, 10, 10), sets)
     roads = gpd.GeoDataFrame({"highway": ["residential"], "name": ["High Street"], "width_m": [4.0]},
                              geometry=[sbox(0, 13, 30, 17)], crs=CRS)
     write_roads(roads, tmp_path / "roads.gpkg")
@@ -283,7 +276,7 @@ def test_network_layer_is_the_map_without_the_prior(tiny_onnx, small_demo_world,
     imagery = str(small_demo_world / "imagery" / "demo_imagery.tif")
     model = load_onnx(tiny_onnx)
     west, south, east, north = block.bounds
-    path = _sets_raster(tmp_path / "sets.tif", rasterio.transform.from_origin(west, north, 10, 10),
+    path = sets_raster(tmp_path / "sets.tif", rasterio.transform.from_origin(west, north, 10, 10),
                         np.full((26, 26), 1 << 7, np.uint16))
     with LabelPrior([path], 1e3) as prior:
         predict_block(model, imagery, block.bounds, 1.0, CRS, union, tmp_path / "map.tif", progress=False,
