@@ -1,4 +1,5 @@
-# The two commands of README.md. Both set everything up on a fresh machine (a .venv in this folder).
+# The two commands of README.md. Both set everything up on a fresh machine (a .venv in this folder);
+# on a GPU machine add ONNXRUNTIME=gpu (make demo ONNXRUNTIME=gpu, make install ONNXRUNTIME=gpu).
 #   make demo   generate the embedded demo world and run the whole workflow on it
 #   make test   lint (ruff, with pydocstyle) and run the test suite
 #   make view   look at the run's maps in a browser (http://127.0.0.1:$(PORT)/), after make demo
@@ -6,15 +7,22 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU wheel of PyTorch; set TORCH_SPEC/TORCH_PIP_ARGS for a CUDA build on a GPU machine, e.g.
-#   make demo TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cu124"
+# PyTorch 2.13.0 as pip finds it (on a GPU machine PyPI's Linux x86_64 wheel is the CUDA 13.0 build;
+# README, "Installing on a GPU machine"); TORCH_PIP_ARGS for another index.
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
+# The onnxruntime build inference runs on: cpu, or gpu (onnxruntime-gpu with CUDA 13 / cuDNN 9 wheels).
+# Never both: they share one module. Switching uninstalls the other first (and both when both are there).
+ONNXRUNTIME ?= cpu
+ifeq ($(filter $(ONNXRUNTIME),cpu gpu),)
+$(error ONNXRUNTIME must be cpu or gpu, not '$(ONNXRUNTIME)')
+endif
+OTHER_ONNXRUNTIME := $(if $(filter gpu,$(ONNXRUNTIME)),onnxruntime,onnxruntime-gpu)
 DEMO_DIR ?= resources/demo
 DEMO_SEED ?= 42
 CORES ?= all
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.l2h-installed
+STAMP := $(VENV)/.l2h-installed-$(ONNXRUNTIME)
 WEB := l2h/view/web
 PORT ?= 8000
 
@@ -36,7 +44,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml $(WEB)/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,report,slurm,view]"
+	if $(BIN)/python -m pip show --quiet $(OTHER_ONNXRUNTIME) 2>/dev/null; then \
+		$(BIN)/python -m pip uninstall --quiet -y onnxruntime onnxruntime-gpu; rm -f $(VENV)/.l2h-installed-*; fi
+	$(BIN)/python -m pip install --quiet -e ".[dev,report,slurm,view,$(ONNXRUNTIME)]"
 	if command -v npm >/dev/null; then npm ci --prefix $(WEB) --no-audit --no-fund --silent; \
 	else echo "npm not found: the workflow runs without it; make view needs Node.js with npm, then: npm ci --prefix $(WEB)" >&2; fi
 	touch $@

@@ -1,23 +1,29 @@
 """The GPU path of l2h, proven in minutes on a node that has only torch (and numpy; onnx/onnxruntime
 where present): no GDAL, rasterio, Snakemake or internet needed, and no l2h install -- run it from a
-checkout (it puts the checkout on sys.path) or from a copy of `bench/gpu_check.py` + `l2h/` alone.
+checkout (it puts the checkout on sys.path) or from a copy of `bench/gpu_check*.py` + `l2h/` alone.
 
-One JSON (default bench/results/gpu_check.json) with the device, driver and versions, and:
+One JSON (default bench/results/gpu_check.json) with the device, driver and versions (TF32 as torch
+leaves it: on for convolutions, off for matmuls), and:
 
-* ``peak``: the matmul peak of this run in fp32 and bf16 (the yardstick of every share below);
+* ``peak``: the matmul peaks of this run in fp32 (TF32 off), TF32, bf16 and fp16 (the yardsticks of
+  every share below);
 * ``train_step``: L2HNet's training step with the real low-to-high loss (edge cells on, AdamW, the step
-  :mod:`l2h.model.step` takes in the workflow) at each width, on windows of ``--window`` px: fp32,
-  bf16 autocast, each channels-first and channels-last, and torch.compile where it compiles within
-  ``--compile-limit`` seconds (in a subprocess, so a slow compile cannot hang the check): pixels/s
-  and the share of the matching matmul peak (training FLOPs = 3 x forward);
+  :mod:`l2h.model.step` takes in the workflow, ``cudnn.benchmark`` on as training sets it) at each width,
+  on windows of ``--window`` px: fp32, bf16 autocast, each channels-first and channels-last, fp16 with a
+  gradient scaler (train.precision on GPUs without native bf16), and torch.compile of the function the
+  step calls (``forward_features``) where it compiles within ``--compile-limit`` seconds (in a
+  subprocess, so a slow compile cannot hang the check; eager measured in the same process, and the
+  graphs dynamo compiled counted, so an eager run is never reported as compiled): pixels/s and the
+  share of the matching peak (training FLOPs = 3 x forward; fp32 against TF32 where cuDNN uses it);
 * ``agreement``: the same seed trained for ``--steps`` steps in fp32 and in bf16 on a synthetic scene
   whose classes are learnable: the loss curves (largest relative gap of their 20-step means) and the
   argmax maps of a held-out scene (share of pixels alike);
 * ``resume``: a run checkpointed half-way, reloaded into fresh objects and continued, against a
   straight run (deterministic algorithms; largest weight difference);
 * ``inference``: a block through torch fp32, bf16 and fp16 (argmax agreement with fp32, pixels/s) and,
-  with onnx + onnxruntime, the exported model on the CUDA execution provider (parity, pixels/s) or
-  the reason it did not run;
+  with onnx + onnxruntime, in a process that never imports torch (bench/gpu_check_ort.py: torch's CUDA
+  libraries would hide that the `infer` environment lacks them), the exported model opened as `l2h infer`
+  opens it (parity, pixels/s, the providers that really ran, or why CUDA did not start);
 * ``inference.*.onnxruntime.block_graph``: what `l2h infer` runs per batch of tiles
   (l2h.maps.block_graph: normalisation, 4 flips, the label prior, argmax and confidence on the
   device, uint8 out) on the provider, its pixels/s and its agreement with the CPU's;
@@ -33,6 +39,7 @@ Usage: python bench/gpu_check.py [--out bench/results/gpu_check.json] [--widths 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import math
 import platform
@@ -79,11 +86,17 @@ def timed(fn, device: torch.device, seconds: float, warmup: int = 2, min_repeat:
     return float(np.median(times))
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, seconds: float) -> float:
-    """TFLOP/s of an n x n matmul in `dtype` (the practical peak the network is compared to)."""
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, seconds: float, tf32: bool = False) -> float:
+    """TFLOP/s of an n x n matmul in `dtype` (the practical peak the network is compared to); fp32 with
+    ``tf32`` on or off (torch's default for matmuls: off)."""
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
-    t = timed(lambda: a @ b, device, seconds)
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        t = timed(lambda: a @ b, device, seconds)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
     return 2 * n**3 / t / 1e12
 
 
@@ -147,23 +160,28 @@ def train_step_speed(width: int, window: int, batch: int, device: torch.device, 
     image, label, cells = image.to(device), label.to(device), cells.to(device)
     out = {}
     fwd = flops_per_pixel(L2HNet(BANDS, CLASSES, width))
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # as l2h train sets it
+    # train.precision: bf16 (Ampere on), fp16 with a gradient scaler (older GPUs), fp32
     variants = [("fp32", None, False), ("fp32_channels_last", None, True), ("bf16", torch.bfloat16, False),
-                ("bf16_channels_last", torch.bfloat16, True)]
+                ("bf16_channels_last", torch.bfloat16, True), ("fp16_channels_last", torch.float16, True)]
     for name, amp, channels_last in variants:
         if amp is not None and device.type != "cuda":
-            out[name] = {"skipped": "bf16 autocast is the CUDA path (emulated on most CPUs)"}
+            out[name] = {"skipped": "autocast is the CUDA path (l2h trains in fp32 on the CPU)"}
             continue
         model = make_model(width, device, channels_last)
         loss_fn = L2HLoss(CLASSES, tau=0.0, gamma=0.0, balance_power=0.25)
         optimiser = torch.optim.AdamW(model.parameters(), lr=0.01)
+        scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
         x = image.contiguous(memory_format=torch.channels_last) if channels_last else image
 
-        def step(model=model, x=x, loss_fn=loss_fn, optimiser=optimiser, amp=amp):
-            apply(coarse_label_losses(model, loss_fn, x, label, 100, cells=cells, amp=amp), optimiser)
+        def step(model=model, x=x, loss_fn=loss_fn, optimiser=optimiser, amp=amp, scaler=scaler):
+            apply(coarse_label_losses(model, loss_fn, x, label, 100, cells=cells, amp=amp), optimiser, scaler=scaler)
 
         t = timed(step, device, seconds)
         px = batch * window * window / t
-        peak = peaks["bf16_tflops" if amp is not None else "fp32_tflops"]
+        # fp32 convolutions run in TF32 where cuDNN allows it (its default on Ampere and newer)
+        peak = peaks[{None: "tf32_tflops" if peaks.get("tf32_tflops") and torch.backends.cudnn.allow_tf32
+                      else "fp32_tflops", torch.bfloat16: "bf16_tflops", torch.float16: "fp16_tflops"}[amp]]
         out[name] = {"pixels_per_s": round(px), "tflops": round(3 * fwd * px / 1e12, 4),
                      "share_of_peak": round(3 * fwd * px / 1e12 / peak, 4)}
     out["torch_compile"] = compiled_step_speed(width, window, batch, device, seconds, peaks, compile_limit)
@@ -181,14 +199,21 @@ amp = torch.bfloat16 if device.type == "cuda" else None
 image, _, label = synthetic_scene({batch}, {window}, seed=1)
 cells = edge_cells(label).to(device)
 image, label = image.to(device).contiguous(memory_format=torch.channels_last), label.to(device)
+torch.backends.cudnn.benchmark = device.type == "cuda"  # as l2h train sets it
 model = make_model({width}, device)
-compiled = torch.compile(model)
 loss_fn = L2HLoss(CLASSES, tau=0.0, gamma=0.0, balance_power=0.25)
 optimiser = torch.optim.AdamW(model.parameters(), lr=0.01)
-step = lambda: apply(coarse_label_losses(compiled, loss_fn, image, label, 100, cells=cells, amp=amp), optimiser)
-t0 = time.perf_counter(); step(); compile_s = time.perf_counter() - t0
+step = lambda: apply(coarse_label_losses(model, loss_fn, image, label, 100, cells=cells, amp=amp), optimiser)
+eager = timed(step, device, {seconds})
+# the step calls model.forward_features: compile that (torch.compile(model) would compile forward only)
+model.forward_features = torch.compile(model.forward_features)
+from torch._dynamo.utils import counters
+t0 = time.perf_counter(); step(); _sync = device.type == "cuda" and torch.cuda.synchronize()
+first_s = time.perf_counter() - t0
 t = timed(step, device, {seconds})
-print(json.dumps({{"compile_s": compile_s, "pixels_per_s": {batch} * {window} ** 2 / t}}))
+graphs = int(counters["stats"]["unique_graphs"])
+print(json.dumps({{"compile_s": max(0.0, first_s - eager), "pixels_per_s": {batch} * {window} ** 2 / t,
+                  "eager_pixels_per_s": {batch} * {window} ** 2 / eager, "graphs_compiled": graphs}}))
 """
 
 
@@ -205,10 +230,14 @@ def compiled_step_speed(width, window, batch, device, seconds, peaks, limit: flo
     result = json.loads(done.stdout.strip().splitlines()[-1])
     if result["compile_s"] > limit:
         return {"skipped": f"compiled in {result['compile_s']:.0f} s, over the {limit:.0f} s limit"}
+    if result["graphs_compiled"] < 1:
+        return {"skipped": "torch.compile compiled no graph (the step ran eagerly)"}
     fwd = flops_per_pixel(L2HNet(BANDS, CLASSES, width))
     peak = peaks["bf16_tflops" if device.type == "cuda" else "fp32_tflops"]
     px = result["pixels_per_s"]
-    return {"pixels_per_s": round(px), "compile_s": round(result["compile_s"], 1),
+    return {"pixels_per_s": round(px), "eager_pixels_per_s_same_process": round(result["eager_pixels_per_s"]),
+            "speedup_over_eager": round(px / result["eager_pixels_per_s"], 3),
+            "compile_s": round(result["compile_s"], 1), "graphs_compiled": result["graphs_compiled"],
             "share_of_peak": round(3 * fwd * px / 1e12 / peak, 4)}
 
 
@@ -319,69 +348,32 @@ def inference_check(width, block, device, seconds) -> dict:
 
 
 def onnx_check(model, image, device, seconds) -> dict:
+    """The exported model and the block graph on onnxruntime, in bench/gpu_check_ort.py: a process that
+    never imports torch, opening sessions as `l2h infer` does (CUDA that does not start: the reason)."""
     try:
-        import onnx
-        import onnxruntime as ort
+        import onnx  # noqa: F401  (the export needs it)
     except ImportError as exc:
         return {"skipped": f"not present: {exc.name}"}
-    providers = ort.get_available_providers()
-    if device.type == "cuda" and "CUDAExecutionProvider" not in providers:
-        return {"skipped": f"onnxruntime has no CUDA execution provider here (providers: {providers}); "
-                           "install onnxruntime-gpu"}
-    provider = "CUDAExecutionProvider" if device.type == "cuda" else "CPUExecutionProvider"
-    cpu_model = model.to("cpu", memory_format=torch.contiguous_format)
+    cpu_model = model.to("cpu", memory_format=torch.contiguous_format).eval()
+    tile, batch = (1024, 4) if device.type == "cuda" else (128, 2)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "l2hnet.onnx"
-        torch.onnx.export(cpu_model, torch.zeros(1, BANDS, 64, 64), str(path), input_names=["image"],
-                          output_names=["logits"], dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}},
-                          opset_version=17, dynamo=False)
-        session = ort.InferenceSession(str(path), providers=[provider])
-        network = onnx.load(str(path))
-    x = image.cpu().numpy()
-    ours = session.run(None, {"image": x})[0]
-    with torch.no_grad():
-        ref = cpu_model.eval()(image.cpu()).numpy()
-    t = timed(lambda: session.run(None, {"image": x}), torch.device("cpu"), seconds)
-    graph = block_graph_check(network, receptive_field(cpu_model), provider, seconds,
-                              *((1024, 4) if device.type == "cuda" else (128, 2)))
-    model.to(device, memory_format=torch.channels_last)
-    return {"provider": provider, "max_abs_diff_vs_torch": float(np.abs(ours - ref).max()),
-            "argmax_agreement": round(float((ours.argmax(1) == ref.argmax(1)).mean()), 6),
-            "pixels_per_s": round(x.shape[2] * x.shape[3] / t), "block_graph": graph}
-
-
-def block_graph_check(network, field: int, provider: str, seconds: float, tile: int, batch: int) -> dict:
-    """What `l2h infer` runs per batch (l2h.maps.block_graph: uint8 imagery in; normalisation, 4 flips,
-    the bilinear label prior with 1 m roads, argmax and confidence on the device; uint8 out) on
-    `provider`, against the same graph on the CPU: pixels/s of whole tile batches, class agreement,
-    largest confidence difference."""
-    import onnxruntime as ort
-
-    from l2h.maps.block_graph import block_graph
-
-    halo = math.ceil(field / 2)
-    rng = np.random.default_rng(0)
-    side, cells = tile + 2 * halo, tile // CELL + 3
-    centre = (np.arange(tile) + 0.5) / CELL - 0.5  # pixel centres in cells from the first cell's centre
-    index = np.floor(centre).astype(np.int64)
-    feed = {"pixels": rng.integers(0, 256, (batch, BANDS, side, side), dtype=np.uint8),
-            "cells": (1 << rng.integers(1, CLASSES + 1, (batch, cells, cells))).astype(np.uint16),
-            "rows": np.tile(index - index.min(), (batch, 1)),
-            "row_weight": np.tile((centre - index).astype(np.float32), (batch, 1)),
-            "roads": (rng.random((batch, tile, tile)) < 0.05).astype(np.uint8)}
-    feed["cols"], feed["col_weight"] = feed["rows"], feed["row_weight"]
-    graph = block_graph(network, tile=tile, halo=halo, mean=[0.0] * BANDS, std=[255.0] * BANDS,
-                        pixel_dtype="uint8", num_classes=CLASSES, flips=4, prior_strength=4.0, roads=True)
-    sessions = {p: ort.InferenceSession(graph.SerializeToString(), providers=[p])
-                for p in dict.fromkeys((provider, "CPUExecutionProvider"))}
-    ours, reference = (dict(zip(("valid", "classes", "confidence"), sessions[p].run(None, feed)))
-                       for p in (provider, "CPUExecutionProvider"))
-    t = timed(lambda: sessions[provider].run(None, feed), torch.device("cpu"), seconds)
-    return {"provider": provider, "tile": tile, "batch": batch, "flips": 4,
-            "pixels_per_s": round(batch * tile * tile / t),
-            "class_agreement_with_cpu": round(float((ours["classes"] == reference["classes"]).mean()), 6),
-            "confidence_max_difference_with_cpu": int(np.abs(ours["confidence"].astype(int)
-                                                           - reference["confidence"]).max())}
+        torch.onnx.export(cpu_model, torch.zeros(1, BANDS, 64, 64), str(Path(tmp) / "l2hnet.onnx"),
+                          input_names=["image"], output_names=["logits"],
+                          dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}}, opset_version=17, dynamo=False)
+        np.save(Path(tmp) / "image.npy", image.cpu().numpy())
+        with torch.no_grad():
+            np.save(Path(tmp) / "reference.npy", cpu_model(image.cpu()).numpy())
+        model.to(device, memory_format=torch.channels_last)
+        args = [tmp, "cuda" if device.type == "cuda" else "cpu", str(seconds), str(tile), str(batch),
+                str(receptive_field(cpu_model))]
+        try:
+            done = subprocess.run([sys.executable, str(Path(__file__).with_name("gpu_check_ort.py")), *args],
+                                  capture_output=True, text=True, timeout=600)
+        except subprocess.TimeoutExpired:
+            return {"skipped": "the onnxruntime check did not finish within 600 s"}
+    if done.returncode != 0:
+        return {"skipped": f"failed: {' '.join(done.stderr.strip().splitlines()[-1:])[:300]}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def block_job(model_px_s: float) -> dict:
@@ -399,7 +391,10 @@ def block_job(model_px_s: float) -> dict:
 def environment(device: torch.device) -> dict:
     env = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
            "device": str(device), "cpu": platform.processor() or platform.machine(),
-           "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+           "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+           # TF32 as this run (and l2h train) leaves it: torch's defaults, convolutions TF32, matmuls not
+           "tf32": {"cudnn_convolutions": torch.backends.cudnn.allow_tf32,
+                    "matmul": torch.backends.cuda.matmul.allow_tf32}}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         env.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1), cuda=torch.version.cuda,
@@ -410,10 +405,11 @@ def environment(device: torch.device) -> dict:
             env["driver"] = smi.stdout.strip().splitlines()[0] if smi.returncode == 0 else None
         except (OSError, subprocess.TimeoutExpired, IndexError):
             env["driver"] = None
-    for name in ("onnx", "onnxruntime"):
+    # versions from the installed distributions: onnxruntime is imported only in gpu_check_ort.py's process
+    for name in ("onnx", "onnxruntime", "onnxruntime-gpu"):
         try:
-            env[name] = __import__(name).__version__
-        except ImportError:
+            env[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
             env[name] = None
     return env
 
@@ -436,9 +432,12 @@ def main(argv: list[str] | None = None) -> dict:
     doc = {"benchmark": "gpu_check", "date": time.strftime("%Y-%m-%d"), "environment": environment(device),
            "sizes": sizes}
     print(f"gpu_check on {doc['environment'].get('gpu', device)}", flush=True)
-    peaks = {"fp32_tflops": matmul_peak(device, torch.float32, sizes["matmul"], sizes["seconds"])}
-    peaks["bf16_tflops"] = (matmul_peak(device, torch.bfloat16, sizes["matmul"], sizes["seconds"])
-                            if device.type == "cuda" else None)
+    peaks = {"fp32_tflops": matmul_peak(device, torch.float32, sizes["matmul"], sizes["seconds"], tf32=False)}
+    cuda = device.type == "cuda"
+    peaks["tf32_tflops"] = matmul_peak(device, torch.float32, sizes["matmul"], sizes["seconds"], tf32=True) \
+        if cuda else None
+    for name, dtype in (("bf16_tflops", torch.bfloat16), ("fp16_tflops", torch.float16)):
+        peaks[name] = matmul_peak(device, dtype, sizes["matmul"], sizes["seconds"]) if cuda else None
     doc["peak"] = {k: (round(v, 3) if v else v) for k, v in peaks.items()}
     doc["train_step"] = {}
     for width in widths:

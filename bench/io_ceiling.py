@@ -54,7 +54,7 @@ def noop_model(path: Path, bands: int = 4, classes: int = 11, receptive_field: i
                                                                             ["n", bands, "h", "w"])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", classes, "h", "w"])],
                               initializer=[weight, bias])
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     meta = {"in_channels": bands, "num_classes": classes, "receptive_field": receptive_field,
             "bands": [f"b{i}" for i in range(bands)], "normalisation": {"mean": [100.0] * bands, "std": [50.0] * bands}}
     entry = proto.metadata_props.add()

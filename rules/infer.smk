@@ -24,6 +24,7 @@ rule infer:
         tile=CFG["infer"]["tile"],
         batch=CFG["infer"]["batch"],
         device=CFG["infer"]["device"],
+        gpu_concurrency=CFG["infer"]["gpu_concurrency"],
         confidence="--confidence" if CFG["infer"]["confidence"] else "",
         strict="--strict" if CFG["infer"]["strict"] else "",
         label_prior=lambda w, input: (f"--label-prior {CFG['infer']['label_prior']} --label-sets "
@@ -49,5 +50,5 @@ rule infer:
         " --block-size {params.block_size} --resolution {params.resolution} --crs {params.crs:q}"
         " --mask {input.masks:q} --region {wildcards.region} --out-dir resources/pred/{wildcards.region}"
         " --manifest {output:q} {params.confidence} --tile {params.tile} --batch {params.batch}"
-        " --threads {threads} --device {params.device} --flips {params.flips} {params.strict} {params.label_prior}"
+        " --threads {threads} --device {params.device} --gpu-concurrency {params.gpu_concurrency} --flips {params.flips} {params.strict} {params.label_prior}"
         " {params.network}"

@@ -26,6 +26,8 @@ differ only where the top two logits nearly tie (tests/maps/test_block_graph.py;
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -154,13 +156,14 @@ def _prior_bonus(g: _Builder, num_classes: int, strength: float, roads: bool, ha
     # the 1 m surfaces stand for the road class (its cells' bit is cleared above): the other classes'
     # planes and the road surfaces joined in class order
     inputs.append(helper.make_tensor_value_info("roads", TensorProto.UINT8, ["n", "tile", "tile"]))
-    framed = g.op("Pad", "roads", g.const([0, halo, halo, 0, halo, halo], np.int64))
-    surface = g.op("Mul", g.op("Cast", g.op("Unsqueeze", framed, g.const([1], np.int64)), to=TensorProto.FLOAT),
-                   g.const(np.float32(strength)))
-    before = g.op("MatMul", down_rows, g.slice(across, [0], [ROAD - 1], [1]))
-    after = g.op("MatMul", down_rows, g.slice(across, [ROAD], [num_classes], [1]))
-    bonus = g.op("Concat", before, surface, after, axis=1)
-    return bonus, inputs
+    # cast before padding: onnxruntime's CUDA provider has no Pad kernel for uint8 (tests/maps/cuda_kernels.json)
+    roads_ = g.op("Cast", g.op("Unsqueeze", "roads", g.const([1], np.int64)), to=TensorProto.FLOAT)
+    framed = g.op("Pad", roads_, g.const([0, 0, halo, halo, 0, 0, halo, halo], np.int64))
+    surface = g.op("Mul", framed, g.const(np.float32(strength)))
+    planes = [g.op("MatMul", down_rows, g.slice(across, [0], [ROAD - 1], [1])), surface]
+    if ROAD < num_classes:  # no empty product when roads are the last class (onnxruntime 1.31 refuses it)
+        planes.append(g.op("MatMul", down_rows, g.slice(across, [ROAD], [num_classes], [1])))
+    return g.op("Concat", *planes, axis=1), inputs
 
 
 def _class_codes(g: _Builder, logits: str, stem: str) -> str:
@@ -226,7 +229,7 @@ def block_graph(model: onnx.ModelProto, *, tile: int, halo: int, mean, std, pixe
     for name, tensor in outputs.items():  # the graph's outputs under their own names, the halo cut off
         if name != "valid":
             tensor = g.slice(tensor, [halo, halo], [halo + tile, halo + tile], [1, 2])
-        g.nodes.append(helper.make_node("Identity", [tensor], [name]))
+        g.nodes.append(helper.make_node("Identity", [tensor], [name], name=f"l2h/output_{name}"))
     graph = helper.make_graph(
         g.nodes, "l2h_block", inputs,
         [helper.make_tensor_value_info(name, TensorProto.UINT8, ["n", "tile", "tile"]) for name in outputs],
@@ -234,3 +237,32 @@ def block_graph(model: onnx.ModelProto, *, tile: int, halo: int, mean, std, pixe
     wrapped = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
     onnx.checker.check_model(wrapped)
     return wrapped
+
+
+def variants(model: onnx.ModelProto, *, tile: int = 64, halo: int = 12, num_classes: int = 11):
+    """Every block graph `l2h infer` can build around ``model`` (each pixel type, flip count, prior with
+    and without roads or none, confidence and the network's own map on or off), as (settings, graph)."""
+    bands = next(d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:2])
+    for pixel_dtype, flips, prior, confidence, network in itertools.product(
+            PIXEL_TYPES, FLIPS, ((None, False), (4.0, False), (4.0, True)), (False, True), (False, True)):
+        settings = dict(pixel_dtype=pixel_dtype.name, flips=flips, prior_strength=prior[0], roads=prior[1],
+                        confidence=confidence, network=network)
+        yield settings, block_graph(model, tile=tile, halo=halo, mean=[0.0] * bands, std=[1.0] * bands,
+                                    num_classes=num_classes, **settings)
+
+
+def kernel_signatures(model: onnx.ModelProto) -> dict[str, tuple[str, str, int, tuple[str, ...], tuple[str, ...]]]:
+    """Node name -> what an execution provider's kernel must match for that node: (domain, op type, the
+    model's opset of that domain, input element types, output element types), types by ONNX name
+    ("uint8", "float"; "" for an omitted optional input)."""
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    graph = inferred.graph
+    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.input, *graph.output, *graph.value_info]}
+    types.update({t.name: t.data_type for t in graph.initializer})
+    opsets = {o.domain or "ai.onnx": o.version for o in inferred.opset_import}
+
+    def names(values) -> tuple[str, ...]:
+        return tuple(TensorProto.DataType.Name(types[v]).lower() if v else "" for v in values)
+
+    return {node.name: (node.domain or "ai.onnx", node.op_type, opsets[node.domain or "ai.onnx"], names(node.input),
+                        names(node.output)) for node in graph.node}

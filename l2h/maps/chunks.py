@@ -11,7 +11,8 @@ predicts a chunk and writes:
 * a progress file (``<out_dir>/.chunk_<n>.progress.json``) after every block: a job killed
   half-way, run again with the same inputs (the same *key*), keeps the blocks it had finished;
 * at the end the manifest (``chunk_<n>.json``, the job's declared output) listing every block, its
-  bounds, the regions it touches and its files. The mosaics read the blocks from the manifests.
+  bounds, the regions it touches, its files and the execution provider that mapped it, with the
+  count of blocks per provider (``providers``). The mosaics read the blocks from the manifests.
 
 A forced rerun (no progress file: the last attempt finished) predicts every block again.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -116,8 +118,10 @@ class ChunkProgress:
         missing = [b for b in order if b not in self.done]
         if missing:
             raise ValueError(f"chunk {self.manifest}: blocks {missing} were not predicted")
+        blocks = [self.done[b] for b in order]
+        providers = Counter(b.get("provider", "unknown") for b in blocks)
         manifest = {"format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION, "region": region,
-                    "key": self.key, "blocks": [self.done[b] for b in order]}
+                    "key": self.key, "providers": dict(sorted(providers.items())), "blocks": blocks}
         _write_json(self.manifest, manifest)
         self.path.unlink(missing_ok=True)
         return manifest

@@ -26,9 +26,14 @@ def _union_of_regions(paths: list[str]):
 def _infer(args: argparse.Namespace) -> None:
     from l2h.core.blocks import block_bounds, parse_block_id
     from l2h.maps.chunks import chunk_key
-    from l2h.maps.infer import load_onnx, predict_chunk
     from l2h.maps.label_prior import LabelPrior
 
+    try:
+        from l2h.maps.infer import load_onnx, predict_chunk
+    except ImportError as exc:  # e.g. no onnxruntime build installed
+        raise L2HError(f"infer needs the Python package providing {exc.name}, which this environment lacks: "
+                       f"make install (ONNXRUNTIME=gpu on a GPU machine), or pip install 'l2h[cpu]' / 'l2h[gpu]'"
+                       ) from None
     _, regions = _union_of_regions(args.mask)
     block_m = args.block_size * args.resolution
     blocks = [(b, block_bounds(*parse_block_id(b), block_m)) for b in args.blocks]
@@ -36,11 +41,13 @@ def _infer(args: argparse.Namespace) -> None:
         raise L2HError("infer: --label-prior needs the class-set labels of the regions (--label-sets)")
     sets = args.label_sets if args.label_prior > 0 else []
     roads = args.roads if args.label_prior > 0 else []
-    settings = {k: v for k, v in vars(args).items() if k not in ("func", "log", "verbose", "threads", "device")}
+    settings = {k: v for k, v in vars(args).items()
+                if k not in ("func", "log", "verbose", "threads", "device", "gpu_concurrency")}
     key = chunk_key(settings, [args.model, *args.mask, *sets, *roads], imagery=args.imagery)
     # the job's threads: blocks in flight, each with its share of onnxruntime's threads
     workers = max(1, min(args.threads, len(blocks)))
-    model = load_onnx(args.model, threads=max(1, args.threads // workers), device=args.device)
+    model = load_onnx(args.model, threads=max(1, args.threads // workers), device=args.device,
+                      gpu_concurrency=args.gpu_concurrency)
     with contextlib.ExitStack() as stack:
         prior = stack.enter_context(LabelPrior(sets, args.label_prior, interpolation=args.prior_interpolation,
                                                roads=roads)) if sets else None
@@ -96,7 +103,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="the job's threads: as many blocks in flight (at most the chunk's blocks), each "
                         "block's onnxruntime runs with threads // blocks in flight")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="execution provider")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="execution provider: cuda (an error at the start if onnxruntime cannot run on the GPU), "
+                        "cpu, or auto (CUDA where it starts, else the CPU with a warning)")
+    p.add_argument("--gpu-concurrency", type=int, default=1,
+                   help="graph runs on the GPU at once (the blocks in flight take turns): each holds its batch's "
+                        "activations in GPU memory")
     p.add_argument("--strict", action="store_true", help="a block without imagery is an error")
     p.add_argument("--label-prior", type=float, default=0.0, metavar="NATS",
                    help="bonus on the logits of the classes the coarse label allows (0 = off)")

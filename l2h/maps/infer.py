@@ -41,6 +41,7 @@ from l2h.core.windows import iter_windows, read_padded
 from l2h.maps.block_graph import FLIPS, PIXEL_TYPES, block_graph
 from l2h.maps.chunks import ChunkProgress, block_paths
 from l2h.maps.label_prior import LabelPrior
+from l2h.maps.providers import CUDA, check_active, requested_providers
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +53,17 @@ BLOCK_CODEC = {"compress": "zstd", "zstd_level": 1}
 @dataclass(frozen=True)
 class OnnxModel:
     """An exported L2HNet: the onnxruntime session and the metadata it carries; the block graphs
-    around it (:meth:`block_session`) are built once per setting."""
+    around it (:meth:`block_session`) are built once per setting. ``providers``: those the sessions
+    really run on (CUDA first when it started); ``runs``: how many graph runs may be on the device at
+    once (each holds its batch's activations, bench/results/infer_memory.json)."""
 
     session: ort.InferenceSession
     metadata: dict
     path: str
     options: ort.SessionOptions
     providers: list[str]
+    device: str = "auto"
+    runs: threading.BoundedSemaphore | None = None
     _blocks: dict = field(default_factory=dict, repr=False, compare=False)
     _building: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -72,6 +77,11 @@ class OnnxModel:
         """Pixels of context each side of a tile core: half the receptive field, rounded up."""
         return math.ceil(int(self.metadata["receptive_field"]) / 2)
 
+    @property
+    def provider(self) -> str:
+        """The execution provider that runs the graphs."""
+        return self.providers[0]
+
     def block_session(self, **settings) -> ort.InferenceSession:
         """The onnxruntime session of :func:`l2h.maps.block_graph.block_graph` for these settings, built
         once however many blocks ask for it at the same time."""
@@ -81,26 +91,35 @@ class OnnxModel:
                 norm = self.metadata["normalisation"]
                 graph = block_graph(onnx.load(self.path), halo=self.halo, mean=norm["mean"], std=norm["std"],
                                     num_classes=int(self.metadata["num_classes"]), **settings)
-                self._blocks[key] = ort.InferenceSession(graph.SerializeToString(), sess_options=self.options,
-                                                         providers=self.providers)
+                session = ort.InferenceSession(graph.SerializeToString(), sess_options=self.options,
+                                               providers=self.providers)
+                check_active(session, self.providers, self.device)
+                self._blocks[key] = session
             return self._blocks[key]
 
+    def run(self, session: ort.InferenceSession, names: list[str], feed: dict) -> list:
+        """``session.run``, at most ``gpu_concurrency`` at once on the GPU (unbounded on the CPU, where the
+        blocks in flight share onnxruntime's threads)."""
+        if self.runs is None:
+            return session.run(names, feed)
+        with self.runs:
+            return session.run(names, feed)
 
-def load_onnx(path: str | Path, threads: int = 1, device: str = "auto") -> OnnxModel:
-    """Open an exported model with the CUDA execution provider when present, else the CPU one."""
+
+def load_onnx(path: str | Path, threads: int = 1, device: str = "auto", gpu_concurrency: int = 1) -> OnnxModel:
+    """Open an exported model on the CUDA execution provider (``device`` cuda, or auto where it starts)
+    or the CPU one (:mod:`l2h.maps.providers`: cuda that does not start is an error)."""
+    if gpu_concurrency < 1:
+        raise L2HError(f"infer.gpu_concurrency must be at least 1, got {gpu_concurrency}")
     metadata = onnx_metadata(path)
-    available = ort.get_available_providers()
-    providers = ["CPUExecutionProvider"]
-    if device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
-        providers.insert(0, "CUDAExecutionProvider")
-    elif device == "cuda":
-        raise L2HError(f"device 'cuda' asked for, but onnxruntime offers only {available}; "
-                       "install onnxruntime-gpu (pip install 'l2h[gpu]')")
+    requested = requested_providers(device)
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, threads)
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
-    return OnnxModel(session, metadata, str(path), options, providers)
+    session = ort.InferenceSession(str(path), sess_options=options, providers=requested)
+    providers = [p for p in check_active(session, requested, device) if p in requested]
+    runs = threading.BoundedSemaphore(gpu_concurrency) if providers[0] == CUDA else None
+    return OnnxModel(session, metadata, str(path), options, providers, device, runs)
 
 
 def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, float, float], resolution: float,
@@ -150,8 +169,8 @@ def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, fl
                                       roads=prior is not None and prior.roads is not None,
                                       confidence=confidence_out is not None, network=network_out is not None)
         block_window = from_bounds(west, south, east, north, transform=src.transform)
-        stats = _run_pipeline(session, src, dtype, block_window, transform, list(iter_windows(width, height, tile)),
-                              tile, model.halo, batch, layers, prior, progress)
+        stats = _run_pipeline(model, session, src, dtype, block_window, transform,
+                              list(iter_windows(width, height, tile)), tile, model.halo, batch, layers, prior, progress)
     valid = inside & layers.pop("valid").astype(bool)
     for layer in layers.values():
         layer[~valid] = NODATA
@@ -219,7 +238,8 @@ def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tu
         with recording:  # recorded as soon as its files are whole: a kill now keeps it
             state.record({"id": block, "bounds": list(bounds), "touches": list(regions_touching(bounds, regions)),
                           "classes": paths["classes"], "confidence": confidence_out, "network": network_out,
-                          "valid_pixels": stats["valid_pixels"], "seconds": round(time.perf_counter() - t0, 3)})
+                          "valid_pixels": stats["valid_pixels"], "seconds": round(time.perf_counter() - t0, 3),
+                          "provider": model.provider})
         return stats
 
     pixels = valid = 0
@@ -244,7 +264,7 @@ def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tu
             "seconds": time.perf_counter() - start}
 
 
-def _run_pipeline(session, src, dtype, block_window, transform, cores, tile, halo, batch, layers, prior,
+def _run_pipeline(model, session, src, dtype, block_window, transform, cores, tile, halo, batch, layers, prior,
                   progress) -> dict:
     """Reader thread (imagery with its halo, the prior's cells) -> batches through the block graph
     -> each core's part of the uint8 outputs copied into ``layers`` (name -> block array)."""
@@ -280,7 +300,7 @@ def _run_pipeline(session, src, dtype, block_window, transform, cores, tile, hal
             if item is not None:
                 pending.append(item)
             if pending and (item is None or len(pending) == batch):
-                outputs = dict(zip(names, session.run(names, _feed(pending))))
+                outputs = dict(zip(names, model.run(session, names, _feed(pending))))
                 for i, (core, _, _) in enumerate(pending):
                     h, w = int(core.height), int(core.width)
                     rows = slice(int(core.row_off), int(core.row_off) + h)

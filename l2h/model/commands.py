@@ -10,6 +10,8 @@ import json
 import logging
 from pathlib import Path
 
+from l2h.core.errors import L2HError
+
 log = logging.getLogger(__name__)
 
 
@@ -39,7 +41,11 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from l2h.model.export import export_onnx
+    try:
+        from l2h.model.export import export_onnx
+    except ImportError as exc:  # the parity check runs onnxruntime
+        raise L2HError(f"export needs the Python package providing {exc.name}, which this environment lacks: "
+                       f"make install, or pip install 'l2h[cpu]'") from None
 
     report = export_onnx(args.model, args.out, args.parity)
     log.info("ONNX model %s written; torch vs onnxruntime max abs diff %.2e (tolerance %.0e)", args.out,

@@ -4,7 +4,8 @@ takes on each batch, and that `bench/gpu_check.py` times on a GPU node where onl
 :func:`coarse_label_losses` is phase 1 (the low-to-high loss against the coarse label),
 :func:`self_training_losses` phase 2 (class-balanced cross-entropy against a frozen teacher's map plus
 the label prior); :func:`apply` back-propagates a step's loss. On CUDA the forward passes run under
-bf16 autocast (:func:`autocast`) and the losses in fp32.
+the autocast dtype the training's precision gives (:mod:`l2h.model.device`; None: fp32) and the losses
+in fp32.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from l2h.model.l2hnet import L2HNet
 from l2h.model.loss import L2HLoss, pseudo_label_ce
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None = torch.bfloat16):
-    """bf16 autocast on CUDA (``dtype`` None: off), nothing on the CPU (bf16 is emulated on most CPUs)."""
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Autocast to ``dtype`` on CUDA (None: off), nothing on the CPU (training there is fp32)."""
     if device.type == "cuda" and dtype is not None:
         return torch.autocast(device_type="cuda", dtype=dtype)
     return contextlib.nullcontext()
@@ -27,7 +28,7 @@ def autocast(device: torch.device, dtype: torch.dtype | None = torch.bfloat16):
 
 def coarse_label_losses(model: L2HNet, loss_fn: L2HLoss, image: torch.Tensor, target: torch.Tensor, step: int,
                         sets: torch.Tensor | None = None, cells: torch.Tensor | None = None,
-                        amp: torch.dtype | None = torch.bfloat16) -> dict[str, torch.Tensor]:
+                        amp: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """The losses of a phase-1 batch (``image`` channels-last on the model's device)."""
     with autocast(image.device, amp):
         features, logits = model.forward_features(image)
@@ -46,7 +47,7 @@ def frozen_copy(model: L2HNet, state: dict) -> L2HNet:
 
 def self_training_losses(model: L2HNet, teacher: L2HNet, image: torch.Tensor, target: torch.Tensor,
                          bonus: torch.Tensor, valid: torch.Tensor, balance_power: float,
-                         amp: torch.dtype | None = torch.bfloat16) -> dict[str, torch.Tensor]:
+                         amp: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """The losses of a self-training batch: the teacher's map plus the label prior ``bonus`` is the
     target of the ``valid`` pixels; ``agreement`` is still measured against the coarse ``target``."""
     with torch.no_grad(), autocast(image.device, amp):
@@ -62,10 +63,17 @@ def self_training_losses(model: L2HNet, teacher: L2HNet, image: torch.Tensor, ta
             "agreement": agreement.float()}
 
 
-def apply(losses: dict[str, torch.Tensor], optimiser: torch.optim.Optimizer, scheduler=None) -> None:
-    """Back-propagate the step's total loss and take the optimiser (and scheduler) step."""
+def apply(losses: dict[str, torch.Tensor], optimiser: torch.optim.Optimizer, scheduler=None,
+          scaler: torch.amp.GradScaler | None = None) -> None:
+    """Back-propagate the step's total loss and take the optimiser (and scheduler) step; with ``scaler``
+    (fp16) the loss is scaled and a step whose gradients overflowed is skipped."""
     optimiser.zero_grad(set_to_none=True)
-    losses["total"].backward()
-    optimiser.step()
+    if scaler is None:
+        losses["total"].backward()
+        optimiser.step()
+    else:
+        scaler.scale(losses["total"]).backward()
+        scaler.step(optimiser)
+        scaler.update()
     if scheduler is not None:
         scheduler.step()

@@ -17,7 +17,8 @@ data-loader state). ``work_dir`` holds:
 * ``metrics.csv`` -- one row per step (step, lr, total, ce, dva, confident_share, agreement,
   seconds); rows beyond the checkpoint are dropped on resume.
 
-Channels-last tensors everywhere; on CUDA also bf16 autocast and ``cudnn.benchmark``. The finished model is
+Channels-last tensors everywhere; on CUDA also autocast in ``train.precision`` (:mod:`l2h.model.device`) and
+``cudnn.benchmark``. The finished model is
 written with :func:`l2h.model.l2hnet.save_checkpoint_model` and carries its bands, normalisation,
 width, tau/gamma and a training summary in its metadata.
 
@@ -46,6 +47,7 @@ from l2h.core.errors import ConfigError, InputError, L2HError
 from l2h.core.io import atomic_path
 from l2h.model import step as step_fns
 from l2h.model.data import PriorSettings, TrainingSpec, TrainingWindows, band_statistics, specs_digest
+from l2h.model.device import PRECISIONS, describe, resolve_device, resolve_precision
 from l2h.model.l2hnet import (
     L2HNet,
     index_to_code,
@@ -65,7 +67,7 @@ CHECKPOINT_FORMAT = "l2h-train-checkpoint"
 CHECKPOINT_VERSION = 1
 METRIC_COLUMNS = ("step", "lr", "total", "ce", "dva", "confident_share", "agreement", "seconds")
 # config fields that may change between a checkpoint and the run resuming it
-RESUMABLE_FIELDS = ("steps", "checkpoint_every", "workers", "device")
+RESUMABLE_FIELDS = ("steps", "checkpoint_every", "workers", "device", "precision")
 SUMMARY_WINDOW = 10  # steps averaged for the "first" / "final" metrics
 # settings a checkpoint of an older l2h lacks, with the behaviour that l2h had
 SETTINGS_ADDED_LATER = {"edge_cells": "pixel", "self_training_steps": 0}
@@ -121,8 +123,11 @@ class TrainConfig:
     checkpoint_every: steps between checkpoints (one is always written at the end).
     workers: DataLoader worker processes (0 = load in the training process).
     seed: seeds the model initialisation and the data windows.
-    device: "auto" (cuda if available, else cpu), "cpu", "cuda" or "cuda:N".
+    device: "auto" (cuda where torch can compute on it, else cpu with a warning), "cpu", "cuda" or
+        "cuda:N" (an error at the start when torch cannot use that GPU): :mod:`l2h.model.device`.
     stats_samples: windows drawn to estimate the per-band normalisation.
+    precision: the forward passes' arithmetic on a GPU: "bf16", "fp16" (with a gradient scaler), "fp32",
+        or "auto" (bf16 where the GPU computes it natively, else fp16; fp32 on the CPU).
     """
 
     width: int = 16
@@ -155,6 +160,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     stats_samples: int = 64
+    precision: str = "auto"
 
     def __post_init__(self):
         ints = (("width", 4), ("patch_size", 1), ("batch_size", 1), ("steps", 1), ("warmup_steps", 0),
@@ -191,6 +197,8 @@ class TrainConfig:
             raise ConfigError(f"train.confidence must be one of {', '.join(MODES)}, got {self.confidence!r}")
         if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
             raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     @property
     def total_steps(self) -> int:
@@ -221,15 +229,6 @@ def make_optimiser(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-def resolve_device(name: str) -> torch.device:
-    """torch.device for a config value ("auto" = cuda when available, else cpu)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {name!r} but CUDA is not available (use auto or cpu)")
-    return torch.device(name)
 
 
 def poly_factor(step: int, steps: int, power: float) -> float:
@@ -347,7 +346,8 @@ def _prior_record(prior: PriorSettings | None) -> dict | None:
 
 def _write_checkpoint(path: Path, model, optimiser, scheduler, step: int, cfg: TrainConfig, bands: list[str],
                       normalisation: dict, digest: str, elapsed_s: float, label_pixels: torch.Tensor,
-                      ema=None, teacher=None, prior: PriorSettings | None = None) -> None:
+                      ema=None, teacher=None, prior: PriorSettings | None = None, scaler=None,
+                      steps_by_device: dict | None = None) -> None:
     payload = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
@@ -362,7 +362,10 @@ def _write_checkpoint(path: Path, model, optimiser, scheduler, step: int, cfg: T
         "data_digest": digest,
         "elapsed_s": float(elapsed_s),
         "label_pixels": [int(n) for n in label_pixels],
+        "steps_by_device": dict(steps_by_device or {}),
     }
+    if scaler is not None:
+        payload["scaler"] = scaler.state_dict()
     if ema is not None:
         payload["ema"] = {k: v.detach().cpu().clone() for k, v in ema.state_dict().items()}
     if teacher is not None:
@@ -461,6 +464,8 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
     ckpt_path, metrics_path = work_dir / CHECKPOINT_NAME, work_dir / METRICS_NAME
     device = resolve_device(cfg.device)
     cuda = device.type == "cuda"
+    precision = resolve_precision(cfg.precision, device)
+    ran_on = f"{describe(device)} {precision.name}"  # what this call's steps are recorded as
     digest = specs_digest(specs)
 
     if cfg.self_training_steps:  # the pseudo-labels' prior: the training's strength, inference's drawing
@@ -499,6 +504,7 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
     if ema is not None and payload is not None:
         ema.load_state_dict(payload["ema"])
     optimiser = make_optimiser(model, cfg)
+    scaler = precision.scaler()
     steps = cfg.total_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, cfg.lr_factor)
     teacher = None
@@ -510,7 +516,7 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
                       class_weights=(weights_from_counts(class_areas, cfg.balance_power)
                                      if cfg.class_weights == "labels" else None))
 
-    start, elapsed_before = 0, 0.0
+    start, elapsed_before, steps_by_device = 0, 0.0, {}
     # labelled pixels per class index in the batches so far (classes never shown are suppressed)
     label_pixels = torch.zeros(model.num_classes, dtype=torch.int64)
     counted_all = payload is None or "label_pixels" in payload
@@ -522,6 +528,9 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
                         "no class will be suppressed", ckpt_path, int(payload["step"]))
         optimiser.load_state_dict(payload["optimiser"])
         scheduler.load_state_dict(payload["scheduler"])
+        if scaler is not None and "scaler" in payload:
+            scaler.load_state_dict(payload["scaler"])
+        steps_by_device = dict(payload.get("steps_by_device", {}))
         if payload["cfg"].get("steps") != cfg.steps:
             log.warning("resuming %s (trained for steps=%s) with steps=%s: the learning-rate decay is "
                         "recomputed over the new total", ckpt_path, payload["cfg"].get("steps"), cfg.steps)
@@ -568,21 +577,24 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
                                                    minlength=model.num_classes)[:model.num_classes]
                     sets = extras.pop(0) if cfg.partial_labels else None
                     cells = extras.pop(0) if cfg.edge_cells == "cell" else None
-                    losses = step_fns.coarse_label_losses(model, loss_fn, image, target, step, sets, cells)
+                    losses = step_fns.coarse_label_losses(model, loss_fn, image, target, step, sets, cells,
+                                                          amp=precision.dtype)
                 else:
                     if teacher is None:  # the phase-1 network, frozen, maps the windows
                         teacher = step_fns.frozen_copy(model, (ema.module if ema is not None else model).state_dict())
                         if counted_all:  # its pseudo-labels never hold a class no coarse label showed
                             suppress_unseen_classes(teacher, label_pixels.tolist())
-                    losses = step_fns.self_training_losses(model, teacher, image, target, *extras, cfg.balance_power)
+                    losses = step_fns.self_training_losses(model, teacher, image, target, *extras, cfg.balance_power,
+                                                           amp=precision.dtype)
                 total = losses["total"]
                 if not torch.isfinite(total):
                     raise L2HError(f"training diverged: loss is {float(total)} at step {step} (lower train.lr, "
                                    f"now {cfg.lr}); the last good checkpoint is {ckpt_path}")
-                step_fns.apply(losses, optimiser, scheduler)
+                step_fns.apply(losses, optimiser, scheduler, scaler)
                 if ema is not None:
                     ema.update_parameters(model)
                 step += 1
+                steps_by_device[ran_on] = steps_by_device.get(ran_on, 0) + 1
                 now = time.perf_counter()
                 last = {k: float(v.detach()) for k, v in losses.items()}
                 writer.writerow([_fmt(step - 1), _fmt(lr)] + [_fmt(last[k]) for k in METRIC_COLUMNS[2:7]]
@@ -593,7 +605,8 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
                 bar.set_postfix(loss=f"{last['total']:.3f}", agree=f"{last['agreement']:.3f}", refresh=False)
                 if step % cfg.checkpoint_every == 0 or step == stop:
                     _write_checkpoint(ckpt_path, model, optimiser, scheduler, step, cfg, bands, normalisation,
-                                      digest, elapsed_before + now - t_start, label_pixels, ema, teacher, prior)
+                                      digest, elapsed_before + now - t_start, label_pixels, ema, teacher, prior,
+                                      scaler, steps_by_device)
     finally:
         bar.close()
         dataset.close()
@@ -604,7 +617,7 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
         raise L2HError("training produced no batches")
     if start == stop and not ckpt_path.exists():  # pragma: no cover - defensive
         _write_checkpoint(ckpt_path, model, optimiser, scheduler, step, cfg, bands, normalisation, digest, 0.0,
-                          label_pixels, ema, teacher, prior)
+                          label_pixels, ema, teacher, prior, scaler, steps_by_device)
 
     steps_run = step - start
     pixels = steps_run * cfg.batch_size * cfg.patch_size**2
@@ -617,7 +630,9 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
         "seconds": seconds,
         "seconds_total": elapsed_before + seconds,
         "pixels_per_s": pixels / seconds if seconds > 0 and steps_run else 0.0,
-        "device": str(device),
+        "device": describe(device),
+        "precision": precision.name,
+        "steps_by_device": steps_by_device,
         "normalisation": normalisation,
         "metrics": summary,
         "checkpoint": str(ckpt_path),
@@ -640,7 +655,9 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
         "data_digest": digest,
         "metrics": summary,
         "seconds": elapsed_before + seconds,
-        "device": str(device),
+        "device": describe(device),
+        "precision": precision.name,
+        "steps_by_device": steps_by_device,
         "label_pixels": ({index_to_code(k): int(n) for k, n in enumerate(label_pixels.tolist())}
                          if counted_all else None),
         "suppressed_classes": unseen,
@@ -651,5 +668,5 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
     return result
 
 
-__all__ = ["TrainConfig", "train", "read_metrics", "resolve_device", "poly_factor", "seed_everything",
+__all__ = ["TrainConfig", "train", "read_metrics", "poly_factor", "seed_everything",
            "CHECKPOINT_NAME", "METRICS_NAME"]

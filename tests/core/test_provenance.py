@@ -46,9 +46,9 @@ def test_an_edit_elsewhere_leaves_the_version(package_copy):
 def test_the_closure_holds_what_the_hand_lists_missed():
     """The hand-written lists omitted modules the rules ran: sample's block statistics, the
     windows mosaic takes from the shared core."""
-    from l2h.core.provenance import _handler_sources
+    from l2h.core.provenance import handler_sources
 
-    names = {c: {p.relative_to(PACKAGE).as_posix() for p in _handler_sources(c, PACKAGE)}
+    names = {c: {p.relative_to(PACKAGE).as_posix() for p in handler_sources(c, PACKAGE)}
              for c in ("sample", "download", "mosaic")}
     assert "sampling/block_stats.py" in names["sample"] and "inputs/fetch_product.py" in names["download"]
     assert "core/windows.py" in names["mosaic"] and "model/train.py" not in names["mosaic"]

@@ -1,18 +1,22 @@
 """The block graph (network + normalisation, flips, label prior, argmax and confidence in one ONNX
 graph) against the same steps done in numpy with the network's own session."""
 
+import json
+import re
+from pathlib import Path
+
 import geopandas as gpd
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from helpers import CRS, sets_raster
+from helpers import CRS, ROOT, sets_raster
 from onnx import TensorProto, helper
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
 from l2h.labels.roads import write_roads
-from l2h.maps.block_graph import FLIPS, _Builder, _prior_bonus, block_graph
+from l2h.maps.block_graph import FLIPS, _Builder, _prior_bonus, block_graph, kernel_signatures, variants
 from l2h.maps.infer import _feed, load_onnx
 from l2h.maps.label_prior import LabelPrior
 from l2h.model.norm import normalise
@@ -57,7 +61,7 @@ def test_the_prior_in_the_graph_is_the_label_prior(prior_inputs, interpolation, 
     g.nodes.append(helper.make_node("Identity", [bonus], ["bonus"]))
     graph = helper.make_graph(g.nodes, "prior", inputs, [helper.make_tensor_value_info("bonus", TensorProto.FLOAT, None)],
                               initializer=g.initializers)
-    session = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
                                    .SerializeToString(), providers=["CPUExecutionProvider"])
     with LabelPrior(sets, 2.5, interpolation=interpolation, roads=roads if with_roads else []) as prior:
         transforms = [from_origin(x, y, 1, 1) for x, y in _tile_origins()]
@@ -136,3 +140,38 @@ def test_the_block_graph_refuses_what_it_cannot_run(tiny_onnx):
         block_graph(onnx.load(tiny_onnx), pixel_dtype="uint8", flips=3, **kwargs)
     with pytest.raises(ValueError, match="imagery of type float64 is not supported"):
         block_graph(onnx.load(tiny_onnx), pixel_dtype="float64", **kwargs)
+
+
+def _kernel_table():
+    table = json.loads((Path(__file__).parent / "cuda_kernels.json").read_text())
+    return table, {(r["domain"], r["op"], r["opset"], tuple(r["inputs"]), tuple(r["outputs"])): r["cuda"]
+                   for r in table["kernels"]}
+
+
+def test_every_block_graph_variant_has_cuda_kernels_for_every_node(tiny_onnx):
+    """Each (op, input and output types) of every graph `l2h infer` can build has a kernel in the CUDA
+    execution provider of the pinned onnxruntime-gpu (the table bench/cuda_kernels.py asks of it): no
+    node falls back to the CPU with copies each batch. The uint8 Pad of the roads had none."""
+    table, known = _kernel_table()
+    pinned = re.search(r'"onnxruntime-gpu(?:\[[^]]*\])?==([\d.]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+    assert table["onnxruntime_gpu"] == pinned, "pyproject.toml pins another onnxruntime-gpu: rerun bench/cuda_kernels.py"
+    unknown, on_cpu = set(), {}
+    for settings, graph in variants(onnx.load(tiny_onnx)):
+        for node, signature in kernel_signatures(graph).items():
+            if signature not in known:
+                unknown.add(signature)
+            elif not known[signature]:
+                on_cpu[signature] = (node, settings)
+    assert not unknown, f"not in tests/maps/cuda_kernels.json (rerun bench/cuda_kernels.py): {sorted(unknown)}"
+    assert not on_cpu, f"nodes without a CUDA kernel: {on_cpu}"
+
+
+def test_the_kernel_table_knows_what_has_no_cuda_kernel(tiny_onnx):
+    """The table records negatives (so the check above can fail): the uint8 Pad the roads input had."""
+    _, known = _kernel_table()
+    assert known[("ai.onnx", "Pad", 17, ("uint8", "int64"), ("uint8",))] is False
+    assert known[("ai.onnx", "Pad", 17, ("float", "int64"), ("float",))] is True
+    roads = block_graph(onnx.load(tiny_onnx), tile=TILE, halo=12, mean=[0.0] * 4, std=[1.0] * 4,
+                        pixel_dtype="uint8", num_classes=11, prior_strength=4.0, roads=True)
+    pads = [s for s in kernel_signatures(roads).values() if s[1] == "Pad"]
+    assert pads and all(s[3][0] == "float" for s in pads)

@@ -79,6 +79,15 @@ def test_stac_collection_and_items_validate_and_point_at_the_cogs(run):
     assert collection["id"] == "l2h-demo"
     provenance = collection["l2h:provenance"]
     assert provenance["training_settings"]["steps"] == 6 and provenance["model"]["width"] == 8
+    # what really ran: training's device and arithmetic, the provider that mapped each map's blocks
+    trained = provenance["model"]["extra"]
+    steps = provenance["training_settings"]["steps"] + provenance["training_settings"]["self_training_steps"]
+    assert trained["device"] == "cpu" and trained["precision"] == "fp32"
+    assert trained["steps_by_device"] == {"cpu fp32": steps} and steps == trained["steps"]
+    blocks = {b["id"]: b for m in sorted(run.glob("resources/pred/*/chunk_*.json"))
+              for b in json.loads(m.read_text())["blocks"]}
+    assert blocks and {b["provider"] for b in blocks.values()} == {"CPUExecutionProvider"}
+    mapped = {place: sum(place == "national" or place in b["touches"] for b in blocks.values()) for place in PLACES}
     accuracy = collection["l2h:accuracy"]
     assert 0 < accuracy["map"]["oa"] <= 1 and set(accuracy["products"]) == {"esa_worldcover", "esri_lulc", "fromglc10"}
     items = [link["href"] for link in collection["links"] if link["rel"] == "item"]
@@ -87,6 +96,8 @@ def test_stac_collection_and_items_validate_and_point_at_the_cogs(run):
         path = (root / href).resolve()
         item = json.loads(path.read_text())
         Item.model_validate(item)
+        place = item["properties"]["l2h:region"]
+        assert item["properties"]["l2h:execution_providers"] == {"CPUExecutionProvider": mapped[place]}, place
         data = item["assets"]["data"]
         cog = (path.parent / data["href"]).resolve()
         assert cog.is_file() and cog.is_relative_to(run / "results/maps")

@@ -79,6 +79,10 @@ def test_resume_gives_the_same_weights_as_a_straight_run(specs, tmp_path, optimi
         csv.writer(f).writerows([[3, 0.1, 9, 9, 0, 1, 0.5, 0.1], [4, 0.1, 9, 9, 0, 1, 0.5, 0.1]])
     resumed = train(specs, BANDS, cfg, tmp_path / "a.pt", a, progress=False)
     assert resumed["resumed_from"] == 3 and resumed["steps_run"] == 3 and resumed["complete"]
+    # what ran, over both calls: the device and arithmetic of every step
+    assert resumed["device"] == "cpu" and resumed["precision"] == "fp32"
+    assert resumed["steps_by_device"] == {"cpu fp32": 6}
+    assert load_model(tmp_path / "a.pt")[1]["extra"]["steps_by_device"] == {"cpu fp32": 6}
     straight = train(specs, BANDS, cfg, tmp_path / "b.pt", b, progress=False)
     assert straight["resumed_from"] == 0 and straight["steps_run"] == 6
 

@@ -139,6 +139,8 @@ def test_test_profile_only_resizes_the_cluster_profile():
         assert test["set-resources"][rule].keys() == resources.keys(), rule
         assert test["set-resources"][rule].get("gpu") == resources.get("gpu"), rule
     assert test["set-threads"].keys() == user["set-threads"].keys()
+    assert user["config"] == ["train={device: cuda}", "infer={device: cuda}"]
+    assert test["config"] == ["train={device: cpu}", "infer={device: cpu}"]  # its fake GPU runs nothing
     for rule, threads in test["set-threads"].items():
         assert test["set-resources"][rule]["cpus_per_task"] == threads, rule
     for rule, threads in user["set-threads"].items():
@@ -156,6 +158,11 @@ def test_cluster_profile_dry_run_groups_the_jobs(small_config, tmp_path):
     # needs (its own 2 and a neighbour's 2 that touch it) in 2 inference jobs (infer.blocks_per_job 4)
     assert [out.count(f"Group job {group} ") for group in ("labels", "model")] == [3, 1], out[-3000:]
     assert re.search(r"^infer\s+2$", out, re.M), out[-3000:]
+    # the GPU rules run on the GPU or stop (no silent CPU fallback on a cluster)
+    infer = [line for line in out.splitlines() if " infer --model " in line]
+    train = [line for line in out.splitlines() if " train --blocks " in line]
+    assert len(infer) == 2 and all("--device cuda " in line for line in infer), infer
+    assert len(train) == 1 and '"device": "cuda"' in train[0], train
 
 
 def test_the_automatic_local_profile_only_repeats_the_cluster_profile():
