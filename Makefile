@@ -13,7 +13,8 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 # The onnxruntime build inference runs on: cpu, or gpu (onnxruntime-gpu with CUDA 13 / cuDNN 9 wheels).
 # Never both: they share one module. Switching uninstalls the other first (and both when both are there).
-ONNXRUNTIME ?= cpu
+# Unset, it is the build the venv has (a GPU venv stays one through make test, make demo...), else cpu.
+ONNXRUNTIME ?= $(if $(wildcard $(VENV)/.l2h-installed-gpu),gpu,cpu)
 ifeq ($(filter $(ONNXRUNTIME),cpu gpu),)
 $(error ONNXRUNTIME must be cpu or gpu, not '$(ONNXRUNTIME)')
 endif

@@ -15,7 +15,6 @@ rule stac:
         sidecars=expand("results/maps/{region}.{ext}", region=STAC_PLACES, ext=["tif.aux.xml", "qml"]),
         regions=expand("resources/regions/{region}.gpkg", region=REGION_SLUGS),
         model="results/model/l2hnet.onnx",
-        chunks=[chunk_manifest_path(region, n) for region, chunks in CHUNKS.items() for n in range(len(chunks))],
         accuracy="results/reports/accuracy.json" if EVAL_POINTS else [],
         imagery_items=expand("resources/imagery/{region}.items.json", region=REGION_SLUGS) if IMAGERY_STAC else [],
     output:
@@ -43,7 +42,6 @@ rule stac:
         "../envs/geo.yaml"
     shell:
         "l2h --log {log} stac --maps {input.maps:q} {params.confidence} --regions {input.regions:q}"
-        " --model {input.model:q} --chunks {input.chunks:q} --settings {params.settings:q} {params.accuracy}"
-        " --name {params.name:q}"
+        " --model {input.model:q} --settings {params.settings:q} {params.accuracy} --name {params.name:q}"
         " {params.imagery_items}"
         " --out {output.collection:q}"

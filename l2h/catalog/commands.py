@@ -17,7 +17,7 @@ def _stac(args: argparse.Namespace) -> None:
     import json
     from pathlib import Path
 
-    from l2h.catalog.stac import MapFile, providers_by_region, write_collection
+    from l2h.catalog.stac import MapFile, write_collection
     from l2h.core.onnx_metadata import onnx_metadata
     from l2h.inputs.regions import read_region_geometry
 
@@ -41,8 +41,7 @@ def _stac(args: argparse.Namespace) -> None:
             imagery[path.name.removesuffix(".items.json")] = json.loads(path.read_text(encoding="utf-8"))["items"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise L2HError(f"stac: imagery provenance {path} does not read ({exc}); delete it to fetch again") from None
-    collection = write_collection(maps, args.out, args.name, provenance, args.accuracy, imagery,
-                                  providers_by_region(args.chunks))
+    collection = write_collection(maps, args.out, args.name, provenance, args.accuracy, imagery)
     log.info("STAC collection %s: %d items written to %s", collection.id, len(maps), args.out)
 
 
@@ -56,8 +55,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--confidence", nargs="*", default=[], help="confidence COGs, named like the maps")
     p.add_argument("--regions", nargs="+", required=True, help="region GeoPackages (for the regions' names)")
     p.add_argument("--model", required=True, help="the exported ONNX model (its metadata is the provenance)")
-    p.add_argument("--chunks", nargs="*", default=[],
-                   help="the chunk manifests of `l2h infer`: the execution provider that mapped each block")
     p.add_argument("--settings", required=True, help="the training settings (JSON)")
     p.add_argument("--accuracy", default=None, help="accuracy.json of `l2h evaluate` (optional)")
     p.add_argument("--imagery-items", nargs="*", default=[],

@@ -13,11 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import pystac
+import rasterio
 from pystac.extensions.classification import Classification, ClassificationExtension
 from pystac.extensions.file import FileExtension
 from pystac.stac_io import DefaultStacIO
@@ -26,7 +26,7 @@ from rio_stac import create_stac_item
 from l2h.core.classes import CLASSES, NODATA
 from l2h.core.errors import InputError
 from l2h.core.io import atomic_path, file_problem, sha256_file
-from l2h.maps.chunks import read_manifest
+from l2h.maps.chunks import PROVIDERS_TAG
 from l2h.maps.gis_files import aux_xml_path, qml_path
 
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
@@ -82,6 +82,10 @@ def map_item(entry: MapFile, collection_id: str) -> pystac.Item:
         properties={"title": title, "l2h:layer": entry.layer, "l2h:region": entry.region},
         asset_name="data", asset_roles=["data"], asset_media_type=COG_MEDIA_TYPE,
         asset_href=str(entry.path.resolve()), with_proj=True, with_raster=True)
+    with rasterio.open(entry.path) as src:  # the execution providers that mapped its blocks (l2h mosaic)
+        providers = json.loads(src.tags().get(PROVIDERS_TAG, "{}")).get("touching")
+    if providers:
+        item.properties["l2h:execution_providers"] = providers
     data = _checksummed(item.assets["data"], entry.path)
     data.title = title
     if entry.layer == "classes":
@@ -122,42 +126,21 @@ def _derived_from(item: pystac.Item, sources: dict) -> None:
                                       title=item_id))
 
 
-def providers_by_region(manifests: list[str | os.PathLike]) -> dict[str, Counter]:
-    """Region (and "national") -> blocks mapped per execution provider, from chunk manifests (a block
-    counts for every region it touches)."""
-    found: dict[str, Counter] = {}
-    seen = set()
-    for manifest in manifests:
-        for block in read_manifest(manifest):
-            provider = block.get("provider", "unknown")  # written by an l2h before providers were recorded
-            for region in block["touches"]:
-                found.setdefault(region, Counter())[provider] += 1
-            if block["id"] not in seen:
-                seen.add(block["id"])
-                found.setdefault("national", Counter())[provider] += 1
-    return found
-
-
 def write_collection(maps: list[MapFile], out: str | os.PathLike, run_name: str, provenance: dict,
                      accuracy_json: str | os.PathLike | None = None,
-                     imagery_items: dict[str, dict] | None = None,
-                     providers: dict[str, Counter] | None = None) -> pystac.Collection:
+                     imagery_items: dict[str, dict] | None = None) -> pystac.Collection:
     """Write ``out`` (the Collection's JSON) and one Item per map beside it (``<id>/<id>.json``).
 
     ``provenance``: what made the maps (training settings, model metadata), stored as ``l2h:provenance``;
     ``accuracy_json``: `l2h evaluate`'s result, summarised as ``l2h:accuracy``; ``imagery_items``:
     region -> the STAC imagery items its blocks were made from (see :func:`_derived_from`); the
-    national map derives from all of them. ``providers`` (:func:`providers_by_region`): the execution
-    providers that mapped each map's blocks, as ``l2h:execution_providers`` (blocks per provider).
+    national map derives from all of them.
     """
     if not maps:
         raise InputError("stac: no maps to describe")
     out = Path(out)
     collection_id = f"l2h-{run_name}"
     items = [map_item(m, collection_id) for m in maps]
-    for entry, item in zip(maps, items):
-        if providers and entry.region in providers:
-            item.properties["l2h:execution_providers"] = dict(sorted(providers[entry.region].items()))
     if imagery_items:
         everything = {k: v for sources in imagery_items.values() for k, v in sources.items()}
         for entry, item in zip(maps, items):

@@ -118,7 +118,7 @@ def import_time_statements(nodes) -> list:
 
 def handler_statements(subcommand: str, package_dir: Path = PACKAGE_DIR) -> dict[Path, list]:
     """Source file -> its statements that `l2h <subcommand>` may run: in the handler's module, those run
-    at import and in the handler and the module's functions it calls (the other handlers' do not count);
+    at import and in the handler and the module's functions it names (the other handlers' do not count);
     in every l2h module those import, transitively, all of them (imports inside functions included)."""
     from l2h.cli import handler_of  # lazy: the CLI imports the modules whose versions this computes
 
@@ -144,15 +144,14 @@ def handler_sources(subcommand: str, package_dir: Path = PACKAGE_DIR) -> list[Pa
 
 
 def _called_functions(start: str, functions: dict[str, ast.FunctionDef]) -> set[str]:
-    """``start`` and the module's functions it calls by name, transitively."""
+    """``start`` and the module's functions it names (calls, or passes on as callbacks), transitively."""
     seen, todo = set(), [start]
     while todo:
         name = todo.pop()
         if name in seen or name not in functions:
             continue
         seen.add(name)
-        todo.extend(n.func.id for n in ast.walk(functions[name])
-                    if isinstance(n, ast.Call) and isinstance(n.func, ast.Name))
+        todo.extend(n.id for n in ast.walk(functions[name]) if isinstance(n, ast.Name))
     return seen
 
 

@@ -129,6 +129,11 @@ class ChunkProgress:
 
 def read_manifest(path: str | Path) -> list[dict]:
     """The block entries of a chunk manifest; a missing or foreign file -> InputError naming it."""
+    return list(_read_manifest(path)["blocks"])
+
+
+def _read_manifest(path: str | Path) -> dict:
+    """A chunk manifest, checked (see :func:`read_manifest`)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -140,7 +145,26 @@ def read_manifest(path: str | Path) -> list[dict]:
     if int(data.get("format_version", 0)) > MANIFEST_VERSION:
         raise InputError(f"chunk manifest {path}: format version {data.get('format_version')} is newer "
                          f"than this l2h reads ({MANIFEST_VERSION}); update l2h or delete it and rerun")
-    return list(data["blocks"])
+    return data
+
+
+# the GeoTIFF tag of a mosaic holding provider_counts (JSON: touching/owned -> provider -> blocks)
+PROVIDERS_TAG = "L2H_EXECUTION_PROVIDERS"
+
+
+def provider_counts(paths: Sequence[str | Path], region: str) -> dict[str, dict[str, int]]:
+    """Blocks per execution provider in the chunk manifests among ``paths``: of the blocks touching
+    ``region`` (``touching``: what its map is made of) and of those its own chunks hold (``owned``: summed
+    over the regions, each block once). Blocks an l2h older than this record count as "unknown"."""
+    touching, owned = Counter(), Counter()
+    for path in (p for p in map(str, paths) if p.endswith(".json")):
+        data = _read_manifest(path)
+        for block in data["blocks"]:
+            provider = block.get("provider", "unknown")
+            touching[provider] += region in block.get("touches", [region])
+            owned[provider] += data.get("region") == region
+    return {"touching": {k: v for k, v in sorted(touching.items()) if v},
+            "owned": {k: v for k, v in sorted(owned.items()) if v}}
 
 
 def discard_broken_block(block_file: str | Path, manifests: Mapping[str, str]) -> list[str]:
@@ -191,4 +215,5 @@ def expand_manifests(paths: Sequence[str | Path], layer: str = "classes",
 
 
 __all__ = ["chunk_blocks", "chunk_manifest_path", "block_paths", "chunk_key", "ChunkProgress",
-           "read_manifest", "expand_manifests", "discard_broken_block", "MANIFEST_FORMAT"]
+           "read_manifest", "expand_manifests", "provider_counts", "discard_broken_block", "MANIFEST_FORMAT",
+           "PROVIDERS_TAG"]

@@ -30,7 +30,9 @@ def _infer(args: argparse.Namespace) -> None:
 
     try:
         from l2h.maps.infer import load_onnx, predict_chunk
-    except ImportError as exc:  # e.g. no onnxruntime build installed
+    except ModuleNotFoundError as exc:  # e.g. no onnxruntime build installed (l2h's own modules: a bug)
+        if (exc.name or "l2h").split(".")[0] == "l2h":
+            raise
         raise L2HError(f"infer needs the Python package providing {exc.name}, which this environment lacks: "
                        f"make install (ONNXRUNTIME=gpu on a GPU machine), or pip install 'l2h[cpu]' / 'l2h[gpu]'"
                        ) from None

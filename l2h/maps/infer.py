@@ -77,11 +77,6 @@ class OnnxModel:
         """Pixels of context each side of a tile core: half the receptive field, rounded up."""
         return math.ceil(int(self.metadata["receptive_field"]) / 2)
 
-    @property
-    def provider(self) -> str:
-        """The execution provider that runs the graphs."""
-        return self.providers[0]
-
     def block_session(self, **settings) -> ort.InferenceSession:
         """The onnxruntime session of :func:`l2h.maps.block_graph.block_graph` for these settings, built
         once however many blocks ask for it at the same time."""
@@ -100,7 +95,7 @@ class OnnxModel:
     def run(self, session: ort.InferenceSession, names: list[str], feed: dict) -> list:
         """``session.run``, at most ``gpu_concurrency`` at once on the GPU (unbounded on the CPU, where the
         blocks in flight share onnxruntime's threads)."""
-        if self.runs is None:
+        if self.runs is None or session.get_providers()[0] != CUDA:
             return session.run(names, feed)
         with self.runs:
             return session.run(names, feed)
@@ -133,8 +128,8 @@ def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, fl
     `crs`) or where the imagery has no data are nodata (0). `prior`: the coarse label's bonus on
     the logits (:mod:`l2h.maps.label_prior`); ``flips``: test-time flips averaged (1, 2 or 4: none,
     left-right, and up-down and both; a pixel still depends only on its neighbourhood, so tiles and
-    blocks join without seams). Returns counts for the log/benchmark. A block without any imagery
-    is written as nodata with a warning, or is an error when `strict`.
+    blocks join without seams). Returns counts for the log/benchmark and the execution provider that ran
+    it. A block without any imagery is written as nodata with a warning, or is an error when `strict`.
     """
     if flips not in FLIPS:
         raise ValueError(f"flips must be one of {', '.join(map(str, FLIPS))}, got {flips}")
@@ -192,7 +187,7 @@ def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, fl
             with rasterio.open(tmp, "w", **{**profile, "nodata": 0}) as dst:
                 dst.write(layers["confidence"], 1)
                 dst.set_band_description(1, "confidence: max class probability x 255")
-    return dict(pixels=width * height, valid_pixels=int(valid.sum()), **stats)
+    return dict(pixels=width * height, valid_pixels=int(valid.sum()), provider=session.get_providers()[0], **stats)
 
 
 def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tuple[float, float, float, float]]],
@@ -239,7 +234,7 @@ def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tu
             state.record({"id": block, "bounds": list(bounds), "touches": list(regions_touching(bounds, regions)),
                           "classes": paths["classes"], "confidence": confidence_out, "network": network_out,
                           "valid_pixels": stats["valid_pixels"], "seconds": round(time.perf_counter() - t0, 3),
-                          "provider": model.provider})
+                          "provider": stats["provider"]})
         return stats
 
     pixels = valid = 0

@@ -7,10 +7,12 @@ window, never the region. Layers: ``classes`` (MODE overviews, the class colour 
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import math
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from l2h.core.classes import NODATA, colormap
 from l2h.core.errors import InputError
 from l2h.core.io import atomic_path, class_raster_profile, file_problem, verify_written
 from l2h.core.windows import iter_windows
-from l2h.maps.chunks import discard_broken_block, expand_manifests
+from l2h.maps.chunks import PROVIDERS_TAG, discard_broken_block, expand_manifests, provider_counts
 from l2h.maps.gis_files import class_name_tags, write_category_sidecar, write_qml
 
 log = logging.getLogger(__name__)
@@ -97,9 +99,9 @@ def merge_blocks(block_paths: Sequence[str | Path], geometry, crs: str, resoluti
             dst.write(data, 1, window=win)
 
 
-def to_cog(src_tif: str | Path, out_cog: str | Path, layer: str = "classes") -> None:
+def to_cog(src_tif: str | Path, out_cog: str | Path, layer: str = "classes", tags: dict | None = None) -> None:
     """Translate a merged GeoTIFF into a validated COG (DEFLATE, 512 tiles, overviews down to one
-    tile: MODE and the palette for classes, AVERAGE for confidence)."""
+    tile: MODE and the palette for classes, AVERAGE for confidence), with ``tags`` in its metadata."""
     _check_layer(layer)
     profile = {**cog_profiles.get("deflate"), "blockxsize": 512, "blockysize": 512, "BIGTIFF": "IF_SAFER"}
     with rasterio.open(src_tif) as src:
@@ -113,7 +115,8 @@ def to_cog(src_tif: str | Path, out_cog: str | Path, layer: str = "classes") -> 
         try:
             cog_translate(str(src_tif), str(tmp), profile, nodata=NODATA, overview_level=levels,
                           overview_resampling=LAYERS[layer], colormap=colormap() if layer in CLASS_LAYERS else None,
-                          additional_cog_metadata=class_name_tags() if layer in CLASS_LAYERS else CONFIDENCE_TAGS,
+                          additional_cog_metadata={**(class_name_tags() if layer in CLASS_LAYERS
+                                                      else CONFIDENCE_TAGS), **(tags or {})},
                           in_memory=False, quiet=True)
         except (OSError, RasterioError) as exc:  # its input was verified when written: writing failed
             raise OSError(getattr(exc, "errno", None) or errno.EIO,
@@ -125,16 +128,31 @@ def to_cog(src_tif: str | Path, out_cog: str | Path, layer: str = "classes") -> 
         os.replace(tmp, out_cog)
 
 
+def _providers(paths: Sequence[str | Path], region: str | None) -> dict[str, dict[str, int]]:
+    """The execution providers that mapped the blocks of a mosaic (:func:`l2h.maps.chunks.provider_counts`):
+    from its chunk manifests for a region; for a mosaic of region maps, the sum of what their own chunks
+    held (each block once)."""
+    if region is not None:
+        return provider_counts(paths, region)
+    owned: Counter = Counter()
+    for path in (p for p in map(str, paths) if not p.endswith(".json")):
+        with rasterio.open(path) as src:
+            owned.update(json.loads(src.tags().get(PROVIDERS_TAG, "{}")).get("owned", {}))
+    return {"touching": dict(sorted(owned.items())), "owned": dict(sorted(owned.items()))}
+
+
 def mosaic(block_paths: Sequence[str | Path], geometry, crs: str, resolution: float, out_cog: str | Path,
            layer: str = "classes", region: str | None = None) -> None:
     """Blocks (GeoTIFFs or chunk manifests, see :func:`merge_blocks`) -> clipped GeoTIFF -> COG,
     through a temporary file next to `out_cog`; then its GIS sidecars (:mod:`l2h.maps.gis_files`): the
     QGIS style, and for a class map the category names and attribute table."""
     scratch = Path(out_cog).with_name(f".{Path(out_cog).stem}.merge.tif")
+    providers = _providers(block_paths, region)
     try:
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
             merge_blocks(block_paths, geometry, crs, resolution, scratch, layer=layer, region=region)
-            to_cog(scratch, out_cog, layer=layer)
+            to_cog(scratch, out_cog, layer=layer,
+                   tags={PROVIDERS_TAG: json.dumps(providers)} if providers["touching"] else None)
     finally:
         scratch.unlink(missing_ok=True)
     if layer in CLASS_LAYERS:

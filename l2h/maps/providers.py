@@ -45,9 +45,9 @@ def requested_providers(device: str) -> list[str]:
     (then ``cuda`` is an error and ``auto`` a warning)."""
     if device not in DEVICES:
         raise L2HError(f"infer.device must be one of {', '.join(DEVICES)}, got {device!r}")
+    check_one_onnxruntime()
     if device == "cpu":
         return [CPU]
-    check_one_onnxruntime()
     available = ort.get_available_providers()
     if CUDA not in available:
         why = (f"onnxruntime {ort.__version__} has no CUDA execution provider (the CPU build; providers: "
@@ -68,7 +68,8 @@ def check_active(session: ort.InferenceSession, requested: list[str], device: st
     active = list(session.get_providers())
     if requested[0] == CUDA and active[:1] != [CUDA]:
         why = (f"onnxruntime {ort.__version__} offers the CUDA execution provider but could not start it here "
-               f"(it runs on {', '.join(active)}): {_cuda_hint()}; onnxruntime's own message is above")
+               f"(it runs on {', '.join(active)}): {_cuda_hint()}; onnxruntime's own warning is in the job's "
+               f"stderr")
         if device == "cuda":
             raise L2HError(f"infer.device is cuda, but {why}")
         log.warning("infer.device auto: inference runs on the CPU: %s", why)
@@ -79,8 +80,8 @@ def check_active(session: ort.InferenceSession, requested: list[str], device: st
 
 def _preload_cuda_libraries() -> str:
     """Load the CUDA and cuDNN libraries onnxruntime-gpu needs from the nvidia-* wheels of its [cuda,cudnn]
-    extras when they are installed (else from the system's library path); what it reports, '' if nothing.
-    Nothing is loaded when torch already did (its CUDA libraries serve onnxruntime too)."""
+    extras when they are installed, else from the system's library path (onnxruntime.preload_dlls); what
+    it reports, '' if nothing."""
     if not hasattr(ort, "preload_dlls"):  # onnxruntime < 1.21: the system's libraries only
         return ""
     out = io.StringIO()

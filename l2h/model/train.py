@@ -530,7 +530,8 @@ def train(specs: list[TrainingSpec], bands: list[str], cfg: TrainConfig, out_mod
         scheduler.load_state_dict(payload["scheduler"])
         if scaler is not None and "scaler" in payload:
             scaler.load_state_dict(payload["scaler"])
-        steps_by_device = dict(payload.get("steps_by_device", {}))
+        # a checkpoint from before devices were recorded: its steps ran on a device no record names
+        steps_by_device = dict(payload.get("steps_by_device", {"unknown": int(payload["step"])}))
         if payload["cfg"].get("steps") != cfg.steps:
             log.warning("resuming %s (trained for steps=%s) with steps=%s: the learning-rate decay is "
                         "recomputed over the new total", ckpt_path, payload["cfg"].get("steps"), cfg.steps)

@@ -1,7 +1,7 @@
 """Training's device and arithmetic are decided loudly: `cuda` stops at the start naming why torch
 cannot use the GPU, `auto` warns when it trains on the CPU, and `precision` follows what the GPU
 computes natively (bf16 from Ampere on, else fp16 with a gradient scaler). The CPU build of torch here
-is the real "no CUDA" case; the GPU cases fake torch's answers about the device."""
+is the real "no CUDA" case (faked on a CUDA build); the GPU cases fake torch's answers about the device."""
 
 import logging
 
@@ -16,14 +16,19 @@ from l2h.model.train import TrainConfig
 CUDA = torch.device("cuda")
 
 
-def test_cuda_on_a_cpu_build_of_torch_stops_at_the_start():
-    assert torch.version.cuda is None  # this machine's torch: the CPU wheel
+@pytest.fixture
+def cpu_build(monkeypatch):
+    """torch without CUDA (this machine's wheel; faked where torch is a CUDA build)."""
+    monkeypatch.setattr(torch.version, "cuda", None)
+
+
+def test_cuda_on_a_cpu_build_of_torch_stops_at_the_start(cpu_build):
     with pytest.raises(ConfigError, match=r"train.device is 'cuda', but torch .* is a CPU build") as info:
         dev.resolve_device("cuda")
     assert "\n" not in str(info.value)
 
 
-def test_auto_on_a_cpu_build_warns_and_names_why(caplog):
+def test_auto_on_a_cpu_build_warns_and_names_why(cpu_build, caplog):
     with caplog.at_level(logging.WARNING, logger="l2h"):
         assert dev.resolve_device("auto") == torch.device("cpu")
     assert any("train.device auto: training runs on the CPU" in r.getMessage() and "CPU build" in r.getMessage()

@@ -196,13 +196,14 @@ def test_a_checkpoint_from_before_label_counting_still_finishes(specs, tmp_path)
     train(specs, BANDS, cfg, tmp_path / "m.pt", tmp_path / "w", progress=False)
     checkpoint = tmp_path / "w" / "checkpoint.pt"
     old = torch.load(checkpoint, weights_only=False)
-    del old["label_pixels"]
+    del old["label_pixels"], old["steps_by_device"]
     torch.save(old, checkpoint)
     (tmp_path / "m.pt").unlink()
     summary = train(specs, BANDS, cfg, tmp_path / "m.pt", tmp_path / "w", progress=False)
     _, meta = load_model(tmp_path / "m.pt")
     assert summary["steps_run"] == 0 and meta["extra"]["suppressed_classes"] == []
     assert meta["extra"]["label_pixels"] is None
+    assert meta["extra"]["steps_by_device"] == {"unknown": 2}  # what ran before devices were recorded
 
 
 @pytest.fixture(scope="module")

@@ -56,15 +56,15 @@ def test_the_core_dependencies_bring_no_onnxruntime_build():
     assert not _closure(set()) & ONNXRUNTIME_BUILDS
 
 
-@pytest.fixture
-def fake_venv(tmp_path):
-    """A venv whose python logs its arguments, with onnxruntime (the CPU build) 'installed', and an npm that
-    does nothing: `make install` runs its real recipe against it."""
+def _fake_venv(tmp_path, installed: str):
+    """A venv whose python logs its arguments, with the onnxruntime distribution ``installed``, and an npm
+    that does nothing: `make install` runs its real recipe against it."""
     log = tmp_path / "calls.log"
     bin_dir = tmp_path / "venv" / "bin"
     bin_dir.mkdir(parents=True)
     (bin_dir / "python").write_text(f'#!/bin/sh\necho "$*" >> {log}\n'
-                                    '[ "$*" = "-m pip show --quiet onnxruntime-gpu" ] && exit 1\nexit 0\n')
+                                    f'case "$*" in "-m pip show --quiet "*) [ "$*" = "-m pip show --quiet {installed}" ] ;; '
+                                    f'*) exit 0 ;; esac\n')
     tools = tmp_path / "tools"
     tools.mkdir()
     (tools / "npm").write_text("#!/bin/sh\nexit 0\n")
@@ -73,11 +73,15 @@ def fake_venv(tmp_path):
     return tmp_path / "venv", log, {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}"}
 
 
-def test_switching_to_the_gpu_build_uninstalls_the_cpu_one_first(fake_venv):
-    venv, log, env = fake_venv
-    done = subprocess.run(["make", "-s", "-C", str(ROOT), "install", "ONNXRUNTIME=gpu", f"VENV={venv}"],
-                          capture_output=True, text=True, env=env, timeout=60)
+def _install(venv, env, *args):
+    done = subprocess.run(["make", "-s", "-C", str(ROOT), "install", f"VENV={venv}", *args], capture_output=True,
+                          text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_switching_to_the_gpu_build_uninstalls_the_cpu_one_first(tmp_path):
+    venv, log, env = _fake_venv(tmp_path, installed="onnxruntime")
+    _install(venv, env, "ONNXRUNTIME=gpu")
     calls = log.read_text().splitlines()
     uninstall = calls.index("-m pip uninstall --quiet -y onnxruntime onnxruntime-gpu")
     install = next(i for i, c in enumerate(calls) if c.startswith("-m pip install --quiet -e"))
@@ -85,14 +89,23 @@ def test_switching_to_the_gpu_build_uninstalls_the_cpu_one_first(fake_venv):
     assert (venv / ".l2h-installed-gpu").exists()
 
 
-def test_the_cpu_build_kept_when_it_is_the_one_asked_for(fake_venv):
-    venv, log, env = fake_venv
-    done = subprocess.run(["make", "-s", "-C", str(ROOT), "install", f"VENV={venv}"], capture_output=True, text=True,
-                          env=env, timeout=60)
-    assert done.returncode == 0, done.stderr
+def test_the_cpu_build_kept_when_it_is_the_one_asked_for(tmp_path):
+    venv, log, env = _fake_venv(tmp_path, installed="onnxruntime")
+    _install(venv, env)
     calls = log.read_text().splitlines()
     assert not any("uninstall" in c for c in calls)
     assert any(c.endswith(".[dev,report,slurm,view,cpu]") for c in calls)
+
+
+def test_a_gpu_venv_stays_gpu_when_no_build_is_named(tmp_path):
+    """After make install ONNXRUNTIME=gpu, a plain make install (as make test runs it) keeps the GPU build."""
+    venv, log, env = _fake_venv(tmp_path, installed="onnxruntime-gpu")
+    (venv / ".l2h-installed-gpu").touch()
+    os.utime(venv / ".l2h-installed-gpu", (0, 0))  # older than pyproject.toml: the recipe runs again
+    _install(venv, env)
+    calls = log.read_text().splitlines()
+    assert not any("uninstall" in c for c in calls)
+    assert any(c.endswith(".[dev,report,slurm,view,gpu]") for c in calls)
 
 
 def test_an_unknown_build_is_refused_in_one_line():
