@@ -32,6 +32,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 import torch.nn.functional as F
+from gpu_check_ort import timed  # bench/: one timer for the benchmarks
 
 from l2h.model.l2hnet import L2HNet, flops_per_pixel
 from l2h.model.loss import L2HLoss
@@ -41,16 +42,9 @@ TILE, TILE_BATCH = 512, 4
 PATCH, BATCH = 128, 8
 
 
-def _timed(fn, seconds: float = 4.0, min_repeat: int = 3) -> float:
-    """Mean seconds per call after two warm-up calls, repeated for about `seconds`."""
-    fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_repeat or time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+def _timed(fn, seconds: float = 4.0) -> float:
+    """Median seconds per call after one warm-up call, repeated for about `seconds`."""
+    return timed(fn, seconds, warmup=1)
 
 
 def matmul_peak(dtype: torch.dtype, max_n: int = 2048) -> float:

@@ -91,6 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a full disk, a read-only or missing folder, an unreadable raster (rasterio's too)
         log.error("%s", _os_error_line(exc))
         return 1
+    except ModuleNotFoundError as exc:
+        if (exc.name or "l2h").split(".")[0] == "l2h":
+            raise  # l2h's own module: a bug, with its traceback
+        # a package the environment lacks, e.g. onnxruntime, which comes as the cpu or gpu extra
+        log.error("%s needs the Python package providing %s, which this environment lacks: make install "
+                  "(ONNXRUNTIME=gpu on a GPU machine), or pip install 'l2h[cpu]' / 'l2h[gpu]' for onnxruntime",
+                  args.command, exc.name)
+        return 1
     return 0
 
 

@@ -26,16 +26,9 @@ def _union_of_regions(paths: list[str]):
 def _infer(args: argparse.Namespace) -> None:
     from l2h.core.blocks import block_bounds, parse_block_id
     from l2h.maps.chunks import chunk_key
+    from l2h.maps.infer import load_onnx, predict_chunk
     from l2h.maps.label_prior import LabelPrior
 
-    try:
-        from l2h.maps.infer import load_onnx, predict_chunk
-    except ModuleNotFoundError as exc:  # e.g. no onnxruntime build installed (l2h's own modules: a bug)
-        if (exc.name or "l2h").split(".")[0] == "l2h":
-            raise
-        raise L2HError(f"infer needs the Python package providing {exc.name}, which this environment lacks: "
-                       f"make install (ONNXRUNTIME=gpu on a GPU machine), or pip install 'l2h[cpu]' / 'l2h[gpu]'"
-                       ) from None
     _, regions = _union_of_regions(args.mask)
     block_m = args.block_size * args.resolution
     blocks = [(b, block_bounds(*parse_block_id(b), block_m)) for b in args.blocks]

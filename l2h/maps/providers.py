@@ -10,6 +10,7 @@ CPU and why. The providers that really ran are what the chunk manifests record.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -78,6 +79,7 @@ def check_active(session: ort.InferenceSession, requested: list[str], device: st
     return active
 
 
+@functools.cache
 def _preload_cuda_libraries() -> str:
     """Load the CUDA and cuDNN libraries onnxruntime-gpu needs from the nvidia-* wheels of its [cuda,cudnn]
     extras when they are installed, else from the system's library path (onnxruntime.preload_dlls); what

@@ -41,9 +41,9 @@ def resolve_device(name: str) -> torch.device:
     """The torch device of ``train.device`` ("auto", "cpu", "cuda", "cuda:N"), checked by computing on it."""
     if name == "cpu":
         return torch.device("cpu")
-    why = _cuda_problem(torch.device("cuda" if name == "auto" else name))
+    device = torch.device("cuda" if name == "auto" else name)
+    why = _cuda_problem(device)
     if why is None:
-        device = torch.device("cuda" if name == "auto" else name)
         log.info("training runs on %s (%s)", device, torch.cuda.get_device_name(device))
         return device
     if name == "auto":
