@@ -8,7 +8,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 # PyTorch 2.13.0 as pip finds it (on a GPU machine PyPI's Linux x86_64 wheel is the CUDA 13.0 build;
-# README, "Installing on a GPU machine"); TORCH_PIP_ARGS for another index.
+# docs/gpu.md); TORCH_PIP_ARGS for another index.
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 # The onnxruntime build inference runs on: cpu, or gpu (onnxruntime-gpu with CUDA 13 / cuDNN 9 wheels).
@@ -63,7 +63,7 @@ gpu-check:
 $(DEMO_DIR)/manifest.json: | $(STAMP)
 	$(BIN)/l2h demo-world $(DEMO_DIR) --seed $(DEMO_SEED)
 
-# The DAG picture in README.md (needs graphviz's `dot`, e.g. apt-get install graphviz).
+# The DAG picture in README.md and docs/workflow.md (needs graphviz's `dot`, e.g. apt-get install graphviz).
 rulegraph: $(STAMP) $(DEMO_DIR)/manifest.json
 	set -o pipefail; PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores 1 --rulegraph | dot -Tsvg > docs/.rulegraph.svg.tmp && mv docs/.rulegraph.svg.tmp docs/rulegraph.svg
 

@@ -7,8 +7,8 @@ the training regions -- and the map is scored on the held-out region only, pixel
 blocks left out (`l2h score-pixels`), beside the coarse product(s) on the same pixels; `l2h
 evaluate`'s held-out reference points are recorded too. Two datasets:
 
-* ``own-data``: examples/own-data.yaml on the 8 real Chesapeake patches of ../shared (NAIP + NLCD
-  2011), split into a west and an east fold of 4 patches each (the patches are scattered over
+* ``own-data``: examples/own-data.yaml on the 8 real Chesapeake patches of examples/chesapeake_wv/
+  (NAIP + NLCD 2011; the 1 m labels it scores against are the project's fixtures in ../shared), split into a west and an east fold of 4 patches each (the patches are scattered over
   ~4 x 7 km; patches 3 and 7 lie 350 m apart, so a split by index would put neighbours on both
   sides). Each fold is trained on one half and scored on the other against the Chesapeake 1 m labels
   (4 classes: water, tree canopy, low vegetation, impervious), NLCD read with the usual crosswalk.

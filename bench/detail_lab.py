@@ -1,5 +1,5 @@
 """The fast, in-memory harness the 1 m detail work was tuned with -- on a *tuning* demo world (seed 7),
-never on the worlds whose numbers the README reports (seed 42, bench/cv.py).
+never on the worlds whose numbers the docs report (seed 42, bench/cv.py).
 
 It is not the workflow: it holds a world (imagery, 1 m truth, the workflow's 10 m consensus labels,
 class sets, roads and training blocks of a finished `snakemake ... resources/training_blocks.csv`) in
@@ -8,7 +8,7 @@ step of data instead of raster reads), and scores the network alone and the map 
 label priors at every held-out pixel (or, during training, on every other 512 px tile) with the
 workflow's own detail measures (l2h.evaluation.detail). Each setting it favoured was then run
 through the workflow (bench/cv.py on the same tuning world, then on the reporting world with three
-seeds); its rows are the "tuning" table of README.md ("1 m detail").
+seeds); its rows are the "tuning" table of docs/accuracy.md ("1 m detail").
 
 Usage (after `l2h demo-world W --seed 7` and the workflow up to resources/training_blocks.csv in D):
   python bench/detail_lab.py --world W --work D --name NAME [--patch 32 --batch 128 --steps 500

@@ -129,7 +129,7 @@ def custom_codes(product_id: str, table: dict) -> dict[int, ProductCode]:
 
 # Where the presets are published as STAC collections (Microsoft Planetary Computer), per edition:
 # (collection, asset key, datetime of the edition's items). Its assets need a storage signature:
-# see README, "Products from STAC".
+# see docs/inputs.md, "Products from STAC".
 PLANETARY_COMPUTER = "https://planetarycomputer.microsoft.com/api/stac/v1"
 STAC_PRESETS: dict[str, Callable[[str], tuple[str, str, str]]] = {
     "esa_worldcover": lambda edition: ("esa-worldcover", "map", {"v100": "2020", "v200": "2021"}[edition]),

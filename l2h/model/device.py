@@ -84,8 +84,7 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
 def _cuda_problem(device: torch.device) -> str | None:
     """Why torch cannot train on ``device`` (one line), or None when a small computation on it works."""
     if torch.version.cuda is None:
-        return (f"torch {torch.__version__} is a CPU build: install a CUDA build of torch (README, "
-                f"\"Installing on a GPU machine\")")
+        return (f"torch {torch.__version__} is a CPU build: install a CUDA build of torch (docs/gpu.md)")
     if not torch.cuda.is_available():
         return (f"torch {torch.__version__} (built for CUDA {torch.version.cuda}) finds no usable GPU "
                 f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}; no GPU in this job, "

@@ -1,6 +1,6 @@
-"""README.md's commands run as typed: every `make`, `snakemake` and `l2h` command of its shell blocks
-and inline code, offline, in the project folder (Snakemake as a dry run, make with -n), so the README
-and the code cannot drift apart. Commands that need a cluster, the network, your own files or a
+"""The commands of README.md and the docs pages (docs/*.md) run as typed: every `make`, `snakemake` and
+`l2h` command of their shell blocks and inline code, offline, in the project folder (Snakemake as a
+dry run, make with -n), so the documentation and the code cannot drift apart. Commands that need a cluster, the network, your own files or a
 server that keeps running are listed in SKIP with the reason."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from helpers import ROOT
 
 pytestmark = pytest.mark.workflow
 
-README = ROOT / "README.md"
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BIN = Path(sys.executable).parent
 COMMAND = re.compile(r"^(make|snakemake|l2h)\s")
 # command (as written, comments and line continuations removed) or its start -> why it is not run here
@@ -36,9 +36,9 @@ RUN_AS_IS = ("snakemake --unlock",)
 
 
 def readme_commands() -> list[str]:
-    """The `make`, `snakemake` and `l2h` commands of README.md: lines of its fenced blocks and inline
-    code spans, comments and line continuations removed."""
-    text = README.read_text(encoding="utf-8")
+    """The `make`, `snakemake` and `l2h` commands of README.md and docs/*.md: lines of their fenced blocks
+    and inline code spans, comments and line continuations removed."""
+    text = "\n".join(page.read_text(encoding="utf-8") for page in PAGES)
     commands = []
     for block in re.findall(r"```[^\n]*\n(.*?)```", text, re.S):
         for line in block.replace("\\\n", " ").splitlines():

@@ -224,7 +224,7 @@ def test_kill_during_training_resumes_from_the_checkpoint(upstream, reference, c
 
     locked = run(work, config, TARGET)  # Snakemake 9 keeps its lock after a SIGKILL
     assert locked.returncode != 0 and "Directory cannot be locked" in locked.output
-    run_ok(work, config, "--unlock")  # README: `snakemake --unlock`, then the same command again
+    run_ok(work, config, "--unlock")  # docs/operations.md: `snakemake --unlock`, then the same command again
     output = run_ok(work, config, TARGET)
 
     assert job_counts(output)["train"] == 1
@@ -310,9 +310,9 @@ def test_one_province_rerun_touches_only_its_files(reference, config, tmp_path):
         assert after.keys() == before.keys()
         return job_counts(output), {p for p in before if after[p] != before[p]}
 
-    # README: snakemake results/maps/northmoor.tif --forcerun mosaic_region
+    # docs/operations.md: snakemake results/maps/northmoor.tif --forcerun mosaic_region
     assert rerun_changes("--forcerun", "mosaic_region") == ({"mosaic_region": 1}, own_map)
-    # README: snakemake results/maps/northmoor.tif --forcerun resources/pred/northmoor/chunk_*.json
+    # docs/operations.md: snakemake results/maps/northmoor.tif --forcerun resources/pred/northmoor/chunk_*.json
     own = work / "resources/pred/northmoor"
     own_chunks = sorted(str(p.relative_to(work)) for p in own.glob("chunk_*.json"))
     own_blocks = {str(p.relative_to(work)) for p in own.glob("*.tif")}

@@ -80,7 +80,7 @@ def test_committed_rulegraph_shows_every_rule(demo_config, tmp_path):
 
 
 def test_nested_config_on_the_command_line_takes_numbers_written_as_text(demo_config, tmp_path):
-    """README's `--config train='{width: 32, steps: 600}'`: Snakemake hands the nested values over as
+    """The docs' `--config train='{width: 32, steps: 600}'`: Snakemake hands the nested values over as
     text; a number key takes a number written as text, and anything else is one clean line."""
     result = snakemake(tmp_path, "-n", "-p", "--config", "train={width: 32, steps: 600}", "infer={label_prior: 0}",
                        configfile=demo_config)
