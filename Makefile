@@ -1,7 +1,8 @@
 # The two commands of README.md. Both set everything up on a fresh machine (a .venv in this folder);
 # on a GPU machine add ONNXRUNTIME=gpu (make demo ONNXRUNTIME=gpu, make install ONNXRUNTIME=gpu).
 #   make demo   generate the embedded demo world and run the whole workflow on it
-#   make test   lint (ruff, with pydocstyle) and run the test suite
+#   make test   lint (ruff, with pydocstyle), build the docs site (--strict) and run the test suite
+#   make docs   build the documentation site into site/ (offline; open site/index.html)
 #   make view   look at the run's maps in a browser (http://127.0.0.1:$(PORT)/), after make demo
 #   make gpu-check  the GPU path in minutes (bench/gpu_check.py: torch and numpy alone, no venv needed)
 SHELL := /bin/bash
@@ -27,7 +28,7 @@ STAMP := $(VENV)/.l2h-installed-$(ONNXRUNTIME)
 WEB := l2h/view/web
 PORT ?= 8000
 
-.PHONY: demo test install view rulegraph clean-demo slurm-profile gpu-check
+.PHONY: demo test docs install view rulegraph clean-demo slurm-profile gpu-check
 # A run killed hard (SIGKILL, power loss) leaves Snakemake's lock behind: it is removed only when
 # no snakemake process works in this folder (l2h/runlock.py), then the run resumes.
 demo: $(STAMP) $(DEMO_DIR)/manifest.json
@@ -36,9 +37,14 @@ demo: $(STAMP) $(DEMO_DIR)/manifest.json
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -ra --durations=15
 
 install: $(STAMP)
+
+# Tables of measurements come from bench/results/*.json and the configuration reference from the schema.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The viewer's web map library (Leaflet) comes from npm, pinned by $(WEB)/package-lock.json, and is
 # served from this folder: the page never loads anything from a CDN. Without npm only the viewer is lost.
@@ -47,7 +53,7 @@ $(STAMP): pyproject.toml $(WEB)/package-lock.json
 	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	if $(BIN)/python -m pip show --quiet $(OTHER_ONNXRUNTIME) 2>/dev/null; then \
 		$(BIN)/python -m pip uninstall --quiet -y onnxruntime onnxruntime-gpu; rm -f $(VENV)/.l2h-installed-*; fi
-	$(BIN)/python -m pip install --quiet -e ".[dev,report,slurm,view,$(ONNXRUNTIME)]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,docs,report,slurm,view,$(ONNXRUNTIME)]"
 	if command -v npm >/dev/null; then npm ci --prefix $(WEB) --no-audit --no-fund --silent; \
 	else echo "npm not found: the workflow runs without it; make view needs Node.js with npm, then: npm ci --prefix $(WEB)" >&2; fi
 	touch $@

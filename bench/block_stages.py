@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
-from io_ceiling import cpu_model, noop_model  # noqa: E402
+import record  # noqa: E402
+from io_ceiling import noop_model  # noqa: E402
 from rasterio.transform import from_origin  # noqa: E402
 from rasterio.windows import Window  # noqa: E402
 
@@ -137,7 +138,8 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=4)
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/block_stages.json")
     args = parser.parse_args()
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
+    all_cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(all_cpus)})  # one core
     imagery = str(args.world / "imagery" / "demo_imagery.tif")
     sets = sorted(str(p) for p in (args.run / "resources/labels").glob("*_sets.tif"))
     roads = sorted(str(p) for p in (args.run / "resources/roads").glob("*.gpkg"))
@@ -146,7 +148,7 @@ def main() -> None:
         blocks = _blocks(src, args.blocks)
         bands = src.count
     pixels = len(blocks) * BLOCK * BLOCK
-    result = {"benchmark": "block_stages", "date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(), "cores": 1,
+    result = {"benchmark": "block_stages", "cores": 1,
               "block_px": BLOCK, "tile_px": TILE, "blocks": len(blocks), "bands": bands,
               "label_prior": ("bilinear, 4 nats, 1 m roads" if roads else "bilinear, 4 nats") if sets else None,
               "models": {}, "codec_limits": {}}
@@ -187,7 +189,8 @@ def main() -> None:
                 "seconds": round(seconds, 3), "pixels_per_s": round(pixels / seconds),
                 "bytes_per_block": size}
             print(name, result["codec_limits"][f"encode classes + confidence: {name}"], flush=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    os.sched_setaffinity(0, all_cpus)  # the machine's cores in `recorded`; the stages ran on one
+    record.write(args.out, result)
     print(f"written {args.out}")
 
 

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import onnx  # noqa: E402
+import record  # noqa: E402
 
 from l2h.maps.block_graph import kernel_signatures, variants  # noqa: E402
 
@@ -149,9 +150,8 @@ def main() -> None:
     TABLE.write_text(json.dumps({"onnxruntime_gpu": ort.__version__, "provider": "CUDAExecutionProvider",
                                  "source": "bench/cuda_kernels.py" + (" --no-gpu" if args.no_gpu else ""),
                                  "date": time.strftime("%Y-%m-%d"), "kernels": rows}, indent=1) + "\n")
-    RESULT.write_text(json.dumps({"benchmark": "cuda_placement", "onnxruntime_gpu": ort.__version__,
-                                  "date": time.strftime("%Y-%m-%d"), "no_gpu": args.no_gpu,
-                                  "variants": placement}, indent=1) + "\n")
+    record.write(RESULT, {"benchmark": "cuda_placement", "onnxruntime_gpu": ort.__version__, "no_gpu": args.no_gpu,
+                          "variants": placement})
     print(f"{len(rows)} signatures, {sum(not r['cuda'] for r in rows)} without a CUDA kernel: "
           f"{[(r['op'], r['inputs']) for r in rows if not r['cuda']]}")
 

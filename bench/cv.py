@@ -42,6 +42,7 @@ import sys
 import time
 from pathlib import Path
 
+import record
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -320,7 +321,7 @@ def main() -> None:
            "overrides": overrides, "seeds": seeds, "world_seed": args.world_seed, "fold": args.fold,
            "summary": summarise(results), "runs": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+    record.write(args.out, doc)
     print(json.dumps(doc["summary"], indent=1))
 
 

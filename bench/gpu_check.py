@@ -1,6 +1,7 @@
 """The GPU path of l2h, proven in minutes on a node that has only torch (and numpy; onnx/onnxruntime
 where present): no GDAL, rasterio, Snakemake or internet needed, and no l2h install -- run it from a
-checkout (it puts the checkout on sys.path) or from a copy of `bench/gpu_check*.py` + `l2h/` alone.
+checkout (it puts the checkout on sys.path) or from a copy of `bench/gpu_check*.py`, `bench/record.py` and
+`l2h/` alone.
 
 One JSON (default bench/results/gpu_check.json) with the device, driver and versions (TF32 as torch
 leaves it: on for convolutions, off for matmuls), and:
@@ -51,8 +52,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # l2h from this checkout, installed or not
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # record.py beside it
 
 import numpy as np  # noqa: E402
+import record  # noqa: E402
 import torch  # noqa: E402
 
 from l2h.model.l2hnet import L2HNet, flops_per_pixel, receptive_field  # noqa: E402
@@ -390,7 +393,7 @@ def block_job(model_px_s: float) -> dict:
 
 def environment(device: torch.device) -> dict:
     env = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-           "device": str(device), "cpu": platform.processor() or platform.machine(),
+           "device": str(device),
            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
            # TF32 as this run (and l2h train) leaves it: torch's defaults, convolutions TF32, matmuls not
            "tf32": {"cudnn_convolutions": torch.backends.cudnn.allow_tf32,
@@ -429,7 +432,7 @@ def main(argv: list[str] | None = None) -> dict:
         dict(window=64, batch=4, steps=30, block=256, seconds=0.3, matmul=512)
     widths = args.widths or ([16, 32, 64] if gpu else [16])
     started = time.perf_counter()
-    doc = {"benchmark": "gpu_check", "date": time.strftime("%Y-%m-%d"), "environment": environment(device),
+    doc = {"benchmark": "gpu_check", "environment": environment(device),
            "sizes": sizes}
     print(f"gpu_check on {doc['environment'].get('gpu', device)}", flush=True)
     peaks = {"fp32_tflops": matmul_peak(device, torch.float32, sizes["matmul"], sizes["seconds"], tf32=False)}
@@ -455,7 +458,7 @@ def main(argv: list[str] | None = None) -> dict:
     doc["goals"] = goals(doc, widths)
     doc["seconds"] = round(time.perf_counter() - started, 1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+    record.write(args.out, doc, gpu=doc["environment"].get("gpu"))
     print(json.dumps({k: doc[k] for k in ("peak", "agreement", "resume", "goals", "seconds")}, indent=1))
     return doc
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import numpy as np
 import rasterio
+import record
 from rasterio.transform import from_origin
 
 ORIGIN = (300000.0, 3400000.0)  # UTM 50N
@@ -64,12 +64,12 @@ def measure(side_km: float, window: int = 1024) -> dict:
 
 def main(sides: list[float]) -> dict:
     runs = [measure(s) for s in sides]
-    result = {"benchmark": "harmonize_memory", "date": time.strftime("%Y-%m-%d"), "window": 1024,
+    result = {"benchmark": "harmonize_memory", "window": 1024,
               "runs": runs, "rss_ratio_largest_to_smallest": runs[-1]["peak_rss_mb"] / runs[0]["peak_rss_mb"],
               "area_ratio": runs[-1]["area_km2"] / runs[0]["area_km2"]}
     out = Path(__file__).parent / "results" / "harmonize_memory.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    record.write(out, result)
     return result
 
 

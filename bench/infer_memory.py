@@ -19,7 +19,6 @@ import math
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
+import record  # noqa: E402
 from gpu_check_ort import prior_feed  # noqa: E402
 from onnx import TensorProto  # noqa: E402
 
@@ -138,12 +138,12 @@ def main() -> dict:
             entry["peak_gib"] = round(entry["peak_bytes"] / 2**30, 3)
             runs.append(entry)
             print(json.dumps(entry), flush=True)
-    doc = {"benchmark": "infer_memory", "date": time.strftime("%Y-%m-%d"),
+    doc = {"benchmark": "infer_memory",
            "method": "computed: tensors alive at once in node order, sizes by ONNX shape inference; measured: "
                      "resident-memory growth of a fresh CPU process over one run (onnxruntime's CPU arena keeps what "
                      "the run allocated; 1 thread)",
            "runs": runs}
-    OUT.write_text(json.dumps(doc, indent=1) + "\n")
+    record.write(OUT, doc)
     return doc
 
 

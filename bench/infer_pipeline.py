@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import record
 import torch
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_infer import export_tiny_model  # noqa: E402  (a randomly initialised L2HNet in ONNX)
+from helpers import export_tiny_model  # noqa: E402  (a randomly initialised L2HNet in ONNX)
 
 from l2h.core.io import write_class_raster  # noqa: E402
 from l2h.core.windows import iter_windows  # noqa: E402
@@ -88,11 +89,11 @@ def mosaic_memory(blocks_per_side: int, block: int = 1024) -> dict:
 def main(demo: Path) -> dict:
     torch.set_num_threads(2)
     small, large = mosaic_memory(4), mosaic_memory(8)
-    result = {"benchmark": "infer_pipeline", "date": time.strftime("%Y-%m-%d"), "pipeline": pipeline_ratio(demo),
+    result = {"benchmark": "infer_pipeline", "pipeline": pipeline_ratio(demo),
               "mosaic": {"small": small, "large": large, "area_ratio": large["area_px"] / small["area_px"],
                          "rss_ratio": large["peak_rss_mb"] / small["peak_rss_mb"]}}
     out = Path(__file__).parent / "results" / "infer_pipeline.json"
-    out.write_text(json.dumps(result, indent=1))
+    record.write(out, result)
     return result
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import rasterio
+import record
 from onnx import TensorProto, helper, numpy_helper
 from rasterio.windows import Window, from_bounds
 from shapely.geometry import box
@@ -144,7 +145,7 @@ def main(demo: Path, run_dir: Path) -> dict:
                 print(json.dumps(runs[-1]), flush=True)
                 os.sched_setaffinity(0, all_cpus)
     full = {r["threads"]: r for r in runs if r["label_prior"] and r["confidence"]}
-    result = {"benchmark": "io_ceiling", "date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(), "block_px": BLOCK,
+    result = {"benchmark": "io_ceiling", "block_px": BLOCK,
               "tile": TILE, "runs": runs, "per_core_pixels_per_s": full[1]["pixels_per_s_per_core"],
               "two_core_speedup": full[2]["pixels_per_s"] / full[1]["pixels_per_s"],
               "note": "no-op model (1x1 conv) through the block graph: read with halo + normalise + label prior "
@@ -164,21 +165,13 @@ def main(demo: Path, run_dir: Path) -> dict:
             print(json.dumps(real[-1]), flush=True)
         result["demo_model"] = {"flips": 4, "blocks": 4, "runs": real}
     out = Path(__file__).parent / "results" / "io_ceiling.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    record.write(out, result)
     return result
 
 
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo): benchmark numbers depend on it."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

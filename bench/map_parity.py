@@ -16,11 +16,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import rasterio
+import record
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = 1024
@@ -84,12 +84,12 @@ def main() -> None:
             pixels += a.size
             ca, cb = read("ref", f"{i}_c.tif").astype(int), read("this", f"{i}_c.tif").astype(int)
             worst = max(worst, int(np.abs(ca - cb).max()))
-    result = {"benchmark": "map_parity", "date": time.strftime("%Y-%m-%d"), "reference": str(args.reference),
+    result = {"benchmark": "map_parity", "reference": str(args.reference),
               "blocks": len(blocks), "pixels": pixels, "classes_differing": differing,
               "confidence_max_difference_bytes": worst, "threads": args.threads, "seconds": seconds,
               "speedup": seconds["reference"] / seconds["this"],
               "settings": "demo model, bilinear label prior 4 nats with 1 m roads, 4 flips, confidence"}
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    record.write(args.out, result)
     print(json.dumps(result, indent=1))
 
 

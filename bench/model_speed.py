@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import record
 import torch
 import torch.nn.functional as F
 from gpu_check_ort import timed  # bench/: one timer for the benchmarks
@@ -249,7 +250,7 @@ def main() -> dict:
         print(json.dumps({width: {p: {k: round(v["pixels_per_s"]) for k, v in entry[p].items()}
                                   for p in ("train", "infer")}}), flush=True)
     result = {
-        "benchmark": "model_speed", "date": time.strftime("%Y-%m-%d"),
+        "benchmark": "model_speed",
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__, "onnxruntime": ort.__version__,
         "train_shape": {"batch": BATCH, "patch": PATCH}, "infer_shape": {"tiles": TILE_BATCH, "tile": TILE, "halo": 12},
@@ -259,7 +260,7 @@ def main() -> dict:
         "note": "train GFLOP/s = 3 x forward FLOPs; inference GFLOP/s counts the halo pixels the model computes",
     }
     out = Path(__file__).parent / "results" / "model_speed.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    record.write(out, result)
     return result
 
 

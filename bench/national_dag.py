@@ -32,6 +32,7 @@ from tempfile import TemporaryDirectory
 
 import geopandas as gpd
 import numpy as np
+import record
 import shapely
 import shapely.affinity
 import yaml
@@ -228,7 +229,7 @@ def main() -> None:
                                 "infer_submissions": whole["slurm"]["infer_submissions"]
                                 <= TARGETS["infer_submissions"]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    record.write(args.out, results)
     print(f"written {args.out}")
 
 

@@ -23,6 +23,7 @@ from rasterio.windows import Window, from_bounds
 
 sys.path.insert(0, str(Path(__file__).parent))
 from model_speed import quantise_int8  # noqa: E402
+from record import write  # noqa: E402
 
 from l2h.core.blocks import block_bounds, parse_block_id  # noqa: E402
 from l2h.core.classes import NODATA  # noqa: E402
@@ -92,14 +93,14 @@ def main(run: Path) -> dict:
             oa[name] = score_source(name, pred, points, legend, 0, 0, None).scores["oa"]
     valid = maps["fp32"] != NODATA
     pixels = int(valid.sum())
-    result = {"benchmark": "quantised_map", "date": time.strftime("%Y-%m-%d"), "model": str(onnx_path.relative_to(run)),
+    result = {"benchmark": "quantised_map", "model": str(onnx_path.relative_to(run)),
               "label_prior": 10.0, "pixels": pixels,
               "agreement": float((maps["fp32"][valid] == maps["int8"][valid]).mean()),
               "oa_at_reference_points": oa, "oa_difference_points": (oa["int8"] - oa["fp32"]) * 100,
               "n_points": int(len(points.x)), "seconds": seconds, "quantise_s": quantise_s,
               "pixels_per_s": {k: maps["fp32"].size / v for k, v in seconds.items()}}
     out = Path(__file__).parent / "results" / "quantised_map.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    write(out, result)
     return result
 
 

@@ -1,4 +1,4 @@
-"""Training-block selection at national scale (METHOD.md §5): synthetic 40,000 and 100,000 blocks,
+"""Training-block selection at national scale (docs/method.md §5): synthetic 40,000 and 100,000 blocks,
 34 regions, 11 classes; the requirement is <= 60 s with every class of >= 1 % share within 1
 percentage point of the national share.
 
@@ -13,8 +13,6 @@ one with the default 60 s time limit, to show what the per-block program buys th
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import sys
 import time
@@ -23,21 +21,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the synthetic block tables
 
+import record  # noqa: E402
 from synthetic_blocks import synthetic_blocks  # noqa: E402
 
 from l2h.sampling.sample import select_training_blocks  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "sampling_national.json"
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _run(df, **kw) -> tuple[dict, list[str]]:
@@ -63,7 +52,7 @@ def main() -> None:
     ap.add_argument("--no-exact-comparison", action="store_true")
     args = ap.parse_args()
 
-    result = dict(machine=dict(cpu=_cpu(), cores=os.cpu_count(), python=platform.python_version()),
+    result = dict(python=platform.python_version(),
                   requirement=dict(max_seconds=60, max_share_deviation=0.01, for_classes_with_share_ge=0.01,
                                    area_fraction="0.30 +- 0.02"),
                   runs=[])
@@ -98,7 +87,7 @@ def main() -> None:
                   f"max dev {row['max_share_deviation_classes_ge_1pct']:.2e}", flush=True)
 
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    record.write(OUT, result)
     print(f"wrote {OUT}")
 
 

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import geopandas as gpd  # noqa: E402
 import pystac  # noqa: E402
 import rasterio  # noqa: E402
+import record  # noqa: E402
 from httpserver import serve  # noqa: E402
 from rasterio.vrt import WarpedVRT  # noqa: E402
 from rasterio.warp import transform_bounds  # noqa: E402
@@ -150,7 +151,7 @@ def main() -> None:
                                tile_bytes=ideal, fetched_bytes=fetched, ratio=round(fetched / ideal, 3))
                     results["runs"].append(row)
                     print(json.dumps(row))
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    record.write(args.out, results)
     print(f"written {args.out}")
 
 

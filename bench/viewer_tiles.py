@@ -15,7 +15,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
 import sys
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 import morecantile
 import numpy as np
 import rasterio
+import record
 from rasterio.transform import from_origin
 
 from l2h.core.io import class_raster_profile
@@ -108,7 +108,7 @@ def main() -> None:
     demo = ROOT / "results/maps/national.tif"
     if demo.exists():
         results["demo_national"] = time_zooms(demo, args.tiles)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    record.write(args.out, results)
     print(f"written {args.out}")
 
 

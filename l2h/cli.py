@@ -79,12 +79,26 @@ def _os_error_line(exc: OSError) -> str:
     return " ".join(f"{where}{text}".split())
 
 
+INTERRUPTED = 130  # the exit status of a command ended by SIGINT (Ctrl-C): 128 + 2, as shells report it
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `l2h` console script; returns the process exit code."""
-    args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose, args.log)
+    """Entry point of the `l2h` console script; returns the process exit code.
+
+    Ctrl-C (SIGINT) ends any command with one line and exit status 130: every file is written under a
+    temporary name and renamed when whole, so an interrupted command leaves nothing broken under a final
+    name, and the same command run again finishes the job (``infer`` keeps the blocks it had finished)."""
+    try:
+        args = build_parser().parse_args(argv)
+        _setup_logging(args.verbose, args.log)
+    except KeyboardInterrupt:
+        print("l2h: interrupted", file=sys.stderr)
+        return INTERRUPTED
     try:
         args.func(args)
+    except KeyboardInterrupt:
+        log.error("%s: interrupted", args.command)
+        return INTERRUPTED
     except L2HError as exc:
         log.error("%s", exc)
         return 1

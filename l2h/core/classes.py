@@ -1,9 +1,9 @@
 """The l2h legend (SinoLC-1 classes) and the code tables of the public 10 m products.
 
-Every product code maps to the *set* of our classes it is compatible with (METHOD.md §3-4); this
+Every product code maps to the *set* of our classes it is compatible with (docs/method.md §3-4); this
 module is the one place those tables live. An empty set means "no information" (nodata, clouds).
 The products' built-up classes map to {building} alone although they include paved roads: roads
-come from OpenStreetMap and are burned over the consensus (METHOD.md §4.4); with {building, road}
+come from OpenStreetMap and are burned over the consensus (docs/method.md §4); with {building, road}
 the consensus could never label a building.
 """
 

@@ -38,11 +38,39 @@ def load_schema() -> dict:
 
 
 def validate_config(config: dict) -> None:
-    """Raise ConfigError listing every schema violation of `config`."""
+    """Raise ConfigError listing every schema violation of `config`; first, in one line, any number
+    that is not finite (YAML's ``.nan``, ``.inf``, ``-.inf``), which the schema's checks let through."""
+    check_finite(config)
     validator = jsonschema.Draft202012Validator(load_schema())
     problems = sorted({_describe(err) for err in validator.iter_errors(config)})
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def check_finite(config: dict) -> None:
+    """Raise ConfigError, in one line naming each key (dotted, ``[i]`` for a list item), where `config`
+    holds a float that is not finite: YAML reads ``.nan``, ``.inf`` and ``-.inf`` as floats, and a JSON
+    Schema ``minimum`` or ``maximum`` lets NaN through (every comparison with it is false), as it does
+    infinity where the other bound is missing."""
+    bad = [f"config key '{_key(key)}' is {_yaml_float(value)}" for key, value in _non_finite(config, ())]
+    if bad:
+        raise ConfigError(f"{'; '.join(bad)}; expected {'a finite number' if len(bad) == 1 else 'finite numbers'}")
+
+
+def _non_finite(node: Any, key: tuple) -> Iterator[tuple[tuple, float]]:
+    if isinstance(node, float) and not math.isfinite(node):
+        yield key, node
+    elif isinstance(node, dict):
+        for name, value in node.items():
+            yield from _non_finite(value, (*key, name))
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _non_finite(value, (*key, i))
+
+
+def _yaml_float(value: float) -> str:
+    """A non-finite float as YAML writes it."""
+    return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
 
 
 def resolve_paths(config: dict, root: str | Path) -> dict:

@@ -1,4 +1,4 @@
-"""Measures of 1 m detail (METHOD.md §9) on class arrays: class boundaries within a tolerance, and
+"""Measures of 1 m detail (docs/method.md §10) on class arrays: class boundaries within a tolerance, and
 the pixels a coarse map cannot get right (those unlike their coarse cell's majority, and those in
 mixed cells).
 

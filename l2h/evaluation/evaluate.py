@@ -1,4 +1,4 @@
-"""Accuracy assessment against reference points (METHOD.md §7): our map and every input product,
+"""Accuracy assessment against reference points (docs/method.md §9): our map and every input product,
 sampled at the same points, scored in the reference's own legend.
 
 Reference points come from a CSV (x/y columns, a CRS column or one CRS) or a point vector file, in

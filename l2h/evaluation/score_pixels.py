@@ -1,6 +1,6 @@
 """Wall-to-wall accuracy against reference class rasters (e.g. a 1 m land-cover map): our map(s),
 the coarse training label and every product scored pixel by pixel in the reference's legend, on
-the same pixels, with the measures of 1 m detail (METHOD.md §9, :mod:`l2h.evaluation.detail`).
+the same pixels, with the measures of 1 m detail (docs/method.md §10, :mod:`l2h.evaluation.detail`).
 
 The scored pixels can be restricted to regions (e.g. the regions held out of training) and can
 exclude boxes (the training blocks), so that the score measures land no training window touched

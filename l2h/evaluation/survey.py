@@ -1,4 +1,4 @@
-"""Our map's class shares per region against official survey statistics (METHOD.md §7).
+"""Our map's class shares per region against official survey statistics (docs/method.md §9).
 
 The survey table (region, class, area) uses the survey's own legend; the config maps each of our
 classes to a survey class. Per region: the share of each survey class in our map (pixel counts of

@@ -14,9 +14,10 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
@@ -56,6 +57,15 @@ class _Fatal(Exception):
 
 class _NotFound(_Fatal):
     """The file does not exist there (HTTP 404/410)."""
+
+
+class _Cancelled(Exception):
+    """The download was told to stop (``cancel`` set: the command was interrupted)."""
+
+
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise _Cancelled("interrupted")
 
 
 def _error(url: str, label: str, problem: str, not_found: bool = False) -> DownloadError:
@@ -132,13 +142,15 @@ def local_path(url: str) -> Path | None:
 
 def download(url: str | os.PathLike, dest: str | os.PathLike, *, expected_size: int | None = None,
              sha256: str | None = None, retries: int = 5, backoff: float = 0.5, timeout: float = 60,
-             progress: bool = True, label: str | None = None) -> Path:
+             progress: bool = True, label: str | None = None, cancel: threading.Event | None = None) -> Path:
     """Fetch `url` (http(s)://, file:// or a local path) to `dest` and return `dest`.
 
     `retries` is the number of further attempts after a failed one (connection lost, timeout,
     5xx, short or corrupt transfer), waiting ``backoff * 2**n`` seconds (at most a minute) before
     the n-th. 404/410 and other 4xx fail at once. An existing `dest` that verifies is kept.
     `label` (default: the file name) names the file in the progress bar and every error.
+    `cancel` (set by :func:`download_many` when interrupted): the download stops at its next part or
+    retry, ``dest`` untouched (a partial HTTP transfer stays in ``<dest>.part`` for the next run).
     """
     url, dest = str(url), Path(dest)
     label = label or dest.name
@@ -156,10 +168,10 @@ def download(url: str | os.PathLike, dest: str | os.PathLike, *, expected_size: 
         with tqdm(desc=label, unit="B", unit_scale=True, unit_divisor=1024, disable=not progress,
                   file=sys.stderr, leave=False) as bar:
             if source is not None:
-                _copy(Path(expand(str(source), label)), dest, url, label, expected_size, sha256, bar)
+                _copy(Path(expand(str(source), label)), dest, url, label, expected_size, sha256, bar, cancel)
             else:
                 _fetch(url, expand(url, label), dest, label, expected_size, sha256, retries, backoff,
-                       timeout, bar)
+                       timeout, bar, cancel)
     except OSError as exc:  # disk full, permissions...: name the download too
         raise _error(url, label, str(exc)) from exc
     log.info("%s: downloaded %s", label, dest)
@@ -167,7 +179,7 @@ def download(url: str | os.PathLike, dest: str | os.PathLike, *, expected_size: 
 
 
 def _copy(source: Path, dest: Path, url: str, label: str, expected_size: int | None,
-          sha256: str | None, bar: tqdm) -> None:
+          sha256: str | None, bar: tqdm, cancel: threading.Event | None = None) -> None:
     """Copy a local file atomically, then verify it (no retries: a copy would not change)."""
     if not source.is_file():
         raise _error(url, label, f"no such file: {source}", not_found=True)
@@ -175,6 +187,7 @@ def _copy(source: Path, dest: Path, url: str, label: str, expected_size: int | N
     with atomic_path(dest, verify=False) as tmp:  # checked below: size, checksum, content
         with open(source, "rb") as src, open(tmp, "wb") as dst:
             while block := src.read(CHUNK):
+                _check(cancel)
                 dst.write(block)
                 bar.update(len(block))
         if problem := _mismatch(tmp, expected_size, sha256) or content_problem(tmp, dest.name):
@@ -182,7 +195,7 @@ def _copy(source: Path, dest: Path, url: str, label: str, expected_size: int | N
 
 
 def _fetch(url: str, real_url: str, dest: Path, label: str, expected_size: int | None, sha256: str | None,
-           retries: int, backoff: float, timeout: float, bar: tqdm) -> None:
+           retries: int, backoff: float, timeout: float, bar: tqdm, cancel: threading.Event | None = None) -> None:
     """Download `real_url` (`url` with its secrets) over HTTP into ``<dest>.part`` with resume and
     retries, verify it, then rename it onto dest. Messages name `url`, never `real_url`."""
     part = dest.with_name(dest.name + ".part")
@@ -190,7 +203,7 @@ def _fetch(url: str, real_url: str, dest: Path, label: str, expected_size: int |
     with requests.Session() as session:
         while True:
             try:
-                _transfer(session, real_url, part, timeout, bar)
+                _transfer(session, real_url, part, timeout, bar, cancel)
                 if problem := _mismatch(part, expected_size, sha256):
                     part.unlink()  # never resume onto corrupt data
                     raise _Retry(problem)
@@ -209,12 +222,16 @@ def _fetch(url: str, real_url: str, dest: Path, label: str, expected_size: int |
                 delay = min(backoff * 2 ** (failures - 1), MAX_DELAY)
                 log.warning("%s", redact(f"{label}: attempt {failures} of {retries + 1} failed "
                                          f"({exc}); retrying {url} in {delay:.2g} s"))
-                time.sleep(delay)
+                if cancel is None:
+                    time.sleep(delay)
+                elif cancel.wait(delay):  # the wait, cut short by an interrupt
+                    raise _Cancelled("interrupted") from None
             except requests.RequestException as exc:  # malformed URL, too many redirects...
                 raise _error(url, label, str(exc)) from None
 
 
-def _transfer(session: requests.Session, url: str, part: Path, timeout: float, bar: tqdm) -> None:
+def _transfer(session: requests.Session, url: str, part: Path, timeout: float, bar: tqdm,
+              cancel: threading.Event | None = None) -> None:
     """One attempt: append to `part` from where it stops (Range) or rewrite it from the start.
 
     Raises `_Retry` for a retryable status or an incomplete body, `_Fatal` for other errors.
@@ -244,6 +261,7 @@ def _transfer(session: requests.Session, url: str, part: Path, timeout: float, b
         bar.update(have)
         with open(part, "ab" if have else "wb") as f:
             for block in response.iter_content(CHUNK):
+                _check(cancel)  # the partial file stays: the next run resumes it
                 f.write(block)
                 bar.update(len(block))
     size = part.stat().st_size
@@ -281,14 +299,25 @@ def download_many(jobs: Iterable, max_workers: int = 4, progress: bool = True,
     if len(set(dests)) < len(dests):
         raise ValueError("download_many: several jobs write the same destination")
 
+    interrupted = threading.Event()
+
     def run(job) -> Path:
         options = {k: _field(job, k) for k in ("retries", "backoff", "timeout") if _field(job, k) is not None}
         return download(_field(job, "url"), _field(job, "dest"), progress=progress,
                         expected_size=_field(job, "expected_size"), sha256=_field(job, "sha256"),
-                        label=_field(job, "label"), **options)
+                        label=_field(job, "label"), cancel=interrupted, **options)
 
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
-        futures = [pool.submit(run, job) for job in jobs]
+        futures = []
+        try:
+            for job in jobs:
+                futures.append(pool.submit(run, job))
+            wait(futures)
+        except BaseException:  # Ctrl-C: the queued downloads do not start, those in flight stop at their next
+            for future in futures:  # part (leaving the pool waits for its threads, and so would the exit)
+                future.cancel()
+            interrupted.set()
+            raise
     paths, failures = [], []
     for future in futures:
         try:

@@ -1,4 +1,4 @@
-"""Consensus training labels (METHOD.md §4): every product reprojected (nearest) onto the region's
+"""Consensus training labels (docs/method.md §4): every product reprojected (nearest) onto the region's
 10 m grid, its codes mapped to sets of our classes, and a pixel labelled with class c only where the
 products agree on exactly {c}; 255 (ignore) elsewhere, 0 outside the region.
 

@@ -8,8 +8,10 @@ predicts a chunk and writes:
 * one class GeoTIFF per block (``<out_dir>/<block>.tif``, plus ``<block>_confidence.tif`` and
   ``<block>_network.tif``, the network's own map without the label prior, when asked), each
   written atomically;
-* a progress file (``<out_dir>/.chunk_<n>.progress.json``) after every block: a job killed
-  half-way, run again with the same inputs (the same *key*), keeps the blocks it had finished;
+* a progress file (``<out_dir>/.chunk_<n>.progress.json``) recording each block once its files are
+  whole: a job killed half-way, run again with the same inputs (the same *key*), keeps the blocks
+  it had recorded. The record is what makes a block finished: one whose files were whole when the
+  kill came but not yet recorded is predicted again (the same files, rewritten);
 * at the end the manifest (``chunk_<n>.json``, the job's declared output) listing every block, its
   bounds, the regions it touches, its files and the execution provider that mapped it, with the
   count of blocks per provider (``providers``). The mosaics read the blocks from the manifests.

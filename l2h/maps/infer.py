@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 BLOCK_CODEC = {"compress": "zstd", "zstd_level": 1}
 
 
+class Cancelled(Exception):
+    """A block stopped before it was finished, its ``cancel`` event set (the chunk was interrupted)."""
+
+
 @dataclass(frozen=True)
 class OnnxModel:
     """An exported L2HNet: the onnxruntime session and the metadata it carries; the block graphs
@@ -120,7 +124,8 @@ def load_onnx(path: str | Path, threads: int = 1, device: str = "auto", gpu_conc
 def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, float, float], resolution: float,
                   crs: str, mask_geometry, out: str | Path, confidence_out: str | Path | None = None,
                   tile: int = 512, batch: int = 4, strict: bool = False, progress: bool = True,
-                  prior: LabelPrior | None = None, network_out: str | Path | None = None, flips: int = 1) -> dict:
+                  prior: LabelPrior | None = None, network_out: str | Path | None = None, flips: int = 1,
+                  cancel: threading.Event | None = None) -> dict:
     """Predict one block and write its class GeoTIFF (and optionally a confidence GeoTIFF, and the
     network's own class map without the prior, ``network_out``).
 
@@ -130,6 +135,7 @@ def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, fl
     left-right, and up-down and both; a pixel still depends only on its neighbourhood, so tiles and
     blocks join without seams). Returns counts for the log/benchmark and the execution provider that ran
     it. A block without any imagery is written as nodata with a warning, or is an error when `strict`.
+    ``cancel``: once set, the block stops before its next batch (:class:`Cancelled`), writing nothing.
     """
     if flips not in FLIPS:
         raise ValueError(f"flips must be one of {', '.join(map(str, FLIPS))}, got {flips}")
@@ -165,7 +171,8 @@ def predict_block(model: OnnxModel, imagery: str, bounds: tuple[float, float, fl
                                       confidence=confidence_out is not None, network=network_out is not None)
         block_window = from_bounds(west, south, east, north, transform=src.transform)
         stats = _run_pipeline(model, session, src, dtype, block_window, transform,
-                              list(iter_windows(width, height, tile)), tile, model.halo, batch, layers, prior, progress)
+                              list(iter_windows(width, height, tile)), tile, model.halo, batch, layers, prior, progress,
+                              cancel)
     valid = inside & layers.pop("valid").astype(bool)
     for layer in layers.values():
         layer[~valid] = NODATA
@@ -214,7 +221,7 @@ def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tu
         log.info("chunk %s: %d of %d block(s) kept from the interrupted attempt", manifest, len(kept), len(blocks))
     todo = [(block, bounds) for block, bounds in blocks if block not in state.done]
 
-    recording, failed = threading.Lock(), threading.Event()
+    recording, failed, interrupted = threading.Lock(), threading.Event(), threading.Event()
 
     def predict(block: str, bounds) -> dict | None:
         if failed.is_set():  # another block failed: no new block starts
@@ -226,7 +233,8 @@ def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tu
         try:
             stats = predict_block(model, imagery, bounds, resolution, crs, mask, paths["classes"],
                                   confidence_out=confidence_out, tile=tile, batch=batch, strict=strict,
-                                  progress=False, prior=prior, network_out=network_out, flips=flips)
+                                  progress=False, prior=prior, network_out=network_out, flips=flips,
+                                  cancel=interrupted)
         except BaseException:
             failed.set()
             raise
@@ -242,17 +250,24 @@ def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tu
     with ThreadPoolExecutor(max(1, workers)) as pool, \
             tqdm(total=len(blocks), initial=len(kept), desc="blocks", unit="block", file=sys.stderr,
                  disable=not progress) as bar:
-        futures = [pool.submit(predict, block, bounds) for block, bounds in todo]
+        futures = []
         try:
+            for block, bounds in todo:
+                futures.append(pool.submit(predict, block, bounds))
             for future in as_completed(futures):
                 if (stats := future.result()) is None:
                     continue  # not started: another block failed, and its error follows
                 pixels += stats["pixels"]
                 valid += stats["valid_pixels"]
                 bar.update()
-        except BaseException:
-            for future in futures:  # the blocks in flight finish (and are kept); the others do not start
+        except BaseException as exc:
+            # the others do not start; after an error the blocks in flight finish (and are kept), after
+            # Ctrl-C (KeyboardInterrupt) they stop at their next batch, so that leaving the pool (which
+            # waits for its threads) is prompt; a block already writing finishes its files (kept)
+            for future in futures:
                 future.cancel()
+            if not isinstance(exc, Exception):
+                interrupted.set()
             raise
     state.finish(region, [b for b, _ in blocks])
     return {"blocks": len(blocks), "kept": len(kept), "pixels": pixels, "valid_pixels": valid,
@@ -260,9 +275,10 @@ def predict_chunk(model: OnnxModel, imagery: str, blocks: Sequence[tuple[str, tu
 
 
 def _run_pipeline(model, session, src, dtype, block_window, transform, cores, tile, halo, batch, layers, prior,
-                  progress) -> dict:
+                  progress, cancel: threading.Event | None = None) -> dict:
     """Reader thread (imagery with its halo, the prior's cells) -> batches through the block graph
-    -> each core's part of the uint8 outputs copied into ``layers`` (name -> block array)."""
+    -> each core's part of the uint8 outputs copied into ``layers`` (name -> block array); stops
+    (:class:`Cancelled`) before a batch once ``cancel`` is set."""
     tiles: queue.Queue = queue.Queue(maxsize=2 * batch)
     errors: list[BaseException] = []
     stop = threading.Event()  # the main thread failed: the reader stops
@@ -291,6 +307,8 @@ def _run_pipeline(model, session, src, dtype, block_window, transform, cores, ti
     with tqdm(total=len(cores), desc="tiles", unit="tile", file=sys.stderr, disable=not progress, leave=False) as bar, \
             _stopping(reader, stop, tiles):
         while True:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("the block was interrupted")
             item = tiles.get()
             if item is not None:
                 pending.append(item)

@@ -1,4 +1,4 @@
-"""L2HNet: the resolution-preserving backbone of L2HNet / SinoLC-1 (METHOD.md §6), its cost and its files.
+"""L2HNet: the resolution-preserving backbone of L2HNet / SinoLC-1 (docs/method.md §6), its cost and files.
 
 Architecture (stride 1 everywhere, no down-sampling, so a 1 m input gives a 1 m output):
 

@@ -1,4 +1,4 @@
-"""The low-to-high loss of L2HNet (METHOD.md §6, with the guards §8 calls for), in testable parts.
+"""The low-to-high loss of L2HNet (docs/method.md §6, with the guards of §11), in testable parts.
 
 Labels here are **class indices**, not codes: index k = class code k + 1 (codes 1..11 -> 0..10),
 and ``ignore_index`` (255) marks unlabelled pixels (the consensus' 255 *and* nodata 0). The data
@@ -11,7 +11,7 @@ L = L_CE + gamma * L_DVA, where
   :func:`confident_mask` -- confidence = the network's (detached) probability of the coarse
   label's class, CA = confidence >= tau (``mode="label_prob"``) or network argmax == coarse label
   (``mode="argmax"``, Paraformer's rule) -- with a per-class floor so the majority class cannot
-  swallow the rest (§8: a plain tau collapsed maps to the majority class);
+  swallow the rest (§11: a plain tau collapsed maps to the majority class);
 * L_CE is class-balanced cross-entropy on CA only (VA and ignored pixels contribute nothing);
   weights are inverse class frequencies to a power (:func:`class_balanced_weights`), counted over
   the pixels that enter the CE (the confident ones) unless fixed weights are given;
@@ -87,7 +87,7 @@ def confident_mask(probs: torch.Tensor, label: torch.Tensor, tau: float, mode: s
     * ``mode="label_prob"``: confident where p[label] >= tau.
     * ``mode="argmax"``: confident where argmax(p) == label (tau is not used).
 
-    Per-class floor (the guard of METHOD.md §8): for every class c present among the labelled pixels
+    Per-class floor (the guard of docs/method.md §11): for every class c present among the labelled pixels
     (n_c of them), if fewer than ``ceil(min_class_share * n_c)`` are confident, the
     ``ceil(min_class_share * n_c)`` pixels of class c with the highest p[label] are made confident
     (in addition to those already confident). ``min_class_share=0`` disables the floor.
@@ -172,7 +172,7 @@ def dva_loss(features: torch.Tensor, label: torch.Tensor, confident: torch.Tenso
     ``features`` (N, C, H, W); ``label`` (N, H, W) class indices; ``confident`` and ``vague``
     (N, H, W) bool masks (the caller passes vague = labelled & ~confident).
 
-    METHOD.md leaves L_DVA's form open; the choice made here: class prototypes are the (detached)
+    The paper leaves L_DVA's exact form open; the choice made here: class prototypes are the (detached)
     mean L2-normalised features of each class's confident pixels in the batch; each vague pixel's
     normalised feature is pulled toward the prototype it is **most similar to** -- whatever its
     coarse label says, since in the vague area that label is the thing not trusted. The loss thus
@@ -247,7 +247,7 @@ class L2HLoss:
 
     ``loss(logits, features, label, step)`` -> dict of tensors: ``total`` (differentiable),
     ``ce``, ``dva``, ``confident_share`` (confident / labelled pixels) and ``agreement`` (share of
-    labelled pixels where argmax == label; a 1 m-truth-free signal for early stopping, §8).
+    labelled pixels where argmax == label; a 1 m-truth-free signal for early stopping, docs/method.md §11).
 
     ``warmup_steps``: while ``step < warmup_steps`` every labelled pixel is confident and dva = 0.
     ``balance_power``: exponent of the inverse-frequency class weights (0 = unweighted CE).

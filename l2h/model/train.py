@@ -1,4 +1,4 @@
-"""Train L2HNet on the coarse labels (METHOD.md §6, §8): resumable, reproducible, GPU or CPU.
+"""Train L2HNet on the coarse labels (docs/method.md §6, §11): resumable, reproducible, GPU or CPU.
 
 :func:`train` builds :class:`l2h.model.l2hnet.L2HNet`, SGD with momentum or AdamW and a poly
 learning-rate decay, and :class:`l2h.model.loss.L2HLoss`; after ``steps`` on the coarse label an
@@ -23,7 +23,7 @@ written with :func:`l2h.model.l2hnet.save_checkpoint_model` and carries its band
 width, tau/gamma and a training summary in its metadata.
 
 ``agreement`` (share of labelled pixels where the prediction equals the coarse label) needs no
-1 m truth; METHOD.md §8 warns that long runs memorise the coarse label, so watch it plateau.
+1 m truth; docs/method.md §11 warns that long runs memorise the coarse label, so watch it plateau.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ EDGE_CELLS = ("pixel", "cell")
 
 @dataclass
 class TrainConfig:
-    """Training settings (defaults suit the demo on a CPU; see METHOD.md §6 for the paper's).
+    """Training settings (defaults suit the demo on a CPU; see docs/method.md §6 for the paper's).
 
     width: channels C of the L2HNet backbone (Paraformer: 64 "light" or 128).
     patch_size: side of a training window in pixels (Paraformer: 224).

@@ -1,4 +1,4 @@
-"""Choice of the training blocks (METHOD.md §5): about 30 % of the country's area whose class shares
+"""Choice of the training blocks (docs/method.md §5): about 30 % of the country's area whose class shares
 match the national shares, with a minimum number of blocks in every region.
 
 Input: one row per block with ``block_id``, ``region``, ``area_km2``, ``labelled_share`` (share of

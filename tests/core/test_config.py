@@ -327,3 +327,40 @@ def test_a_product_is_found_one_way(default_config):
     products["mine"] = {"preset": "custom", "codes": {"1": ["tree"]}, "stac": {"url": "https://stac.example/api"}}
     with pytest.raises(ConfigError, match=r"products.mine.stac': a custom product's search needs url and asset"):
         check_rules(default_config)
+
+
+def _merge(config: dict, overrides: dict) -> dict:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            _merge(config[key], value)
+        else:
+            config[key] = value
+    return config
+
+
+@pytest.mark.parametrize("text, key, word", [
+    ("train: {lr: .nan}", "train.lr", ".nan"),  # minimum 0: the schema alone lets NaN through
+    ("train: {lr: .inf}", "train.lr", ".inf"),  # and infinity, with no maximum
+    ("infer: {label_prior: -.inf}", "infer.label_prior", "-.inf"),
+    ("imagery: {stac: {url: 'https://stac.example', asset: image, filter: {'eo:cloud_cover': {lt: .NaN}}}}",
+     "imagery.stac.filter.eo:cloud_cover.lt", ".nan"),
+    ("products: {esa_worldcover: {nodata: [0, .Inf]}}", "products.esa_worldcover.nodata[1]", ".inf"),
+    ("products: {esa_worldcover: {urls: ['https://a.example/x.tif', {url: 'https://a.example/y.tif', "
+     "size: -.INF}]}}", "products.esa_worldcover.urls[1].size", "-.inf"),
+], ids=["nan", "inf", "minus-inf", "nested-nan", "list-item-inf", "list-item-key-minus-inf"])
+def test_nan_and_inf_are_refused_in_one_line_naming_the_key(default_config, text, key, word):
+    """YAML reads .nan, .inf and -.inf as floats, which JSON Schema's number checks let through (NaN
+    compares false with any bound): refused wherever they are, naming the key, in one line."""
+    _merge(default_config, yaml.safe_load(text))
+    with pytest.raises(ConfigError) as err:
+        validate_config(default_config)
+    assert str(err.value) == f"config key '{key}' is {word}; expected a finite number"
+
+
+def test_every_non_finite_number_is_named_in_the_one_line(default_config):
+    _merge(default_config, yaml.safe_load("train: {lr: .nan, momentum: .inf}\ninfer: {label_prior: 2.5}"))
+    default_config["grid"]["pixel"] = 1  # a schema error too: the non-finite numbers come first, in one line
+    with pytest.raises(ConfigError) as err:
+        load_config(default_config, ROOT)
+    assert str(err.value) == ("config key 'train.lr' is .nan; config key 'train.momentum' is .inf; "
+                              "expected finite numbers")

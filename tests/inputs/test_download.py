@@ -369,3 +369,38 @@ def test_a_local_copy_is_checked_too_and_a_bad_cached_file_is_fetched_again(tmp_
 def test_file_url_with_a_host_is_refused(tmp_path):
     with pytest.raises(DownloadError, match="names the host 'fileserver'"):
         download("file://fileserver/share/a.tif", tmp_path / "a.tif", **FAST)
+
+
+def test_ctrl_c_stops_download_many_at_once_and_the_next_run_resumes(server, source, tmp_path, monkeypatch):
+    """SIGINT (Ctrl-C) while the first of three downloads transfers: the queued ones never start, the
+    one in flight stops at its next part (its .part kept), so the command ends at once rather than after
+    every download (its threads would hold the exit); the next run resumes the partial file."""
+    import signal
+    import threading
+
+    import l2h.inputs.download as dl
+
+    _, data, sha = source
+    jobs = [{"url": server.url("a.bin"), "dest": tmp_path / f"{i}.bin", "sha256": sha} for i in range(3)]
+    check, calls = dl._check, []
+
+    def ctrl_c_after_the_first_part(cancel):
+        calls.append(cancel)
+        if len(calls) == 2:  # SIGINT to the main thread, as Ctrl-C delivers it; on once it was seen
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            assert cancel.wait(300)
+        check(cancel)
+
+    monkeypatch.setattr(dl, "_check", ctrl_c_after_the_first_part)
+    with pytest.raises(KeyboardInterrupt):
+        download_many(jobs, max_workers=1, progress=False)
+    assert len(calls) == 2 and len(server.requests_for("a.bin")) == 1  # the other two never started
+    assert not any(job["dest"].exists() or part_of(job["dest"]).exists() for job in jobs[1:])
+    assert not jobs[0]["dest"].exists()
+    kept = part_of(jobs[0]["dest"]).stat().st_size
+    assert 0 < kept < SIZE
+
+    monkeypatch.setattr(dl, "_check", check)
+    assert download_many(jobs, max_workers=1, progress=False) == [job["dest"] for job in jobs]
+    assert all(job["dest"].read_bytes() == data for job in jobs)
+    assert server.range_requests("a.bin") == [f"bytes={kept}-"]

@@ -1,4 +1,4 @@
-"""Training-block selection (METHOD.md §5): the integer program, its constraints and errors, and the
+"""Training-block selection (docs/method.md §5): the integer program, its constraints and errors, and the
 strata method at national scale."""
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ def test_switching_to_the_gpu_build_uninstalls_the_cpu_one_first(tmp_path):
     calls = log.read_text().splitlines()
     uninstall = calls.index("-m pip uninstall --quiet -y onnxruntime onnxruntime-gpu")
     install = next(i for i, c in enumerate(calls) if c.startswith("-m pip install --quiet -e"))
-    assert uninstall < install and calls[install].endswith(".[dev,report,slurm,view,gpu]")
+    assert uninstall < install and calls[install].endswith(".[dev,docs,report,slurm,view,gpu]")
     assert (venv / ".l2h-installed-gpu").exists()
 
 
@@ -94,7 +94,7 @@ def test_the_cpu_build_kept_when_it_is_the_one_asked_for(tmp_path):
     _install(venv, env)
     calls = log.read_text().splitlines()
     assert not any("uninstall" in c for c in calls)
-    assert any(c.endswith(".[dev,report,slurm,view,cpu]") for c in calls)
+    assert any(c.endswith(".[dev,docs,report,slurm,view,cpu]") for c in calls)
 
 
 def test_a_gpu_venv_stays_gpu_when_no_build_is_named(tmp_path):
@@ -105,7 +105,7 @@ def test_a_gpu_venv_stays_gpu_when_no_build_is_named(tmp_path):
     _install(venv, env)
     calls = log.read_text().splitlines()
     assert not any("uninstall" in c for c in calls)
-    assert any(c.endswith(".[dev,report,slurm,view,gpu]") for c in calls)
+    assert any(c.endswith(".[dev,docs,report,slurm,view,gpu]") for c in calls)
 
 
 def test_an_unknown_build_is_refused_in_one_line():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -47,6 +48,23 @@ def _held_replace(src, dst, *args, **kwargs):
 
 
 os.replace = _held_replace
+"""
+# sitecustomize for a killed inference: a job that records a finished block in its chunk's progress
+# file holds right after the record is on disk, so the kill finds recorded blocks and no finished chunk
+HOLD_AFTER_PROGRESS = """\
+import os
+import time
+
+_replace = os.replace
+
+
+def _replace_then_hold(src, dst, *args, **kwargs):
+    _replace(src, dst, *args, **kwargs)
+    if os.fspath(dst).endswith(".progress.json"):
+        time.sleep(600)
+
+
+os.replace = _replace_then_hold
 """
 
 
@@ -238,7 +256,19 @@ def test_kill_during_training_resumes_from_the_checkpoint(upstream, reference, c
     assert_nothing_half_written(work)
 
 
-def test_kill_during_inference_keeps_finished_blocks(reference, config, tmp_path):
+def recorded_blocks(workdir: Path) -> set[str]:
+    """The blocks the chunks' progress files record as finished (a block is finished once recorded)."""
+    done = set()
+    for path in (workdir / "resources/pred").glob("*/.chunk_*.progress.json"):
+        with contextlib.suppress(OSError, ValueError):  # written atomically; absent until the first record
+            done |= set(json.loads(path.read_text())["blocks"])
+    return done
+
+
+def test_kill_during_inference_keeps_recorded_blocks(reference, config, tmp_path):
+    """A block counts as finished once its chunk's progress file records it (after its files are whole):
+    a killed job's recorded blocks are kept by the rerun, unchanged; a block whose files were whole but
+    not yet recorded is predicted again. The killed run holds right after its first record (no race)."""
     work = copy_run(reference, tmp_path / "run")
     for folder in ("resources/pred", "results/maps"):  # Snakemake remakes missing files a target needs
         shutil.rmtree(work / folder)
@@ -247,25 +277,26 @@ def test_kill_during_inference_keeps_finished_blocks(reference, config, tmp_path
     # infer.blocks_per_job 4: each province's 2 blocks in one job; each block with its network-alone layer
     assert len(blocks) == 6 and len(chunks) == 3 and all(len(outs) == 3 for outs in blocks.values())
 
-    def done_blocks() -> set[str]:  # block files are written atomically: present = finished
-        return {b for b, outs in blocks.items() if all((work / p).exists() for p in outs)}
-
-    kill_when(work, config, lambda: bool(done_blocks()), "a finished block")
-    done = done_blocks()
-    finished_chunks = [c for c in chunks if complete(work, c)]
-    assert done and len(finished_chunks) < len(chunks), (done, finished_chunks)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(HOLD_AFTER_PROGRESS)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))}
+    kill_when(work, config, lambda: bool(recorded_blocks(work)), "a recorded block", env=env)
+    done = recorded_blocks(work)
+    assert done and not any(complete(work, c) for c in chunks)  # every job holds at its first record
+    assert all((work / p).exists() for b in done for p in blocks[b])  # recorded only once whole
     before = {p: (work / p).stat().st_mtime_ns for b in done for p in blocks[b]}
     assert_nothing_half_written(work)
 
     unlock_like_make_demo(work, config)
     output = run_ok(work, config, TARGET)
 
-    # only the unfinished chunks ran again, and they kept the blocks the killed run had finished
-    assert job_counts(output)["infer"] == len(chunks) - len(finished_chunks)
+    # every chunk ran again and kept, untouched, exactly the blocks the killed run had recorded
+    assert job_counts(output)["infer"] == len(chunks)
     assert {p: (work / p).stat().st_mtime_ns for p in before} == before
     logs = "".join(p.read_text() for p in (work / "logs/infer").rglob("*.log"))
-    kept = sum(int(n) for n in re.findall(r"(\d+) kept from an interrupted attempt", logs))
-    assert kept == len(done) - 2 * len(finished_chunks)
+    kept = [int(n) for n in re.findall(r"(\d+) of \d+ block\(s\) kept from the interrupted attempt", logs)]
+    assert sum(kept) == len(done), logs[-3000:]
     assert all(complete(work, c) for c in chunks)
     assert not list((work / "resources/pred").rglob(".*progress*"))  # dropped once a chunk is done
     assert_maps_equal(work, reference)

@@ -91,3 +91,20 @@ def test_nested_config_on_the_command_line_takes_numbers_written_as_text(demo_co
     assert bad.returncode != 0
     assert "l2h: invalid configuration:\n  - config key 'train.width': expected integer, got 'wide' (string)" in bad.stderr
     assert 'File "' not in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("section, key, word", [("train", "lr", ".nan"), ("infer", "label_prior", ".inf")])
+def test_nan_or_inf_in_the_config_stops_the_dry_run_in_one_line(demo_config, tmp_path, section, key, word):
+    """YAML's .nan and .inf are floats that the schema's number checks let through: `snakemake -n`
+    refuses them in one line naming the key, before any job (not later, inside one)."""
+    merged = yaml.safe_load(demo_config.read_text())
+    merged.setdefault(section, {})[key] = float(word.replace(".", ""))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(merged))
+    assert f"{key}: {word}" in bad.read_text()  # written as YAML writes it
+    result = snakemake(tmp_path / "run", "-n", configfile=bad)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"\nl2h: config key '{section}.{key}' is {word}; expected a finite number\n" in result.stderr, output
+    assert "Traceback" not in output and 'File "' not in output
+    assert not (tmp_path / "run" / "resources").exists()
