@@ -5,6 +5,7 @@
 #   make docs   build the documentation site into site/ (offline; open site/index.html)
 #   make view   look at the run's maps in a browser (http://127.0.0.1:$(PORT)/), after make demo
 #   make gpu-check  the GPU path in minutes (bench/gpu_check.py: torch and numpy alone, no venv needed)
+#   make mutation   mutation score of l2h/core, metrics and harmonize (mutmut; a bench, not part of make test)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -28,7 +29,7 @@ STAMP := $(VENV)/.l2h-installed-$(ONNXRUNTIME)
 WEB := l2h/view/web
 PORT ?= 8000
 
-.PHONY: demo test docs install view rulegraph clean-demo slurm-profile gpu-check
+.PHONY: demo test docs install view rulegraph clean-demo slurm-profile gpu-check mutation
 # A run killed hard (SIGKILL, power loss) leaves Snakemake's lock behind: it is removed only when
 # no snakemake process works in this folder (l2h/runlock.py), then the run resumes.
 demo: $(STAMP) $(DEMO_DIR)/manifest.json
@@ -65,6 +66,11 @@ view: $(STAMP)
 # PYTHON=... names the Python that has CUDA torch.
 gpu-check:
 	$(PYTHON) bench/gpu_check.py
+
+# Mutation testing ([tool.mutmut] in pyproject.toml), one mutant at a time; writes bench/results/mutation.json.
+MUTATION_CHILDREN ?= 1
+mutation: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/mutation.py --max-children $(MUTATION_CHILDREN)
 
 $(DEMO_DIR)/manifest.json: | $(STAMP)
 	$(BIN)/l2h demo-world $(DEMO_DIR) --seed $(DEMO_SEED)

@@ -34,7 +34,7 @@ def snakemake(workdir: Path, *args: str, configfile: Path | None = None) -> subp
     cmd = [*SNAKEMAKE, "-d", str(workdir), "--cores", "2", *args]
     if configfile:
         cmd += ["--configfile", str(configfile)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1500)  # a safety stop for a hung run, far above a loaded machine's time
 
 
 def shell_commands(output: str) -> list[str]:

@@ -9,8 +9,11 @@ Faults are set per path (relative to the served directory): an error status (`fa
 `unavailable`), a connection cut or a stall mid-body, corrupted bytes, no Range support, or short
 206 answers. An error status wins over the others, a cut over a stall; a corruption combines with
 either. ``times`` counts the requests a fault hits; ``times=None`` means every one.
-Every request is recorded (method, path, query, headers) in ``server.requests``, and the body
-bytes sent per path in ``server.sent``.
+A stall has no duration: the answer stays silent until the test calls ``server.release()`` (or the
+server shuts down), then its connection is dropped, so only the client's own timeout ends it from
+the client's side -- nothing depends on how long anything takes.
+Every request is recorded (method, path, query, headers) in ``server.requests``, the requests that
+stalled in ``server.stalled``, and the body bytes sent per path in ``server.sent``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import re
 import socket
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -57,7 +59,6 @@ class _Faults:
     status: _Fault | None = None
     cut: _Fault | None = None
     stall: _Fault | None = None
-    stall_seconds: float = 0.0
     corrupt: _Fault | None = None
     ranges: bool = True
     range_cap: int | None = None
@@ -68,7 +69,7 @@ class _Plan:
     """What one response does: an error status, or the file, possibly cut, stalled or corrupted."""
     status: int | None = None
     cut: int | None = None
-    stall: tuple[int | None, float] | None = None  # (body bytes sent first, seconds of silence)
+    stall: tuple[int | None] | None = None  # (body bytes sent first, None: before the headers)
     corrupt: bool = False
     ranges: bool = True
     range_cap: int | None = None
@@ -83,7 +84,9 @@ class FileServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.directory = Path(directory)
         self.requests: list[Request] = []
+        self.stalled: list[Request] = []
         self.sent: dict[str, int] = {}
+        self._released = threading.Event()
         self._faults: dict[str, _Faults] = {}
         self._lock = threading.Lock()
 
@@ -112,10 +115,14 @@ class FileServer(ThreadingHTTPServer):
         """Send `after` body bytes, then drop the connection (the next `times` requests)."""
         self._set(path, cut=_Fault(times, after))
 
-    def stall(self, path: str, seconds: float, after: int | None = None, times: int | None = 1) -> None:
-        """Go silent for `seconds` before the headers, or after `after` body bytes (the next
-        `times` requests)."""
-        self._set(path, stall=_Fault(times, after), stall_seconds=seconds)
+    def stall(self, path: str, after: int | None = None, times: int | None = 1) -> None:
+        """Go silent before the headers, or after `after` body bytes (the next `times` requests),
+        until `release` is called; then drop the connection without sending more."""
+        self._set(path, stall=_Fault(times, after))
+
+    def release(self) -> None:
+        """End every stall, present and future: their connections are dropped."""
+        self._released.set()
 
     def corrupt(self, path: str, times: int | None = 1) -> None:
         """Serve the right length with wrong first bytes (the next `times` requests)."""
@@ -149,9 +156,11 @@ class FileServer(ThreadingHTTPServer):
             faults = self._faults.get(request.path, _Faults())
             if faults.status and faults.status.fire():
                 return _Plan(status=faults.status.value)
-            stall = faults.stall and faults.stall.fire()
-            return _Plan(cut=faults.cut.value if faults.cut and faults.cut.fire() else None,
-                         stall=(faults.stall.value, faults.stall_seconds) if stall else None,
+            cut = faults.cut.value if faults.cut and faults.cut.fire() else None
+            stall = cut is None and faults.stall and faults.stall.fire()
+            if stall:
+                self.stalled.append(request)
+            return _Plan(cut=cut, stall=(faults.stall.value,) if stall else None,
                          corrupt=bool(faults.corrupt and faults.corrupt.fire()),
                          ranges=faults.ranges, range_cap=faults.range_cap)
 
@@ -189,7 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(parts.path).lstrip("/")
         plan = self.server._plan(Request(self.command, path, parts.query, dict(self.headers)))
         if plan.stall and plan.stall[0] is None:
-            time.sleep(plan.stall[1])
+            return self._stall()
         file = self.server.directory / path
         if plan.status is not None or not file.is_file():
             return self._empty(plan.status or 404)
@@ -223,15 +232,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
-        if plan.stall and plan.stall[0] is not None:
-            sent, seconds = plan.stall
+        if plan.stall:
+            sent = plan.stall[0]
             self.wfile.write(payload[:sent])
-            self.server._count(path, sent)
+            self.server._count(path, len(payload[:sent]))
             self.wfile.flush()
-            time.sleep(seconds)
-            payload = payload[sent:]
+            return self._stall()
         self.wfile.write(payload)
         self.server._count(path, len(payload))
+
+    def _stall(self) -> None:
+        """Stay silent until the test releases the stalls, then drop the connection."""
+        self.server._released.wait()
+        self.close_connection = True
+        with contextlib.suppress(OSError):  # the client may have hung up (its timeout) already
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _range(self, size: int) -> tuple[int, int] | str | None:
         """(start, end) of a single satisfiable byte range, "invalid", or None (no Range)."""
@@ -266,6 +281,7 @@ def serve(directory: str | Path) -> Iterator[FileServer]:
     try:
         yield server
     finally:
+        server.release()  # no handler stays stalled
         server.shutdown()
         server.server_close()
         thread.join()

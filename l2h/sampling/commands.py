@@ -83,7 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-labelled-share", type=float, default=0.2, help="exclude blocks labelled less")
     p.add_argument("--train-regions", default=None, help="JSON list of region identifiers to train on")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--time-limit", type=float, default=60, help="solver time limit in seconds")
+    p.add_argument("--time-limit", type=float, default=600,
+                   help="wall-clock safety stop in seconds (the searches stop on fixed budgets)")
     p.add_argument("--out", required=True, help="selected blocks CSV (column block_id)")
     p.add_argument("--all-blocks", required=True, help="merged block statistics CSV")
     p.add_argument("--shares", required=True, help="class shares CSV: overall vs selected")

@@ -30,7 +30,7 @@ Two methods
 ``exact`` (at most ``exact_max_blocks`` eligible blocks): the integer program itself, one binary
 per block, solved by CBC (PuLP's bundled solver) with ``threads=1``. A seeded heuristic solution
 (the iterated local search below, from a random start) is passed as a MIP start, so a solve stopped
-by the time limit is never worse than the heuristic.
+by the node limit is never worse than the heuristic.
 
 ``strata`` (more eligible blocks; a 100,000-binary program is too slow for CBC): blocks are grouped
 into strata (region x dominant class x labelled-share bin x full/edge block size); one integer
@@ -41,7 +41,8 @@ this small program; the counts are then filled with blocks drawn from each strat
 random order, and a deterministic local search on the real blocks (best improving add / drop /
 swap that keeps every constraint) removes the within-stratum error. Measured on this 2-core machine
 (bench/sampling_national.py, synthetic tables, 34 regions, k = 5): 40,000 blocks in ~1 s and
-100,000 in ~1-2 s, largest class-share difference < 1e-6 (the requirement is 1 percentage point).
+100,000 in ~1-2 s, largest class-share difference < 1e-6 (the requirement is 1 percentage point);
+the local search there makes ~15 moves.
 
 Solver reporting
 ----------------
@@ -52,27 +53,45 @@ the best bound (CBC omits that line when it proves optimality: bound = objective
 deviation), i.e. of the block program for ``exact`` and of the stratum program for ``strata``
 (``details['gap_scope']`` says which); the relative gap is in ``details['gap_rel']`` but says little
 here: the LP bound of this program is 0 (any fractional selection can match the shares), so the
-relative gap is 1 whenever the optimum is not proven. CBC stops at ``time_limit`` (seconds, wall
-clock, for the whole call) or as soon as the incumbent is within ``gap_abs`` of the bound.
+relative gap is 1 whenever the optimum is not proven. CBC stops as soon as the incumbent is within
+``gap_abs`` of the bound, or at its node limit (``exact_max_nodes`` / ``strata_max_nodes``).
 
 On these programs CBC's own heuristics are weak (100 synthetic blocks: objective 0.067 after 40 s),
 so the exact method first runs a seeded iterated local search (0.015 in 0.4 s on the same problem)
 and hands its result to CBC as the MIP start. For a few dozen blocks CBC then proves optimality;
 for hundreds to thousands it either stops at once because the start is already within ``gap_abs``
-(5,000 synthetic blocks: 3 s) or runs to the time limit, rarely improving on the start.
+(5,000 synthetic blocks: 3 s) or runs to its node limit, rarely improving on the start.
 
-Determinism: CBC runs with one thread; columns enter the model in a seeded random order and carry
-a seeded perturbation ``eps * u_i`` (u_i in [0, 1), total at most 1e-7, far below ``gap_abs``: it
-separates exact ties only) -- the seed reaches the solution mainly through the column order, the
-MIP start and the within-stratum draw. The same seed gives the same selection as long as CBC stops
-on optimality, gap or node limit; a stop on the *time limit* depends on the machine's speed (the
-exact method on a few thousand blocks usually stops there: give ``exact_max_nodes`` to make it
-reproducible, or lower ``exact_max_blocks``).
+Budgets and determinism
+-----------------------
+Every search stops on a count, never on the clock, so a seed gives the same selection on any machine:
+the local search after ``max_moves`` improving moves (or when no move improves), the iterated local
+search after ``heuristic_kicks`` rounds, CBC after ``exact_max_nodes`` / ``strata_max_nodes``
+branch-and-bound nodes (or on optimality / ``gap_abs``, which are deterministic too). CBC runs with one
+thread and fixed random seeds; columns enter the model in a seeded random order and carry a seeded
+perturbation ``eps * u_i`` (u_i in [0, 1), total at most 1e-7, far below ``gap_abs``: it separates
+exact ties only) -- the seed reaches the solution mainly through the column order, the MIP start and
+the within-stratum draw.
+
+The default budgets are sized from measurements on this 2-core machine: a local-search move costs
+~50-60 ms at 100,000 blocks (a search from a deliberately bad start that used all 500 moves: 27 s), so
+500 moves, with the ~1.5 s the rest of a national call takes, stay within the 60 s goal; the national
+strata searches make ~15 moves, ~80 from a random start. A CBC node of the exact program costs ~1 ms
+at 800 blocks and ~8 ms at 5,000, so 1,000 nodes are ~1-10 s (CBC has rarely improved on the
+heuristic start past its first nodes here); 100 kicks of the iterated local search take ~0.1-9 s up
+to 5,000 blocks.
+
+``time_limit`` (seconds of wall clock for the whole call, default 600) is only a *safety stop*, far
+above what these budgets take (the tests and bench/sampling_national.py never reach it): it ends a
+search whose budgets were set too high for the machine. When it stops a search, a warning is logged
+and ``details['safety_stop']`` names the stage, because the selection then depends on the machine's
+speed.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import tempfile
@@ -89,6 +108,8 @@ from l2h.core.classes import BY_CODE, CLASS_CODES
 from l2h.core.errors import ConfigError, InputError, L2HError
 from l2h.core.io import atomic_path
 
+log = logging.getLogger(__name__)
+
 SHARE_COLUMNS = tuple(f"share_{c}" for c in CLASS_CODES)
 REQUIRED_COLUMNS = ("block_id", "region", "area_km2", "labelled_share", *SHARE_COLUMNS)
 FULL_BLOCK_KM2 = 16.384 ** 2  # a 16384 px block at 1 m: 268.435456 km²
@@ -98,6 +119,37 @@ _SHARE_SUM_TOL = 0.01
 
 class InfeasibleSelectionError(ConfigError):
     """The selection constraints cannot all be met; the message names the constraint."""
+
+
+class _SafetyStop:
+    """The wall-clock safety stop of one call (``time_limit``); see the module docstring.
+
+    The searches stop on their iteration / node budgets; this is read only to end a search that
+    the budgets would let run longer than ``seconds``. Each stage it stops is recorded in ``hit``
+    and logged as a warning (once per stage): the result then depends on the machine's speed.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = float(seconds)
+        self.deadline = time.monotonic() + self.seconds
+        self.hit: list[str] = []
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def reached(self, stage: str) -> bool:
+        """Whether the safety stop has passed; if so, record and log it for ``stage``."""
+        if time.monotonic() < self.deadline:
+            return False
+        self.record(stage)
+        return True
+
+    def record(self, stage: str) -> None:
+        if stage not in self.hit:
+            self.hit.append(stage)
+            log.warning("training-block selection: the safety stop time_limit=%gs ended the %s before its "
+                        "budget; the selection now depends on this machine's speed (raise time_limit "
+                        "or lower the budgets)", self.seconds, stage)
 
 
 @dataclass
@@ -172,7 +224,7 @@ class _Problem:
 
 
 def _check_parameters(target_fraction, tolerance, min_blocks_per_region, min_labelled_share, time_limit,
-                      exact_max_blocks) -> None:
+                      exact_max_blocks, budgets: Mapping[str, int | None]) -> None:
     def num(name, value):
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
                 or not math.isfinite(float(value)):
@@ -186,8 +238,11 @@ def _check_parameters(target_fraction, tolerance, min_blocks_per_region, min_lab
     if not 0 <= num("min_labelled_share", min_labelled_share) <= 1:
         raise ConfigError(f"'min_labelled_share' must be in [0, 1], got {min_labelled_share!r}")
     if num("time_limit", time_limit) <= 0:
-        raise ConfigError(f"'time_limit' must be positive (seconds), got {time_limit!r}")
-    for name, value in (("min_blocks_per_region", min_blocks_per_region), ("exact_max_blocks", exact_max_blocks)):
+        raise ConfigError(f"'time_limit' must be positive (seconds, a safety stop), got {time_limit!r}")
+    ints = {"min_blocks_per_region": min_blocks_per_region, "exact_max_blocks": exact_max_blocks, **budgets}
+    for name, value in ints.items():
+        if value is None and name == "exact_max_nodes":
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise ConfigError(f"'{name}' must be a non-negative integer, got {value!r}")
 
@@ -397,14 +452,15 @@ def _random_start(p: _Problem, rng: np.random.Generator) -> np.ndarray | None:
     return sel
 
 
-def _local_search(p: _Problem, sel: np.ndarray, deadline: float, max_moves: int = 100_000,
+def _local_search(p: _Problem, sel: np.ndarray, max_moves: int, stop: _SafetyStop,
                   n_candidates: int = 48, full_swap_pairs: int = 200_000) -> tuple[np.ndarray, dict]:
     """Best-improvement local search over add / drop / swap moves that keep (or restore) feasibility.
 
     First repairs the constraints (area below/above the window, regions short of their minimum) by
-    the least harmful add/drop, then applies the best improving move until none improves or the
-    deadline passes. Adds and drops are evaluated exactly for every block; swaps for the pairs of
-    the ``n_candidates`` best drops x best adds (by exact single-move value and by the linearised
+    the least harmful add/drop, then applies the best improving move until none improves or
+    ``max_moves`` moves are made (the safety ``stop`` ends it earlier only on a far too slow
+    machine). Adds and drops are evaluated exactly for every block; swaps for the pairs of the
+    ``n_candidates`` best drops x best adds (by exact single-move value and by the linearised
     effect). Deterministic: ties go to the lowest index.
     """
     sel = sel.copy()
@@ -459,7 +515,7 @@ def _local_search(p: _Problem, sel: np.ndarray, deadline: float, max_moves: int 
         repairs += 1
 
     # 2. improve
-    while moves < max_moves and time.perf_counter() < deadline:
+    while moves < max_moves and not stop.reached("local search"):
         cur = float(_objective(D, w))
         if cur <= 1e-12:
             break
@@ -508,16 +564,16 @@ def _local_search(p: _Problem, sel: np.ndarray, deadline: float, max_moves: int 
 
 
 def _iterated_local_search(p: _Problem, rng: np.random.Generator, start: np.ndarray, n_kicks: int,
-                           deadline: float) -> tuple[np.ndarray, dict]:
+                           max_moves: int, stop: _SafetyStop) -> tuple[np.ndarray, dict]:
     """Local search, then ``n_kicks`` rounds of: 2-6 random same-region swaps of the best selection,
-    local search again, keep it if feasible and better (a fixed count, so deterministic unless the
-    deadline cuts it short). Used as CBC's MIP start: on these problems it beats CBC's own
-    heuristics by far (e.g. 100 blocks: 0.015 in 0.4 s against CBC's 0.067 after 40 s)."""
-    best, info = _local_search(p, start, deadline)
+    local search again, keep it if feasible and better (a fixed count, so deterministic; only the
+    safety ``stop`` could cut it short). Used as CBC's MIP start: on these problems it beats CBC's
+    own heuristics by far (e.g. 100 blocks: 0.015 in 0.4 s against CBC's 0.067 after 40 s)."""
+    best, info = _local_search(p, start, max_moves, stop)
     best_f = float(_objective(p.B[best].sum(0), p.w)) if _feasible(p, best) else math.inf
     kicks = improved = 0
     for _ in range(n_kicks):
-        if time.perf_counter() >= deadline or best_f <= 1e-12:
+        if best_f <= 1e-12 or stop.reached("iterated local search"):
             break
         cur = best.copy()
         for _ in range(int(rng.integers(2, 7))):
@@ -530,7 +586,7 @@ def _iterated_local_search(p: _Problem, rng: np.random.Generator, start: np.ndar
                 continue
             cur[i] = False
             cur[int(cand[rng.integers(len(cand))])] = True
-        cur, _ = _local_search(p, cur, deadline)
+        cur, _ = _local_search(p, cur, max_moves, stop)
         kicks += 1
         if _feasible(p, cur):
             f = float(_objective(p.B[cur].sum(0), p.w))
@@ -613,26 +669,32 @@ def _var(prob, name: str, low=None, up=None, cat: str = "Continuous"):
     return pulp.LpVariable(name, low, up, cat=cat)
 
 
-def _solve_cbc(prob, time_limit: float, gap_abs: float, warm: bool, max_nodes: int | None) -> dict:
+def _solve_cbc(prob, stop: _SafetyStop, gap_abs: float, warm: bool, max_nodes: int | None, stage: str) -> dict:
+    """Solve with CBC, single-threaded with fixed seeds, stopping on optimality, ``gap_abs`` or
+    ``max_nodes`` (deterministic); CBC's own time limit is the rest of the safety stop, measured on
+    the wall clock, which is recorded (and logged) as a safety stop of ``stage`` when it is hit."""
     import pulp
 
     with tempfile.TemporaryDirectory(prefix="l2h_cbc_") as tmp:
-        log = Path(tmp) / "cbc.log"
+        log_path = Path(tmp) / "cbc.log"
         with warnings.catch_warnings():  # PuLP >= 3.3 warns that PULP_CBC_CMD goes away in 4.0
             warnings.simplefilter("ignore", DeprecationWarning)
-            solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=max(1, math.ceil(time_limit)), threads=1,
-                                       gapAbs=gap_abs, warmStart=warm, logPath=str(log), maxNodes=max_nodes,
-                                       options=["randomCbcSeed 1", "randomSeed 1"])
+            solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=max(1, math.ceil(stop.remaining())), threads=1,
+                                       gapAbs=gap_abs, warmStart=warm, logPath=str(log_path),
+                                       maxNodes=max_nodes,
+                                       options=["randomCbcSeed 1", "randomSeed 1", "timeMode elapsed"])
         try:
             prob.solve(solver)
         except pulp.PulpSolverError as exc:
             raise L2HError(f"CBC failed: {exc}") from None
-        text = log.read_text(errors="replace") if log.exists() else ""
+        text = log_path.read_text(errors="replace") if log_path.exists() else ""
     info = parse_cbc_log(text)
     info["pulp_status"] = pulp.LpStatus.get(prob.status, str(prob.status))
     info["pulp_sol_status"] = prob.sol_status
     if info["status"] is None:
         info["status"] = info["pulp_status"].lower().replace(" ", "_")
+    if info["status"] == "time_limit":
+        stop.record(stage)
     return info
 
 
@@ -646,15 +708,13 @@ def _infeasible_message(what: str, p: _Problem, params: dict) -> str:
             f" -- widen the tolerance or lower min_blocks_per_region")
 
 
-def _solve_exact(p: _Problem, rng: np.random.Generator, deadline: float, gap_abs: float, params: dict,
-                 n_kicks: int):
+def _solve_exact(p: _Problem, rng: np.random.Generator, stop: _SafetyStop, gap_abs: float, params: dict):
     import pulp
 
     n, C = p.B.shape
     if params["warm_start"]:
         start = _random_start(p, rng)
-        heur, ls_info = _iterated_local_search(
-            p, rng, start, n_kicks, deadline=min(deadline, time.perf_counter() + 0.25 * params["time_limit"]))
+        heur, ls_info = _iterated_local_search(p, rng, start, params["heuristic_kicks"], params["max_moves"], stop)
         heur_ok = _feasible(p, heur)
     else:
         heur, ls_info, heur_ok = None, {}, False
@@ -683,8 +743,7 @@ def _solve_exact(p: _Problem, rng: np.random.Generator, deadline: float, gap_abs
             x[i].setInitialValue(1 if heur[i] else 0)
         for c in range(C):
             d[c].setInitialValue(float(abs(D[c])))
-    remaining = deadline - time.perf_counter()
-    info = _solve_cbc(prob, max(1.0, remaining), gap_abs, warm=heur_ok, max_nodes=params["exact_max_nodes"])
+    info = _solve_cbc(prob, stop, gap_abs, warm=heur_ok, max_nodes=params["exact_max_nodes"], stage="CBC solve")
     if info["status"] == "infeasible":
         raise InfeasibleSelectionError(_infeasible_message("block selection problem", p, params))
     values = np.array([x[i].value() if x[i].value() is not None else np.nan for i in range(n)])
@@ -692,8 +751,9 @@ def _solve_exact(p: _Problem, rng: np.random.Generator, deadline: float, gap_abs
         if heur_ok:
             info["status"] = f"{info['status']}_heuristic"
             return heur, info, ls_info
-        raise L2HError(f"CBC found no feasible selection within time_limit={params['time_limit']:g} s "
-                       f"(CBC: {info['result_line'] or info['pulp_status']}); raise time_limit")
+        raise L2HError(f"CBC found no feasible selection within exact_max_nodes={params['exact_max_nodes']} "
+                       f"nodes and the safety stop time_limit={params['time_limit']:g} s "
+                       f"(CBC: {info['result_line'] or info['pulp_status']}); raise exact_max_nodes or time_limit")
     sel = values > 0.5
     heur_f = float(_objective(p.B[heur].sum(0), p.w)) if heur_ok else None
     ls_info = dict(ls_info, heuristic_objective=heur_f)
@@ -718,8 +778,8 @@ def _strata(p: _Problem, n_share_bins: int, min_labelled_share: float) -> np.nda
     return stratum.ravel()
 
 
-def _solve_strata(p: _Problem, rng: np.random.Generator, deadline: float, gap_abs: float, params: dict,
-                  n_share_bins: int, strata_area_margin: float, strata_time_share: float, strata_max_nodes: int):
+def _solve_strata(p: _Problem, rng: np.random.Generator, stop: _SafetyStop, gap_abs: float, params: dict,
+                  n_share_bins: int, strata_area_margin: float, strata_max_nodes: int):
     import pulp
 
     t0 = time.perf_counter()
@@ -753,19 +813,19 @@ def _solve_strata(p: _Problem, rng: np.random.Generator, deadline: float, gap_ab
         prob += d[c] - expr >= 0, f"dev_pos_{c}"
         prob += d[c] + expr >= 0, f"dev_neg_{c}"
     build_s = time.perf_counter() - t0
-    budget = max(1.0, strata_time_share * (deadline - time.perf_counter()))
-    info = _solve_cbc(prob, budget, gap_abs, warm=False, max_nodes=strata_max_nodes)
+    info = _solve_cbc(prob, stop, gap_abs, warm=False, max_nodes=strata_max_nodes, stage="CBC stratum solve")
     if info["status"] == "infeasible" and strata_area_margin > 0:
         # the shrunk window may be what is infeasible: retry with the full one
         prob.constraints["area_min"].constant = -p.lo
         prob.constraints["area_max"].constant = -p.hi
-        info = _solve_cbc(prob, budget, gap_abs, warm=False, max_nodes=strata_max_nodes)
+        info = _solve_cbc(prob, stop, gap_abs, warm=False, max_nodes=strata_max_nodes, stage="CBC stratum solve")
     if info["status"] == "infeasible":
         raise InfeasibleSelectionError(_infeasible_message("stratum problem", p, params))
     counts = np.array([y[s].value() if y[s].value() is not None else np.nan for s in range(n_s)])
     if np.isnan(counts).any():
-        raise L2HError(f"CBC found no feasible stratum allocation within its "
-                       f"{budget:.0f} s (CBC: {info['result_line'] or info['pulp_status']}); raise time_limit")
+        raise L2HError(f"CBC found no feasible stratum allocation within strata_max_nodes={strata_max_nodes} "
+                       f"nodes and the safety stop time_limit={params['time_limit']:g} s "
+                       f"(CBC: {info['result_line'] or info['pulp_status']}); raise strata_max_nodes or time_limit")
     counts = np.clip(np.rint(counts), 0, size).astype(np.int64)
     # fill each stratum's count with blocks in a seeded random order
     key = rng.random(len(p.area))
@@ -775,7 +835,7 @@ def _solve_strata(p: _Problem, rng: np.random.Generator, deadline: float, gap_ab
     rank[idx] = np.arange(len(p.area)) - first[stratum[idx]]
     sel = rank < counts[stratum]
     before = float(_objective(p.B[sel].sum(0), p.w))
-    sel, ls_info = _local_search(p, sel, deadline=deadline)
+    sel, ls_info = _local_search(p, sel, params["max_moves"], stop)
     if not _feasible(p, sel):
         raise L2HError("the stratum allocation could not be repaired into a selection meeting the area "
                        f"window [{p.lo:,.1f}, {p.hi:,.1f}] km² and min_blocks_per_region="
@@ -798,40 +858,45 @@ def select_training_blocks(
     min_labelled_share: float = 0.2,
     train_regions: list[str] | None = None,
     seed: int = 0,
-    time_limit: float = 60,
+    time_limit: float = 600,
     exact_max_blocks: int = 5000,
     *,
     class_weights: Mapping[int, float] | None = None,
     gap_abs: float = 1e-4,
     n_share_bins: int = 3,
     strata_area_margin: float = 0.8,
-    strata_time_share: float = 0.5,
     strata_max_nodes: int = 1000,
     strata_gap_abs: float = 1e-3,
     heuristic_kicks: int = 100,
-    exact_max_nodes: int | None = None,
+    max_moves: int = 500,
+    exact_max_nodes: int | None = 1000,
     warm_start: bool = True,
 ) -> SelectionResult:
-    """Choose the training blocks (see the module docstring for the program and the two methods).
+    """Choose the training blocks (see the module docstring for the program, the two methods and the
+    budgets).
 
     ``exact_max_blocks``: at most this many *eligible* blocks -> exact per-block program, otherwise
-    strata. ``time_limit``: seconds for the whole call (CBC stops then and the best selection found is
-    returned). ``gap_abs``: CBC stops when its incumbent is within this of its bound (objective units:
-    weighted share deviation; 1e-4 ~ 0.01 percentage point). ``class_weights``: {code: weight}
-    replacing 1/sqrt(p_c). Strata only: ``n_share_bins`` labelled-share bins, ``strata_area_margin``
-    (fraction of the window's half-width kept free in the stratum program), ``strata_time_share``
-    (share of the remaining time CBC may use before the local search), ``strata_max_nodes`` (CBC
-    node limit: a deterministic stop), ``strata_gap_abs`` (CBC's absolute gap on the stratum program:
-    the within-stratum draw adds an error of ~2e-3 that the local search removes, so a finer stratum
-    optimum buys nothing). ``heuristic_kicks``: rounds of the exact method's iterated local search;
-    ``exact_max_nodes``: a CBC node limit for the exact method (a deterministic stop, unlike the
-    time limit); ``warm_start=False``: no heuristic, CBC alone (exact method).
+    strata. ``time_limit``: a wall-clock *safety stop* in seconds for the whole call, far above what the
+    budgets below take; if it ends a search, a warning is logged, ``details['safety_stop']`` names the
+    stage and the selection depends on the machine's speed. ``gap_abs``: CBC stops when its incumbent is
+    within this of its bound (objective units: weighted share deviation; 1e-4 ~ 0.01 percentage point).
+    ``class_weights``: {code: weight} replacing 1/sqrt(p_c). Strata only: ``n_share_bins``
+    labelled-share bins, ``strata_area_margin`` (fraction of the window's half-width kept free in the
+    stratum program), ``strata_max_nodes`` (CBC node limit), ``strata_gap_abs`` (CBC's absolute gap on
+    the stratum program: the within-stratum draw adds an error of ~2e-3 that the local search removes,
+    so a finer stratum optimum buys nothing). ``max_moves``: improving moves per local search (both
+    methods); ``heuristic_kicks``: rounds of the exact method's iterated local search;
+    ``exact_max_nodes``: CBC node limit of the exact method (None: none, so CBC stops only on
+    optimality, gap or the safety stop); ``warm_start=False``: no heuristic, CBC alone (exact method).
+    The budgets are counts, so the same seed gives the same selection on any machine.
 
     Raises ConfigError (InfeasibleSelectionError) naming the constraint that cannot be met.
     """
     t0 = time.perf_counter()
+    budgets = dict(strata_max_nodes=strata_max_nodes, heuristic_kicks=heuristic_kicks, max_moves=max_moves,
+                   exact_max_nodes=exact_max_nodes)
     _check_parameters(target_fraction, tolerance, min_blocks_per_region, min_labelled_share, time_limit,
-                      exact_max_blocks)
+                      exact_max_blocks, budgets)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise ConfigError(f"'seed' must be an integer, got {seed!r}")
     if not (isinstance(gap_abs, (int, float)) and gap_abs >= 0):
@@ -846,17 +911,17 @@ def select_training_blocks(
                              train_regions, class_weights)
     params = dict(target_fraction=target_fraction, tolerance=tolerance, min_blocks_per_region=k,
                   min_labelled_share=min_labelled_share, train_regions=train_regions, time_limit=time_limit,
-                  exact_max_nodes=exact_max_nodes, warm_start=bool(warm_start))
+                  warm_start=bool(warm_start), **budgets)
     rng = np.random.default_rng(seed)
-    deadline = t0 + float(time_limit)
+    stop = _SafetyStop(float(time_limit))
     if len(p.area) <= exact_max_blocks:
         method = "exact"
-        sel, cbc, extra = _solve_exact(p, rng, deadline, gap_abs, params, heuristic_kicks)
+        sel, cbc, extra = _solve_exact(p, rng, stop, gap_abs, params)
         extra["gap_scope"] = "block program"
     else:
         method = "strata"
-        sel, cbc, extra = _solve_strata(p, rng, deadline, strata_gap_abs, params, n_share_bins, strata_area_margin,
-                                        strata_time_share, strata_max_nodes)
+        sel, cbc, extra = _solve_strata(p, rng, stop, strata_gap_abs, params, n_share_bins, strata_area_margin,
+                                        strata_max_nodes)
         extra["gap_scope"] = "stratum program"
     D = p.B[sel].sum(axis=0)
     objective = float(_objective(D, p.w))
@@ -871,7 +936,8 @@ def select_training_blocks(
     cnt = np.bincount(p.region[sel], minlength=len(p.region_names))
     details = dict(info, **extra, cbc_result=cbc["result_line"], cbc_objective=cbc["objective"],
                    gap_rel=cbc["gap_rel"],
-                   seed=int(seed), time_limit=float(time_limit), exact_max_blocks=int(exact_max_blocks))
+                   seed=int(seed), time_limit=float(time_limit), exact_max_blocks=int(exact_max_blocks),
+                   budgets=budgets, safety_stop=list(stop.hit))
     return SelectionResult(
         selected=sorted(p.ids[sel].tolist()), status=cbc["status"], objective=objective, gap=cbc["gap"],
         method=method, seconds=time.perf_counter() - t0, selected_fraction=sel_area / p.total_area,

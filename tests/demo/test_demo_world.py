@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -362,7 +363,7 @@ def test_survey_matches_truth(demo_world):
 
 
 # --------------------------------------------------------------------------- manifest, quicklook
-def test_manifest_lists_every_file_and_is_last(demo_world):
+def test_manifest_lists_every_file(demo_world):
     manifest = json.loads((demo_world / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["seed"] == 42 and manifest["crs"] == "EPSG:32650"
     assert (manifest["width_m"], manifest["height_m"]) == (4096, 3072)
@@ -371,12 +372,28 @@ def test_manifest_lists_every_file_and_is_last(demo_world):
     on_disk = {p.relative_to(demo_world).as_posix() for p in demo_world.rglob("*") if p.is_file()}
     listed = {f["path"] for f in manifest["files"]}
     assert listed == on_disk - {"manifest.json"}
-    m_time = (demo_world / "manifest.json").stat().st_mtime_ns
     for f in manifest["files"]:
         path = demo_world / f["path"]
         assert _sha(path) == f["sha256"] and path.stat().st_size == f["bytes"]
-        assert path.stat().st_mtime_ns <= m_time
     assert not list(demo_world.rglob(".*tmp*"))  # no temporary leftovers
+
+
+def test_manifest_is_written_last(tmp_path, monkeypatch):
+    """Every file lands by an atomic rename, once each, and manifest.json's rename is the last one."""
+    landed: list[str] = []
+    real = os.replace
+
+    def recording(src, dst, *args, **kwargs):
+        real(src, dst, *args, **kwargs)
+        landed.append(Path(dst).relative_to(world).as_posix())
+
+    world = tmp_path / "world"
+    monkeypatch.setattr(os, "replace", recording)
+    generate_demo_world(world, seed=42, width_m=1024, height_m=1024)
+    monkeypatch.undo()
+    on_disk = sorted(p.relative_to(world).as_posix() for p in world.rglob("*") if p.is_file())
+    assert sorted(landed) == on_disk  # nothing written in place, nothing renamed twice
+    assert landed[-1] == "manifest.json"
 
 
 def test_quicklook(demo_world, tmp_path):
@@ -418,12 +435,24 @@ def test_strata_csv_holds_the_truths_class_areas(small_demo_world):
     assert {int(p["class"]) for p in _points(small_demo_world)} <= set(strata)
 
 
-def test_quicklook_title_is_plain_text(tmp_path):
+@pytest.mark.parametrize("title", ["Region $_$ of $^^$",  # not valid mathtext: would break the PNG
+                                   "Region $x^2$ of Côte"])  # valid mathtext: would be drawn as math
+def test_quicklook_title_is_plain_text(tmp_path, monkeypatch, title):
     """A region name is shown as written: "$" (Matplotlib's math delimiter) neither breaks the PNG
-    nor is interpreted."""
+    nor is interpreted: the renderer is handed the title's exact string, as plain text."""
+    from matplotlib.backends.backend_agg import RendererAgg
     from PIL import Image
 
+    drawn: list[tuple[str, object]] = []
+    real = RendererAgg.draw_text
+
+    def recording(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+        drawn.append((s, ismath))
+        return real(self, gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+
+    monkeypatch.setattr(RendererAgg, "draw_text", recording)
     classes = np.full((40, 60), 3, np.uint8)
-    out = save_class_quicklook(tmp_path / "q.png", classes, "Region $_$ of $^^$", max_side=60)
+    out = save_class_quicklook(tmp_path / "q.png", classes, title, max_side=60)
     with Image.open(out) as im:
         assert im.format == "PNG"
+    assert {(s, ismath) for s, ismath in drawn if s.startswith("Region")} == {(title, False)}

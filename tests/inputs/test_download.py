@@ -73,15 +73,27 @@ def test_interrupted_run_leaves_no_final_file_and_next_run_resumes(server, sourc
     assert not part_of(dest).exists()
 
 
-@pytest.mark.parametrize("after, resumed", [(None, 0), (1_000_000, 1)])
-def test_stalled_server_times_out_and_is_retried(server, source, tmp_path, after, resumed):
+@pytest.mark.parametrize("after", [None, 1_000_000], ids=["before_headers", "mid_body"])
+def test_stalled_server_times_out_and_is_retried(server, source, tmp_path, after, caplog):
+    """The first answer goes silent (before its headers, or after 1 MB of body) and stays silent until
+    the test releases it, so only the client's timeout can end it: the client gives up on it, retries
+    once (resuming after the bytes it kept) and gets the whole file."""
     _, data, sha = source
-    server.stall("a.bin", seconds=2, after=after)  # silent before the headers, or mid-body
+    server.stall("a.bin", after=after)
     dest = tmp_path / "a.bin"
-    download(server.url("a.bin"), dest, sha256=sha, backoff=0.001, timeout=0.3, progress=False)
+    caplog.set_level(logging.WARNING, logger="l2h.inputs.download")
+    download(server.url("a.bin"), dest, sha256=sha, backoff=0.001, timeout=1, progress=False)
+    server.release()
     assert dest.read_bytes() == data
-    assert len(server.requests_for("a.bin")) == 2
-    assert len(server.range_requests("a.bin")) == resumed
+    first, second = server.requests_for("a.bin")  # exactly two: the stalled one and its retry
+    assert server.stalled == [first]
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "attempt 1 of 6 failed" in warning and "timed out" in warning.lower()
+    if after is None:  # nothing arrived: the retry starts from scratch
+        assert "Range" not in second.headers and server.bytes_sent("a.bin") == SIZE
+    else:  # the retry resumes after the whole body bytes the client kept (at most the 1 MB sent)
+        offset = int(re.fullmatch(r"bytes=(\d+)-", second.headers["Range"])[1])
+        assert 0 < offset <= 1_000_000 and server.bytes_sent("a.bin") == 1_000_000 + SIZE - offset
 
 
 def test_stale_partial_file_longer_than_the_remote_is_discarded(server, source, tmp_path):

@@ -18,6 +18,7 @@ from shapely.geometry import box
 
 from l2h.core.blocks import parse_block_id
 from l2h.core.errors import ConfigError, InputError
+from l2h.inputs import imagery
 from l2h.inputs.imagery import build_vrt, cache_imagery, imagery_info, region_blocks, xyz_wms_xml
 
 KEY = "SECRET123"
@@ -126,7 +127,20 @@ def _files_text(folder: Path) -> str:
     return "".join(p.read_bytes().decode("latin-1") for p in folder.rglob("*") if p.is_file())
 
 
-def test_cache_imagery_from_a_local_xyz_tile_server(small_demo_world, tmp_path, caplog):
+def _count_block_writes(monkeypatch) -> list[Path]:
+    """Record the path of every block file `cache_imagery` writes from now on (in this process)."""
+    written: list[Path] = []
+
+    def counting(path, *args, **kwargs):
+        written.append(Path(path))
+        return real(path, *args, **kwargs)
+
+    real = imagery.write_block
+    monkeypatch.setattr(imagery, "write_block", counting)
+    return written
+
+
+def test_cache_imagery_from_a_local_xyz_tile_server(small_demo_world, tmp_path, caplog, monkeypatch):
     caplog.set_level(logging.DEBUG)
     image = small_demo_world / IMAGERY
     assert cut_xyz_tiles(image, tmp_path / "tiles", ZOOM) > 0
@@ -158,15 +172,14 @@ def test_cache_imagery_from_a_local_xyz_tile_server(small_demo_world, tmp_path, 
                 assert block.profile["compress"] == "deflate"
                 assert block.colorinterp == (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
 
-        # rerun: nothing fetched; after deleting one block only that one comes back
-        mtimes = {p: p.stat().st_mtime_ns for p in paths}
+        # rerun: nothing fetched, no block written; after deleting one block only that one comes back
+        written = _count_block_writes(monkeypatch)
         assert cache_imagery(xml, region, "EPSG:32650", 1.0, 256, out_dir, vrt_path, progress=False) == paths
-        assert len(server.requests) == n_requests
-        assert all(p.stat().st_mtime_ns == mtimes[p] for p in paths)
+        assert len(server.requests) == n_requests and written == []
         paths[0].unlink()
         cache_imagery(xml, region, "EPSG:32650", 1.0, 256, out_dir, vrt_path, progress=False)
         assert paths[0].exists() and len(server.requests) > n_requests
-        assert all(p.stat().st_mtime_ns == mtimes[p] for p in paths[1:])
+        assert written == [paths[0]]  # the other blocks were not rewritten
 
     # the cached RGB matches the original over the same pixels (after two bilinear resamplings)
     with rasterio.open(vrt_path) as vrt, rasterio.open(image) as src:
@@ -205,7 +218,9 @@ def test_cache_imagery_errors_name_the_block_and_hide_the_key(tmp_path, caplog):
         cache_imagery(xml, box(1000, 2000, 1100, 2100), "EPSG:32650", 1.0, 128, tmp_path / "c",
                       tmp_path / "c.vrt", progress=False)
     message = str(err.value)
-    assert "block c7_r16" in message  # the first block, north first and url in message and "api_key=***" in message
+    # the first block, north first; the source named by its tile URL with the key's value masked
+    assert message.startswith("imagery block c7_r16: cannot read tile service "
+                              f"{url}${{z}}/${{x}}/${{y}}.png?api_key=***: ")
     assert KEY not in message and KEY not in caplog.text and "<GDAL_WMS>" not in message
     assert not list((tmp_path / "c").glob("*"))
 

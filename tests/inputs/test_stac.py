@@ -5,6 +5,7 @@ provenance, resumption, and bad input (each one line, nothing left under a final
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -24,6 +25,8 @@ from shapely.geometry import box, mapping
 
 from l2h.core.errors import ConfigError, InputError
 from l2h.core.secrets import RedactingFilter
+from l2h.inputs import stac_imagery
+from l2h.inputs.download import DownloadError
 from l2h.inputs.fetch_product import fetch_product
 from l2h.inputs.imagery import cache_imagery, open_source, wmts_source
 from l2h.inputs.products import resolve_product
@@ -54,6 +57,11 @@ def _wmts_failure(wmts: dict) -> tuple[str, str]:
     except InputError as exc:
         return str(exc), "\n".join(records)
     raise AssertionError("the layer opened")
+
+
+def _served_file(server, url: str) -> Path:
+    """The file on disk behind a URL of the test server."""
+    return Path(server.directory) / url.split("/", 3)[3]
 
 
 def _band_count(source: str) -> int:
@@ -101,10 +109,14 @@ def test_search_keeps_the_collection_area_time_and_filter_newest_first(served, d
     west, south, east, north = whole
     north_west = (west, (south + north) / 2 + 0.001, (west + east) / 2 - 0.001, north)
     assert [f.id for f in search(_imagery(served), north_west)] == ["part_0_0"]
-    # the products' checksums come with their items
+    # the products' checksums come with their items: file:checksum (a multihash) as the sha256 in hex
     esa = search(StacSearch.from_config({"url": served.url("stac/catalog.json"), "collection": "esa-worldcover",
                                          "asset": "map"}, "p"), whole)
-    assert esa and all(len(f.checksum) == 64 and f.size > 0 for f in esa)
+    assert esa
+    for found in esa:
+        local = _served_file(served, found.href)
+        assert found.checksum == hashlib.sha256(local.read_bytes()).hexdigest()
+        assert found.size == local.stat().st_size
 
 
 def test_an_item_collection_file_is_a_saved_search(served, tmp_path):
@@ -287,16 +299,26 @@ def test_an_item_off_the_grid_is_warped_like_a_file(tmp_path):
             np.testing.assert_array_equal(x.read(), y.read())
 
 
-def test_stac_imagery_resumes_and_refetches_a_broken_block(served, tmp_path):
+def test_stac_imagery_resumes_and_refetches_a_broken_block(served, tmp_path, monkeypatch):
     region = _region((0, 2), (0, 1))
     paths = _isolated(cache_stac_imagery, _imagery(served), region, "EPSG:32650", 1.0, 512, tmp_path / "r",
                       tmp_path / "r.vrt", progress=False)
-    kept = paths[0].stat().st_mtime_ns
     paths[1].write_bytes(paths[1].read_bytes()[:1000])  # a block cut short by a full disk
     served.requests.clear()
+    # every block file written from now on, logged to a file (the run is in a forked process)
+    log = tmp_path / "writes.log"
+    real = stac_imagery.write_block
+
+    def logged(path, *args, **kwargs):
+        with open(log, "a") as f:
+            f.write(f"{Path(path).name}\n")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(stac_imagery, "write_block", logged)
     again = _isolated(cache_stac_imagery, _imagery(served), region, "EPSG:32650", 1.0, 512, tmp_path / "r",
                       tmp_path / "r.vrt", progress=False)
-    assert again == paths and paths[0].stat().st_mtime_ns == kept
+    assert again == paths
+    assert log.read_text().splitlines() == [paths[1].name]  # the intact block was not written again
     fetched = {r.path for r in served.requests if r.path.endswith(".tif")}
     assert fetched == {"stac/demo-imagery/part_0_0/part_0_0.tif"}
     record = json.loads(provenance_path(tmp_path / "r.vrt").read_text())
@@ -385,18 +407,26 @@ def test_a_product_from_stac_downloads_verified_items_and_refuses_a_bad_checksum
     # the area straddles the corner of four 3-degree tiles
     assert [f.label for f in product.files] == [f"esa item ESA_WorldCover_10m_2021_v200_{t}_Map"
                                                 for t in ("N27E111", "N27E114", "N30E111", "N30E114")]
-    assert all(len(f.sha256) == 64 and f.expected_crs == "EPSG:4326" for f in product.files)
+    assert all(f.expected_crs == "EPSG:4326" for f in product.files)
+    originals = [_served_file(served, f.url).read_bytes() for f in product.files]
+    assert [f.sha256 for f in product.files] == [hashlib.sha256(data).hexdigest() for data in originals]
     manifest = fetch_product(product, tmp_path / "ok" / "manifest.json", progress=False, backoff=0.01)
     assert len(manifest["files"]) == 4 and all(Path(f["path"]).is_file() for f in manifest["files"])
 
-    # a corrupted copy on the server: the catalog's checksum catches it, nothing takes the file's name
+    # a corrupted copy on the server: the catalog's checksum catches it, nothing takes the file's name;
+    # the error names the file and both checksums (the server flips the first 64 bytes)
     path = product.files[0].url.split("/", 3)[3]
+    corrupted = bytes(b ^ 0xFF for b in originals[0][:64]) + originals[0][64:]
     served.corrupt(path, times=None)
     try:
-        with pytest.raises(Exception, match="sha256 mismatch"):
+        with pytest.raises(DownloadError) as err:
             fetch_product(product, tmp_path / "bad" / "manifest.json", progress=False, retries=1, backoff=0.01)
     finally:
         served.clear(path)
+    assert str(err.value) == (
+        f"1 of 4 file(s) of product esa failed:\n  - {product.files[0].label}: cannot download "
+        f"{product.files[0].url}: gave up after 2 attempts: sha256 mismatch: "
+        f"got {hashlib.sha256(corrupted).hexdigest()}, expected {hashlib.sha256(originals[0]).hexdigest()}")
     assert not (tmp_path / "bad" / "manifest.json").exists()
     assert not (tmp_path / "bad" / product.files[0].name).exists()
 

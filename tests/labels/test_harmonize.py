@@ -212,15 +212,28 @@ def test_real_esa_worldcover_tile_harmonizes(tmp_path):
 
 
 def test_peak_memory_does_not_grow_with_region_area():
-    """A region 4x larger (same window) stays within 1.3x the peak RSS (bench/harmonize_memory.py)."""
+    """From a 20 km to an 80 km region (16x the area, the same 1024 px window) the peak RSS grows by no
+    more than GDAL's bounded block cache, a quarter of what holding the larger region's rasters whole
+    would add (bench/harmonize_memory.py)."""
     import sys
+
+    from l2h.labels.harmonize import GDAL_CACHE_MB
 
     sys.path.insert(0, str(ROOT / "bench"))
     from harmonize_memory import measure
 
-    small, large = measure(15.0), measure(30.0)
-    assert large["label_pixels"] == 4 * small["label_pixels"]
-    assert large["peak_rss_mb"] <= 1.3 * small["peak_rss_mb"], (small, large)
+    small, large = measure(20.0), measure(80.0)
+    assert (small["label_pixels"], large["label_pixels"]) == (2000 ** 2, 8000 ** 2)  # 10 m pixels
+    # Held whole, a region costs at least its label (uint8, 1 byte a pixel) and its two products' codes on
+    # the label grid (uint16 as harmonize reads them, 2 bytes each): 5 bytes a pixel, so from 4 M to 64 M
+    # pixels 300 MB (286 MiB) more. Read window by window, only GDAL's block cache (at most GDAL_CACHE_MB,
+    # 64 MiB) may grow, plus 8 MiB for the allocator's own slack: 72 MiB, a quarter of holding (measured:
+    # 1-16 MiB, bench/results/harmonize_memory.json).
+    holding_mib = (large["label_pixels"] - small["label_pixels"]) * (1 + 2 * 2) / 2 ** 20
+    bound_mib = GDAL_CACHE_MB + 8
+    assert bound_mib < holding_mib / 3.9
+    growth_mib = large["peak_rss_mb"] - small["peak_rss_mb"]  # VmHWM kB / 1024: MiB
+    assert growth_mib < bound_mib, (small, large)
 
 
 def test_code_zero_can_be_a_class_and_uncovered_land_abstains(tmp_path):
@@ -240,3 +253,95 @@ def test_code_zero_can_be_a_class_and_uncovered_land_abstains(tmp_path):
     assert (label[:50, :50] == T).all() and (label[50:, :50] == W).all()
     assert (label[:, 50:] == IGNORE).all()  # no file there: the product abstains, it is not code 0
     assert stats.product_pixels["dw"] == 5000 and stats.unknown_codes["dw"] == {}
+
+
+# --- the agreement rules at their edges (each assertion below once let a changed rule pass) ------
+
+def test_the_default_rule_is_all():
+    a, b, c = (np.array([[x]], np.uint16) for x in (bits(T), bits(T), bits(G)))
+    # all: the products contradict each other -> ignore, set = the union; majority would say T
+    assert consensus([a, b, c]).tolist() == [[IGNORE]]
+    assert consensus_sets([a, b, c]).tolist() == [[bits(T, G)]]
+    assert consensus_sets([a, b, c], "majority").tolist() == [[bits(T)]]
+
+
+def test_an_unknown_rule_is_named():
+    a = np.array([[bits(T)]], np.uint16)
+    with pytest.raises(ValueError, match="agreement rule must be 'all' or 'majority', got 'most'"):
+        consensus_sets([a], "most")
+
+
+def test_all_rule_abstention_keeps_the_intersection_of_the_others():
+    a = np.array([[bits(T, G)]], np.uint16)
+    b = np.array([[bits(T)]], np.uint16)
+    none = np.zeros((1, 1), np.uint16)
+    # {T, G} and {T} agree on {T}; the product without data changes nothing
+    assert consensus_sets([a, b, none], "all").tolist() == [[bits(T)]]
+    assert consensus([a, none, b], "all").tolist() == [[T]]
+
+
+def test_majority_counts_only_products_with_data():
+    t, g = np.array([[bits(T)]], np.uint16), np.array([[bits(G)]], np.uint16)
+    none = np.zeros((1, 1), np.uint16)
+    # T: 2 of the 3 products with data (the fourth abstains) -> a majority
+    assert consensus([t, t, g, none], "majority").tolist() == [[T]]
+    assert consensus_sets([t, none, t, g], "majority").tolist() == [[bits(T)]]
+
+
+def test_half_the_votes_is_no_majority():
+    t, g, s = (np.array([[bits(x)]], np.uint16) for x in (T, G, S))
+    # T has 2 of 4 votes: not more than half -> no winner, the set is the union
+    assert consensus([t, t, g, s], "majority").tolist() == [[IGNORE]]
+    assert consensus_sets([t, t, g, s], "majority").tolist() == [[bits(T, G, S)]]
+
+
+def test_unreadable_file_message_names_gdal_problem_and_the_remedy(tmp_path):
+    path = tmp_path / "broken.tif"
+    path.write_bytes(b"not a GeoTIFF at all")
+    with pytest.raises(rasterio.errors.RasterioError) as gdal:
+        rasterio.open(path)
+    user_copy = ProductFiles("esri", ESRI_LULC_ANNUAL, [str(path)], labels=["esri file 0"])
+    with pytest.raises(InputError) as err:
+        harmonize_region(_region(100), CRS, [user_copy], tmp_path / "l.tif")
+    assert str(err.value) == (f"esri file 0 ({path}): unreadable or truncated raster ({gdal.value}); "
+                              "fix or replace the file")
+    assert path.exists()
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text("{}")
+    downloaded = ProductFiles("esri", ESRI_LULC_ANNUAL, [str(path)], labels=["esri tile 50R"],
+                              manifest=str(manifest), refetchable=[True])
+    with pytest.raises(InputError) as err:
+        harmonize_region(_region(100), CRS, [downloaded], tmp_path / "l.tif")
+    assert str(err.value).endswith("; it was removed so that the next run fetches it again")
+    assert not path.exists() and not manifest.exists()
+
+
+def test_region_pixels_count_only_the_inside(tmp_path):
+    products = [ProductFiles("esri", ESRI_LULC_ANNUAL, [_utm_product(tmp_path / "p.tif", np.full((100, 100), 1, np.uint8))])]
+    # an L-shaped region: 100 x 100 pixels minus the 50 x 50 north-west quarter = 7500 pixels
+    region = box(ORIGIN[0], ORIGIN[1] - 1000, ORIGIN[0] + 1000, ORIGIN[1]).difference(
+        box(ORIGIN[0], ORIGIN[1] - 500, ORIGIN[0] + 500, ORIGIN[1]))
+    stats = harmonize_region(region, CRS, products, tmp_path / "l.tif", window=64)
+    assert stats.region_pixels == 7500 and stats.class_pixels[W] == 7500 and stats.ignored_pixels == 0
+    assert stats.product_pixels == {"esri": 7500}
+
+
+def test_defaults_pair_agreement_and_unknown_codes(tmp_path):
+    water = _utm_product(tmp_path / "a.tif", np.full((100, 100), 1, np.uint8))  # ESRI 1: water
+    codes = np.full((100, 100), 1, np.uint8)
+    codes[:, :50] = 2  # trees on the west half
+    codes[:10, :10] = 99  # two codes outside the legend, 100 pixels each
+    codes[:10, 10:20] = 98
+    mixed = _utm_product(tmp_path / "b.tif", codes)
+    products = [ProductFiles("a", ESRI_LULC_ANNUAL, [water]), ProductFiles("b", ESRI_LULC_ANNUAL, [mixed])]
+    stats = harmonize_region(_region(), CRS, products, tmp_path / "l.tif")  # 10 m grid, rule "all"
+    with rasterio.open(tmp_path / "l.tif") as src:
+        assert src.res == (10.0, 10.0) and src.shape == (100, 100)
+        label = src.read(1)
+    assert (label[:, 50:] == W).all() and (label[10:, :50] == IGNORE).all()
+    assert (label[:10, :20] == W).all()  # the unknown codes abstain: product a alone decides
+    # both have data on 10000 - 200 pixels; they agree on the east half
+    assert stats.pair_agree == {("a", "b"): [5000, 9800]}
+    assert stats.unknown_codes == {"a": {}, "b": {98: 100, 99: 100}}
+    assert stats.product_pixels == {"a": 10000, "b": 9800}
+    assert stats.class_pixels[W] == 5200 and stats.ignored_pixels == 4800

@@ -33,6 +33,23 @@ def _truth_majority(truth: Path, label_path: Path) -> tuple[np.ndarray, np.ndarr
     return label, majority
 
 
+def _product_sets(workdir: Path, product: str, grid) -> np.ndarray:
+    """One product's class set at each pixel of the label `grid` (bit c = class c; 0 = no data), read
+    here without harmonize: every file of its manifest reprojected (nearest) onto the whole grid at
+    once, a later file over an earlier one, its codes looked up in the manifest's table."""
+    manifest = json.loads((workdir / f"resources/raw/{product}/manifest.json").read_text())
+    codes = np.full(grid.shape, 0xFFFF, np.uint16)  # no file
+    for entry in manifest["files"]:
+        with rasterio.open(workdir / entry["path"]) as src:
+            reproject(rasterio.band(src, 1), codes, src_nodata=manifest["nodata"][0], dst_nodata=0xFFFF,
+                      dst_transform=grid.transform, dst_crs=grid.crs, resampling=Resampling.nearest,
+                      init_dest_nodata=False)
+    bits = np.zeros(1 << 16, np.uint16)
+    for code, entry in manifest["codes"].items():
+        bits[int(code)] = sum(1 << c for c in entry["classes"])
+    return bits[codes]
+
+
 def test_tiles_came_over_http(http_run):
     _, _, requests = http_run
     paths = {r.path for r in requests}
@@ -63,10 +80,25 @@ def test_label_raster_house_style_and_stats(http_run):
         assert src.dtypes == ("uint8",) and src.nodata == 0 and src.res == (10.0, 10.0)
         assert src.crs.to_epsg() == 32650 and src.compression.name.lower() == "deflate"
         assert src.block_shapes[0] == (512, 512) and src.colormap(1)[11][:3] == (60, 60, 60)
+        label = src.read(1)
+        products = ("esa_worldcover", "esri_lulc", "fromglc10")
+        sets = {p: _product_sets(workdir, p, src) for p in products}
     stats = json.loads((workdir / "resources/labels/cote_verte_stats.json").read_text())
-    assert 0.4 < stats["labelled_share"] < 1 and stats["road_pixels"] > 0
-    assert set(stats["products"]) == {"esa_worldcover", "esri_lulc", "fromglc10"}
-    assert all(0.5 < a < 1 for a in stats["pairwise_agreement"].values())
+    # counted in the label: the region is its pixels other than 0, labelled the ones not 255 either, and
+    # every road pixel (11) was burnt in (no product's legend has roads); the shares are ratios of the
+    # same whole numbers, so equal but for the last bit of a division
+    region = label != 0
+    assert stats["region_pixels"] == int(region.sum())
+    assert stats["labelled_share"] == pytest.approx((region & (label != 255)).sum() / region.sum(), rel=1e-12)
+    assert stats["road_pixels"] == int((label == 11).sum()) > 0
+    assert set(stats["products"]) == set(products)
+    # each pair's agreement: the share of the region's pixels where both have data whose class sets meet
+    agreement = {}
+    for i, a in enumerate(products):
+        for b in products[i + 1:]:
+            both = region & (sets[a] != 0) & (sets[b] != 0)
+            agreement[f"{a}~{b}"] = ((sets[a] & sets[b])[both] != 0).sum() / both.sum()
+    assert stats["pairwise_agreement"] == pytest.approx(agreement, rel=1e-12)
     assert (workdir / "resources/labels/cote_verte.png").stat().st_size > 10_000
     assert (workdir / "resources/roads/cote_verte.gpkg").exists()
 

@@ -1,9 +1,14 @@
-"""OSM roads on the real Helsinki extract: type filter, metric buffering, burning by cell cover."""
+"""OSM roads on the real Helsinki extract and a hand-made one: type filter, metric buffering, the
+`l2h roads` command, burning by cell cover."""
 
+import json
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import SHARED
+from pyproj import Transformer
 from rasterio.transform import from_origin
 from shapely.geometry import LineString, box
 
@@ -27,15 +32,56 @@ def _helsinki_region():
 
 
 @needs_helsinki
-def test_extract_keeps_configured_types_buffered_in_metres():
+def test_extract_keeps_configured_types_near_the_region():
     roads = extract_roads(HELSINKI, _helsinki_region(), CRS, WIDTHS)
     assert len(roads) > 50
     assert set(roads["highway"]) <= set(WIDTHS) and {"primary", "residential"} <= set(roads["highway"])
     assert roads.crs.to_string() == CRS
-    # a flat-capped buffer of width w around a line of length L has area ~ w * L
-    primary = roads[roads["highway"] == "primary"]
-    assert (primary["width_m"] == 12.0).all()
+    assert (roads["width_m"] == roads["highway"].map(WIDTHS)).all()
     assert roads.geometry.intersects(_helsinki_region().buffer(12)).all()
+
+
+def _write_osm(path: Path, ways: list[tuple[str, list[tuple[float, float]]]]) -> Path:
+    """An OSM XML file of highway ways whose nodes are given in CRS (UTM 35N) metres; OSM stores lon/lat."""
+    to_lonlat = Transformer.from_crs(CRS, "EPSG:4326", always_xy=True)
+    nodes, way_lines = [], []
+    for way_id, (highway, points) in enumerate(ways, start=1):
+        refs = []
+        for x, y in points:
+            lon, lat = to_lonlat.transform(x, y)
+            nodes.append(f'  <node id="{len(nodes) + 1}" version="1" lat="{lat:.7f}" lon="{lon:.7f}"/>')
+            refs.append(f'    <nd ref="{len(nodes)}"/>')
+        way_lines += [f'  <way id="{way_id}" version="1">', *refs,
+                      f'    <tag k="highway" v="{highway}"/>', "  </way>"]
+    path.write_text("\n".join(['<?xml version="1.0" encoding="UTF-8"?>', '<osm version="0.6">', *nodes,
+                               *way_lines, "</osm>", ""]), encoding="utf-8")
+    return path
+
+
+def test_roads_from_lon_lat_are_buffered_by_their_width_in_metres(tmp_path):
+    # straight roads laid out in UTM metres: a 1000 m diagonal primary (a 600-800-1000 triangle) and a
+    # 400 m east-west residential; OSM carries them in degrees (7 decimals: <= 2 cm off)
+    x0, y0 = 385000.0, 6672000.0
+    osm = _write_osm(tmp_path / "roads.osm", [
+        ("primary", [(x0, y0), (x0 + 600, y0 + 800)]),
+        ("residential", [(x0 + 100, y0 + 500), (x0 + 500, y0 + 500)]),
+        ("footway", [(x0 + 100, y0 + 100), (x0 + 500, y0 + 100)]),  # not configured: left out
+    ])
+    region = box(x0 - 100, y0 - 100, x0 + 700, y0 + 900)
+    roads = extract_roads(osm, region, CRS, {"primary": 12.0, "residential": 5.0})
+    assert sorted(roads["highway"]) == ["primary", "residential"] and roads.crs.to_string() == CRS
+    for highway, width, length in (("primary", 12.0, 1000.0), ("residential", 5.0, 400.0)):
+        [surface] = roads.geometry[roads["highway"] == highway]
+        # a flat-capped buffer of a straight line: a width x length rectangle (area within 0.1 %)
+        sides = sorted(_rectangle_sides(surface.minimum_rotated_rectangle))
+        assert sides[0] == pytest.approx(width, abs=0.01) and sides[1] == pytest.approx(length, abs=0.05)
+        assert surface.area == pytest.approx(width * length, rel=1e-3)
+        assert surface.minimum_rotated_rectangle.area == pytest.approx(surface.area, rel=1e-4)  # flat caps
+
+
+def _rectangle_sides(rectangle) -> tuple[float, float]:
+    (ax, ay), (bx, by), (cx, cy) = list(rectangle.exterior.coords)[:3]
+    return math.hypot(bx - ax, by - ay), math.hypot(cx - bx, cy - by)
 
 
 @needs_helsinki
@@ -46,11 +92,27 @@ def test_footways_are_left_out_unless_configured():
 
 
 @needs_helsinki
-def test_roads_gpkg_roundtrip_and_cli(tmp_path):
+def test_roads_gpkg_roundtrip_and_cli(tmp_path, capsys):
+    import geopandas as gpd
+
     roads = extract_roads(HELSINKI, _helsinki_region(), CRS, WIDTHS)
     write_roads(roads, tmp_path / "roads.gpkg")
     back = read_roads(tmp_path / "roads.gpkg")
     assert len(back) == len(roads) and back.crs.to_epsg() == 32635
+    assert list(back["highway"]) == list(roads["highway"]) and list(back["width_m"]) == list(roads["width_m"])
+    assert all(a.equals(b) for a, b in zip(back.geometry, roads.geometry))
+
+    # `l2h roads` on the same region writes the same surfaces and says how many
+    regions = tmp_path / "regions.gpkg"
+    gpd.GeoDataFrame({"name": ["Helsinki"]}, geometry=[_helsinki_region()], crs=CRS).to_file(regions)
+    write_region_geometry(regions, "helsinki", tmp_path / "helsinki.gpkg", CRS, "name")
+    code = main(["roads", "--osm", str(HELSINKI), "--region", str(tmp_path / "helsinki.gpkg"),
+                 "--widths", json.dumps(WIDTHS), "--out", str(tmp_path / "cli.gpkg")])
+    assert code == 0
+    assert f"region helsinki: {len(roads)} road segment(s) written to {tmp_path / 'cli.gpkg'}" in capsys.readouterr().err
+    cli = read_roads(tmp_path / "cli.gpkg")
+    assert list(cli["highway"]) == list(roads["highway"]) and cli.crs.to_epsg() == 32635
+    assert all(a.equals(b) for a, b in zip(cli.geometry, back.geometry))
 
 
 def test_burn_by_cover_share():

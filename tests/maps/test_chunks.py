@@ -1,7 +1,10 @@
 """Several blocks per inference job: chunking, the manifest the mosaics read, and a killed job that
 keeps the blocks it had finished."""
 
+import hashlib
 import json
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,9 +30,10 @@ def world(small_demo_world):
     return geoms, blocks_for_regions(geoms, 256), str(small_demo_world / "imagery" / "demo_imagery.tif")
 
 
-def run_chunk(model, world, region, n, out, key="k", **kw):
+def run_chunk(model, world, region, n, out, key="k", take=None, **kw):
+    """Predict chunk `n` of `region` (its first `take` blocks when given)."""
     geoms, blocks, imagery = world
-    chunk = chunk_blocks(blocks, 3)[region][n]
+    chunk = chunk_blocks(blocks, 3)[region][n][:take]
     touched = {r: geoms[r] for b in chunk for r in b.touches}
     return predict_chunk(model, imagery, [(b.id, b.bounds) for b in chunk], 1.0, CRS, touched, out,
                          out / f"chunk_{n}.json", key, region, tile=128, progress=False, **kw), chunk
@@ -67,6 +71,15 @@ def test_chunk_job_writes_blocks_and_manifest(tiny_onnx, world, tmp_path):
         assert rasterio.open(entry["confidence"]).count == 1
 
 
+def _block_id(out) -> str:
+    """The block id of a predict_block call's classes output (``<id>.tif``)."""
+    return Path(out).stem
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def test_killed_chunk_keeps_finished_blocks(tiny_onnx, world, tmp_path, monkeypatch, caplog):
     model = load_onnx(tiny_onnx)
     region = sorted(world[0])[0]
@@ -74,7 +87,7 @@ def test_killed_chunk_keeps_finished_blocks(tiny_onnx, world, tmp_path, monkeypa
     calls = []
 
     def dies_on_second(*args, **kwargs):
-        calls.append(args[2])
+        calls.append(_block_id(args[6]))
         if len(calls) == 2:
             raise KeyboardInterrupt  # the job is killed while predicting its second block
         return real(*args, **kwargs)
@@ -83,43 +96,65 @@ def test_killed_chunk_keeps_finished_blocks(tiny_onnx, world, tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         run_chunk(model, world, region, 0, tmp_path)
     assert not (tmp_path / "chunk_0.json").exists()  # the declared output appears only at the end
-    first = next(tmp_path.glob("c*.tif"))
-    mtime = first.stat().st_mtime_ns
-    monkeypatch.setattr(l2h.maps.infer, "predict_block", real)
+    first = tmp_path / f"{calls[0]}.tif"  # the block finished before the kill
+    assert first.is_file() and not (tmp_path / f"{calls[1]}.tif").exists()
+    digest = _sha256(first)
 
+    written = []  # block ids predicted (their files written) from here on
+
+    def counting(*args, **kwargs):
+        written.append(_block_id(args[6]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(l2h.maps.infer, "predict_block", counting)
     caplog.set_level("INFO", logger="l2h.maps.infer")
     stats, chunk = run_chunk(model, world, region, 0, tmp_path)
     assert stats["kept"] == 1 and "1 of 3 block(s) kept" in caplog.text
-    assert first.stat().st_mtime_ns == mtime
+    assert sorted(written) == sorted(b.id for b in chunk[1:]) and first.stem not in written  # not rewritten
+    assert _sha256(first) == digest
     assert [e["id"] for e in read_manifest(tmp_path / "chunk_0.json")] == [b.id for b in chunk]
 
     # a finished chunk run again (a forced rerun) predicts every block again
+    written.clear()
     stats, _ = run_chunk(model, world, region, 0, tmp_path)
-    assert stats["kept"] == 0 and first.stat().st_mtime_ns != mtime
+    assert stats["kept"] == 0 and sorted(written) == sorted(b.id for b in chunk)
+    assert _sha256(first) == digest  # the same prediction, written once more
 
 
 def test_blocks_in_flight_that_finish_after_another_fails_are_kept(tiny_onnx, world, tmp_path, monkeypatch):
-    """Two blocks in flight: the second fails at once while the first is still predicting; the first
-    finishes and is recorded, so the next attempt keeps it."""
-    import time
-
+    """Two blocks in flight: the second fails while the first is inside its prediction (held there by
+    the test until the failure is raised); the first finishes and is recorded, so the next attempt
+    keeps it and predicts only the second. (A chunk of two blocks: with a third, whether a freed
+    worker would still reach it before the failure is recorded is the scheduler's choice.)"""
     model = load_onnx(tiny_onnx)
     region = sorted(world[0])[0]
     real = l2h.maps.infer.predict_block
-    chunk = chunk_blocks(world[1], 3)[region][0]
+    chunk = chunk_blocks(world[1], 3)[region][0][:2]
+    assert len(chunk) == 2
+    first_in_flight, second_failing = threading.Event(), threading.Event()
+    started = []
 
-    def slow_first_failing_second(*args, **kwargs):
-        if str(args[6]).endswith(f"{chunk[1].id}.tif"):
+    def first_held_until_second_fails(*args, **kwargs):
+        block = _block_id(args[6])
+        started.append(block)
+        if block == chunk[1].id:
+            assert first_in_flight.wait(timeout=120), "the first block never started"
+            second_failing.set()
             raise InputError("imagery: the second block is unreadable")
-        time.sleep(0.5)
+        first_in_flight.set()
+        assert second_failing.wait(timeout=120), "the second block never failed"
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(l2h.maps.infer, "predict_block", slow_first_failing_second)
+    monkeypatch.setattr(l2h.maps.infer, "predict_block", first_held_until_second_fails)
     with pytest.raises(InputError, match="second block"):
-        run_chunk(model, world, region, 0, tmp_path, workers=2)
-    monkeypatch.setattr(l2h.maps.infer, "predict_block", real)
-    stats, _ = run_chunk(model, world, region, 0, tmp_path, workers=2)
-    assert stats["kept"] == 1
+        run_chunk(model, world, region, 0, tmp_path, take=2, workers=2)
+    assert sorted(started) == sorted(b.id for b in chunk)
+
+    written = []
+    monkeypatch.setattr(l2h.maps.infer, "predict_block",
+                        lambda *a, **kw: written.append(_block_id(a[6])) or real(*a, **kw))
+    stats, _ = run_chunk(model, world, region, 0, tmp_path, take=2, workers=2)
+    assert stats["kept"] == 1 and written == [chunk[1].id]
 
 
 def test_the_block_graph_is_built_once_for_blocks_asking_at_once(tiny_onnx):

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from l2h.core.errors import ConfigError
 from l2h.model.loss import (
@@ -138,14 +139,29 @@ def _ce_setup():
     return logits, label
 
 
-def _hand_ce(logits, label, idx, power=0.5):
-    logp = torch.log_softmax(logits[0, :, 0], dim=0)  # (3, W)
-    ys = [int(label[0, 0, i]) for i in idx]
-    counts = {c: ys.count(c) for c in set(ys)}
-    raw = {c: n ** -power for c, n in counts.items()}
-    mean = sum(raw.values()) / len(raw)
-    w = {c: v / mean for c, v in raw.items()}
-    return sum(-w[y] * float(logp[y, i]) for y, i in zip(ys, idx)) / sum(w[y] for y in ys)
+# Each pixel's cross-entropy, -log softmax(logits)[label], by hand: a logit z on the label against two
+# zeros gives log(1 + 2 e^-z); a label logit 0 against (2, 0) gives log(e^2 + 2).
+NLL = (math.log(1 + 2 * math.exp(-3)),    # pixel 0: (3, 0, 0), label 0
+       math.log(1 + 2 * math.exp(-2)),    # pixel 1: (2, 0, 0), label 0
+       math.log(1 + 2 * math.exp(-2.5)),  # pixel 2: (0, 2.5, 0), label 1
+       math.log(math.exp(2) + 2),         # pixel 3: (2, 0, 0), label 1
+       math.log(2 + math.exp(2)))         # pixel 4: (0, 0, 2), label 0
+# The class-balanced mean sum(w_y nll) / sum(w_y) with w_c = count_c ** -0.5 (the scale to mean 1 cancels):
+# pixels 0, 1, 2 (labels 0, 0, 1): w = (1/sqrt 2, 1); pixels 0..4 (labels 0, 0, 1, 1, 0): w = (1/sqrt 3, 1/sqrt 2)
+CE_CONFIDENT = ((NLL[0] + NLL[1]) / math.sqrt(2) + NLL[2]) / (2 / math.sqrt(2) + 1)
+CE_LABELLED = (((NLL[0] + NLL[1] + NLL[4]) / math.sqrt(3) + (NLL[2] + NLL[3]) / math.sqrt(2))
+               / (3 / math.sqrt(3) + 2 / math.sqrt(2)))
+CE_CONFIDENT_UNWEIGHTED = (NLL[0] + NLL[1] + NLL[2]) / 3  # power 0: every weight 1
+
+
+def test_the_hand_computed_losses_are_torchs_cross_entropy():
+    """The hand-computed values above are torch's (weighted) cross-entropy on the same pixels."""
+    logits, label = _ce_setup()
+    flat, targets = logits[0, :, 0].t(), label[0, 0]
+    ce = lambda idx, w=None: float(F.cross_entropy(flat[idx], targets[idx], weight=w))  # noqa: E731
+    assert ce([0, 1, 2], torch.tensor([2 ** -0.5, 1.0, 0.0])) == pytest.approx(CE_CONFIDENT, rel=1e-6)
+    assert ce([0, 1, 2, 3, 4], torch.tensor([3 ** -0.5, 2 ** -0.5, 0.0])) == pytest.approx(CE_LABELLED, rel=1e-6)
+    assert ce([0, 1, 2]) == pytest.approx(CE_CONFIDENT_UNWEIGHTED, rel=1e-6)
 
 
 def test_ce_is_class_balanced_on_confident_pixels_only():
@@ -153,8 +169,8 @@ def test_ce_is_class_balanced_on_confident_pixels_only():
     features = torch.randn(1, 4, 1, 6)
     loss = L2HLoss(num_classes=3, tau=0.5, gamma=0.0, min_class_share=0.0)
     out = loss(logits, features, label, step=0)
-    assert math.isclose(float(out["ce"]), _hand_ce(logits, label, [0, 1, 2]), rel_tol=1e-5)
-    assert not math.isclose(float(out["ce"]), _hand_ce(logits, label, [0, 1, 2, 3, 4]), rel_tol=1e-3)
+    assert math.isclose(float(out["ce"]), CE_CONFIDENT, rel_tol=1e-5)  # float32 against float64
+    assert not math.isclose(float(out["ce"]), CE_LABELLED, rel_tol=1e-3)
     assert math.isclose(float(out["confident_share"]), 3 / 5, rel_tol=1e-6)
     assert math.isclose(float(out["agreement"]), 3 / 5, rel_tol=1e-6)  # pixels 0, 1, 2 agree
 
@@ -177,7 +193,7 @@ def test_unweighted_ce_with_power_zero_and_fixed_weights():
     logits, label = _ce_setup()
     features = torch.zeros(1, 2, 1, 6)
     plain = L2HLoss(num_classes=3, gamma=0.0, min_class_share=0.0, balance_power=0.0)(logits, features, label, 0)
-    assert math.isclose(float(plain["ce"]), _hand_ce(logits, label, [0, 1, 2], power=0.0), rel_tol=1e-5)
+    assert math.isclose(float(plain["ce"]), CE_CONFIDENT_UNWEIGHTED, rel_tol=1e-5)
     fixed = L2HLoss(num_classes=3, gamma=0.0, min_class_share=0.0, class_weights=[1.0, 1.0, 1.0])
     assert float(fixed(logits, features, label, 0)["ce"]) == pytest.approx(float(plain["ce"]), rel=1e-6)
 
@@ -244,7 +260,7 @@ def test_warmup_makes_every_labelled_pixel_confident():
     warm = loss(logits, features, label, step=4)
     assert float(warm["confident_share"]) == 1.0
     assert float(warm["dva"]) == 0.0
-    assert math.isclose(float(warm["ce"]), _hand_ce(logits, label, [0, 1, 2, 3, 4]), rel_tol=1e-5)
+    assert math.isclose(float(warm["ce"]), CE_LABELLED, rel_tol=1e-5)
     after = loss(logits, features, label, step=5)
     assert float(after["confident_share"]) == pytest.approx(3 / 5)
     assert float(after["dva"]) > 0

@@ -3,8 +3,10 @@ strata method at national scale."""
 
 from __future__ import annotations
 
+import inspect
 import itertools
-import time
+import logging
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -13,6 +15,7 @@ from synthetic_blocks import synthetic_blocks
 
 from l2h.core.classes import CLASS_CODES
 from l2h.core.errors import ConfigError, InputError
+from l2h.sampling import sample
 from l2h.sampling.sample import (
     SHARE_COLUMNS,
     InfeasibleSelectionError,
@@ -206,6 +209,10 @@ def test_bad_inputs_are_named():
         select_training_blocks(_ten_blocks(), tolerance=-0.1)
     with pytest.raises(ConfigError, match="min_blocks_per_region"):
         select_training_blocks(_ten_blocks(), min_blocks_per_region=1.5)
+    with pytest.raises(ConfigError, match="'max_moves' must be a non-negative integer"):
+        select_training_blocks(_ten_blocks(), max_moves=2.5)
+    with pytest.raises(ConfigError, match="'time_limit' must be positive"):
+        select_training_blocks(_ten_blocks(), time_limit=0)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -236,7 +243,7 @@ def test_constraints_hold(exact_max_blocks):
     df = synthetic_blocks(800, n_regions=8, seed=5)
     regions = sorted(df["region"].unique())[:5]
     res = select_training_blocks(df, min_blocks_per_region=4, min_labelled_share=0.5, train_regions=regions,
-                                 seed=2, time_limit=4, exact_max_blocks=exact_max_blocks)
+                                 seed=2, exact_max_blocks=exact_max_blocks, heuristic_kicks=10, exact_max_nodes=200)
     assert res.method == ("exact" if exact_max_blocks else "strata")
     _check_constraints(df, res, k=4, min_share=0.5, regions=regions)
     assert set(res.region_counts) == set(regions)
@@ -252,7 +259,7 @@ def test_region_minimum_is_enforced_where_it_binds():
     df.loc[df["block_id"].isin(odd_ids), list(SHARE_COLUMNS)] = 0.0
     df.loc[df["block_id"].isin(odd_ids), "share_9"] = 1.0  # all snow: useless for matching shares
     df = df[~odd | df["block_id"].isin(odd_ids)]  # the region keeps only its snow blocks
-    res = select_training_blocks(df, min_blocks_per_region=5, time_limit=4, seed=0)
+    res = select_training_blocks(df, min_blocks_per_region=5, seed=0, exact_max_nodes=200)
     assert sum(b in set(res.selected) for b in odd_ids) >= 5
     _check_constraints(df, res, k=5, min_share=0.2, regions=sorted(df["region"].unique()))
 
@@ -276,6 +283,71 @@ def test_same_seed_same_selection_and_seeds_matter():
     assert len({tuple(p) for p in picks.values()}) > 1  # the seed breaks the ties
 
 
+class _Clock:
+    """A fake clock for the module: every read advances it by `step` seconds, and reads are counted."""
+
+    def __init__(self, step: float):
+        self.step, self.now, self.reads = step, 1000.0, 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        self.now += self.step
+        return self.now
+
+
+def _with_clock(monkeypatch, clock: _Clock) -> None:
+    """Only the selection module reads the fake clock (CBC, a subprocess, keeps the real one)."""
+    monkeypatch.setattr(sample, "time", SimpleNamespace(monotonic=clock, perf_counter=clock))
+
+
+@pytest.mark.parametrize("exact_max_blocks", [5000, 0], ids=["exact", "strata"])
+def test_the_selection_does_not_depend_on_the_clock(exact_max_blocks, monkeypatch, caplog):
+    """The searches stop on move / kick / node counts: a machine so slow that the run takes 90 % of the
+    safety stop (on a fake clock: 9 x the old 60 s budget) chooses exactly what a real or an
+    infinitely fast one (a frozen clock) chooses."""
+    df = synthetic_blocks(800, n_regions=8, seed=5)
+    kw = dict(min_blocks_per_region=4, min_labelled_share=0.5, seed=2, exact_max_blocks=exact_max_blocks,
+              heuristic_kicks=10, exact_max_nodes=200)
+    caplog.set_level(logging.WARNING, logger="l2h.sampling.sample")
+    real = select_training_blocks(**kw, blocks=df)
+    frozen = _Clock(step=0.0)
+    with monkeypatch.context() as m:
+        _with_clock(m, frozen)
+        fast = select_training_blocks(**kw, blocks=df)
+    assert frozen.reads > 10  # the searches do read the clock (for the safety stop)
+    safety = inspect.signature(select_training_blocks).parameters["time_limit"].default
+    assert safety == 600
+    slow = _Clock(step=0.9 * safety / frozen.reads)
+    with monkeypatch.context() as m:
+        _with_clock(m, slow)
+        crawling = select_training_blocks(**kw, blocks=df)
+    assert slow.reads == frozen.reads and 500 < slow.now - 1000 < 600  # ~540 s went by on its clock
+    for res in (fast, crawling):
+        assert res.selected == real.selected
+        assert (res.objective, res.status, res.gap) == (real.objective, real.status, real.gap)
+        assert res.details["safety_stop"] == []
+    assert crawling.seconds > 500 and real.details["safety_stop"] == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_the_safety_stop_is_separate_and_announced(monkeypatch, caplog):
+    """A clock that jumps 10 s per read passes the 5 s safety stop at its first check: the searches end
+    there, a warning says the result now depends on the machine, and the selection still meets
+    every constraint (CBC, on the real clock, still solves this small program)."""
+    df = _ten_blocks()
+    _with_clock(monkeypatch, _Clock(step=10.0))
+    caplog.set_level(logging.WARNING, logger="l2h.sampling.sample")
+    res = select_training_blocks(df, time_limit=5, seed=1)
+    # cut before the first improving move and before the first kick
+    assert res.details["safety_stop"][:2] == ["local search", "iterated local search"]
+    assert res.details["kicks"] == 0 and res.details["local_search_moves"] == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == len(res.details["safety_stop"])
+    assert all("safety stop time_limit=5s" in w and "machine's speed" in w for w in warnings)
+    assert "ended the local search" in warnings[0]
+    _check_constraints(df, res, k=1, min_share=0.2, regions=["A", "B", "C"])
+
+
 # ------------------------------------------------------------------------------------------------
 # national scale: strata
 # ------------------------------------------------------------------------------------------------
@@ -283,11 +355,9 @@ def test_same_seed_same_selection_and_seeds_matter():
 
 def test_strata_method_at_20000_blocks():
     df = synthetic_blocks(20_000, n_regions=34, seed=3)
-    start = time.perf_counter()
-    res = select_training_blocks(df, min_blocks_per_region=5, seed=0)
-    elapsed = time.perf_counter() - start
+    res = select_training_blocks(df, min_blocks_per_region=5, seed=0)  # its time: bench/sampling_national.py
     assert res.method == "strata" and res.details["n_strata"] > 100
-    assert elapsed < 30
+    assert res.details["safety_stop"] == []
     _check_constraints(df, res, k=5, min_share=0.2, regions=sorted(df["region"].unique()))
     big = res.shares[res.shares["overall_share"] >= 0.01]
     assert len(big) >= 8 and (big["difference"].abs() < 0.01).all()

@@ -47,10 +47,28 @@ def test_16_bit_imagery_is_stretched_and_shown_from_a_bounded_zoom(run):
     assert layers.confidence is None and set(layers.zooms) == {"map", "imagery"}
     low, high = layers.zooms["imagery"]
     assert low == high - IMAGERY_ZOOMS_WITHOUT_OVERVIEWS  # no overviews: no tile reads the whole file
-    assert layers.imagery_range is not None and all(lo < hi <= 4000 for lo, hi in layers.imagery_range)
-    tile = morecantile.tms.get("WebMercatorQuad").tile(*lonlat(SIDE // 2, SIDE // 2), high)
+    # the stretch: the 2 and 98 % points of each band's ramp (the window is the whole 1024 px image). The
+    # ramp is trunc(4000 i / (N - 1)), N = 1024^2; the 2 % point lies at i = 0.02 (N - 1) = 20971.5, between
+    # trunc(79.998) = 79 and trunc(80.002) = 80: 79.5; the 98 % one at i = 1027603.5, between 3919 and 3920
+    assert len(layers.imagery_range) == 3  # 0.02 (N - 1) is not exact in binary: 1e-6
+    assert all(band == pytest.approx((79.5, 3919.5), abs=1e-6) for band in layers.imagery_range)
+    tms = morecantile.tms.get("WebMercatorQuad")
+    tile = tms.tile(*lonlat(SIDE // 2, SIDE // 2), high)
     image = np.asarray(Image.open(io.BytesIO(render_tile(layers, "imagery", high, tile.x, tile.y))))
-    assert image.dtype == np.uint8 and image[..., :3].std() > 0 and image[..., 3].max() == 255
+    assert image.dtype == np.uint8 and image.shape == (256, 256, 4)
+    assert (image[..., 3] == 255).all()  # the tile lies inside the imagery
+    # each tile pixel is the ramp at its centre, 4000 (row N^0.5 + col) / (N - 1) (linear, so bilinear
+    # resampling keeps it), stretched linearly from (79.5, 3919.5) to (0, 255) and cut to a byte: the
+    # byte is that value rounded down (0 to 1 below it), give or take 0.07 (the ramp's own truncation
+    # to whole numbers) and the warp's approximation (< 0.1)
+    west, south, east, north = tms.xy_bounds(tile)
+    centres = (np.arange(256) + 0.5) / 256
+    x, y = Transformer.from_crs("EPSG:3857", "EPSG:32650", always_xy=True).transform(
+        *np.meshgrid(west + centres * (east - west), north - centres * (north - south)))
+    ramp = 4000 * ((NORTH - y - 0.5) * SIDE + (x - WEST - 0.5)) / (SIDE * SIDE - 1)
+    stretched = (ramp - 79.5) / (3919.5 - 79.5) * 255
+    for band in range(3):
+        np.testing.assert_allclose(image[..., band], stretched - 0.5, rtol=0, atol=0.7)
 
 
 def test_point_names_the_class_and_nothing_outside(run):

@@ -9,7 +9,6 @@ import io
 import json
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import morecantile
@@ -129,7 +128,10 @@ def test_point_reports_class_confidence_and_coarse_label(server, layers):
     info = json.loads(body)
     assert status == 200
     assert info["class"] == {"code": code, "name": BY_CODE[code].name, "colour": BY_CODE[code].colour}
-    assert 0 < info["confidence"] <= 1
+    with rasterio.open(layers.confidence) as src:  # the confidence byte of that pixel, read here
+        x, y = Transformer.from_crs("EPSG:4326", src.crs, always_xy=True).transform(lon, lat)
+        byte = int(src.read(1)[src.index(x, y)])
+    assert byte > 0 and info["confidence"] == pytest.approx(byte / 255, abs=5e-4)  # given to 3 decimals
     assert info["region"] in layers.labels and info["coarse_label"]["name"]
     assert get(server, "/api/point?lon=abc")[0] == 400
 
@@ -243,17 +245,17 @@ def browser():
 
 
 def wait_for(driver, script: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := driver.execute_script(f"return {script}"):
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {script}")
+    """The first truthy value of `script` in the page (the timeout is a safety stop, not a condition)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(lambda d: d.execute_script(f"return {script}"),
+                                                message=f"timed out waiting for {script}")
 
 
 def test_page_draws_tiles_lists_legend_and_reports_a_click(browser, server, layers):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(server.url)
     wait_for(browser, "window.l2hViewer && window.l2hViewer.ready")
@@ -271,14 +273,21 @@ def test_page_draws_tiles_lists_legend_and_reports_a_click(browser, server, laye
                            "l2hViewer.map.removeLayer(l2hViewer.regions);"
                            f"l2hViewer.map.setView([{lat}, {lon}], {layers.zooms['map'][1]}, {{animate: false}});")
     wait_for(browser, "!l2hViewer.layers.map.isLoading() && l2hViewer.tiles.map > 1")
-    time.sleep(0.5)  # tiles fade in over 0.2 s
+    # Leaflet fades each loaded tile in (its opacity rises to 1 over frames): wait until every tile of
+    # the map layer is loaded and fully opaque, and the layer itself too
+    WebDriverWait(browser, 60).until(lambda driver: driver.execute_script(
+        "const layer = l2hViewer.layers.map, box = layer.getContainer();"
+        "const tiles = [...box.querySelectorAll('img.leaflet-tile')];"
+        "return !layer.isLoading() && getComputedStyle(box).opacity === '1' && tiles.length > 0 &&"
+        " tiles.every((t) => t.classList.contains('leaflet-tile-loaded') && getComputedStyle(t).opacity === '1');"),
+        "the map layer's tiles never became fully opaque")
     x, y = browser.execute_script(f"const p = l2hViewer.map.latLngToContainerPoint([{lat}, {lon}]);"
                                   "return [Math.round(p.x), Math.round(p.y)];")
     shot = np.asarray(Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB"))
     mapbox = browser.find_element(By.ID, "map").rect
     seen = shot[int(mapbox["y"]) + y, int(mapbox["x"]) + x]
-    expected = np.array(hex_to_rgb(BY_CODE[code].colour))
-    assert np.abs(seen.astype(int) - expected).max() <= 3, (seen, BY_CODE[code].name)
+    # an opaque tile, the only layer shown, over a pixel whose neighbours share its class: its colour exactly
+    assert tuple(int(v) for v in seen) == hex_to_rgb(BY_CODE[code].colour), (seen, BY_CODE[code].name)
 
     ActionChains(browser).move_to_element_with_offset(
         browser.find_element(By.ID, "map"), x - mapbox["width"] // 2, y - mapbox["height"] // 2).click().perform()

